@@ -1,0 +1,32 @@
+/** Polynomial arithmetic over a group's scalar field: shared by DKG, signing, refresh and repair. */
+import type { IField } from '@noble/curves/abstract/modular.js';
+
+/** f(x) = coefficients[0] + coefficients[1] x + ... (Horner). */
+export function evalPolynomial(Fn: IField<bigint>, coefficients: readonly bigint[], x: bigint): bigint {
+  let acc = 0n;
+  for (let i = coefficients.length - 1; i >= 0; i--) acc = Fn.add(Fn.mul(acc, x), coefficients[i]!);
+  return acc;
+}
+
+/** Lagrange coefficient at 0 for `index` within the signing set `indices` (RFC 9591 section 4.2). */
+export function lagrangeAtZero(Fn: IField<bigint>, index: number, indices: readonly number[]): bigint {
+  if (!indices.includes(index)) throw new Error(`index ${index} is not in the participant set`);
+  if (new Set(indices).size !== indices.length) throw new Error('participant indices must be distinct');
+  let num = 1n;
+  let den = 1n;
+  const xi = BigInt(index);
+  for (const j of indices) {
+    if (j === index) continue;
+    const xj = BigInt(j);
+    num = Fn.mul(num, xj);
+    den = Fn.mul(den, Fn.sub(xj, xi));
+  }
+  return Fn.div(num, den);
+}
+
+/** Random polynomial of degree t-1 with the given constant term. */
+export function randomPolynomial(constant: bigint, threshold: number, random: () => bigint): bigint[] {
+  const coefficients = [constant];
+  for (let i = 1; i < threshold; i++) coefficients.push(random());
+  return coefficients;
+}
