@@ -1,7 +1,7 @@
 /** Reference backend on @noble/curves: audited, pure TypeScript, the oracle for native backends. */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
-import { pippenger } from '@noble/curves/abstract/curve.js';
+import { mulAddUnsafe, pippenger, type CurvePoint, type CurvePointCons } from '@noble/curves/abstract/curve.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { InvalidEncoding, type CurveName, type Group } from './group.js';
 
@@ -17,6 +17,12 @@ function bytesToNumberBE(b: Uint8Array): bigint {
   let n = 0n;
   for (const x of b) n = (n << 8n) | BigInt(x);
   return n;
+}
+
+/** Strauss-Shamir for the few-point shapes of FROST and DKG checks; Pippenger pays off only for many points. */
+function msm<T extends CurvePoint<bigint, T>>(P: CurvePointCons<T>, points: T[], scalars: bigint[]): T {
+  if (points.length !== scalars.length) throw new Error('msm: points and scalars differ in length');
+  return points.length <= 32 ? mulAddUnsafe(P, points, scalars) : pippenger(P, points, scalars);
 }
 
 function randomNonZero(order: bigint, littleEndian: boolean): bigint {
@@ -64,7 +70,7 @@ function edGroup(): Group<EdPoint> {
     add: (a, b) => a.add(b),
     sub: (a, b) => a.subtract(b),
     neg: (p) => p.negate(),
-    msm: (points, scalars) => pippenger(P, points as EdPoint[], scalars as bigint[]),
+    msm: (points, scalars) => msm<EdPoint>(P as unknown as CurvePointCons<EdPoint>, points as EdPoint[], scalars as bigint[]),
     eq: (a, b) => a.equals(b),
     isIdentity: (p) => p.is0(),
     encode: (p) => p.toBytes(),
@@ -116,7 +122,7 @@ function secpGroup(): Group<SecPoint> {
     add: (a, b) => a.add(b),
     sub: (a, b) => a.subtract(b),
     neg: (p) => p.negate(),
-    msm: (points, scalars) => pippenger(P, points as SecPoint[], scalars as bigint[]),
+    msm: (points, scalars) => msm<SecPoint>(P as unknown as CurvePointCons<SecPoint>, points as SecPoint[], scalars as bigint[]),
     eq: (a, b) => a.equals(b),
     isIdentity: (p) => p.is0(),
     encode: (p) => (p.is0() ? new Uint8Array(33) : p.toBytes(true)),

@@ -1,0 +1,165 @@
+/**
+ * Node-to-node encryption and broadcast signatures (DESIGN.md section 2): the coordinator relays
+ * protocol messages but can neither read nor forge them.
+ *
+ * Point-to-point box (version 1):
+ *   version (1) || ephemeral X25519 public (32) || nonce (24) || XChaCha20-Poly1305 ciphertext+tag
+ *   key = HKDF-SHA256(DH(eph, R) || DH(S, R), info = tag, S_pub, R_pub, eph_pub)
+ *   AAD = length-prefixed (tag, sessionId, round, from, to)
+ * - DH(S, R) between the static keys authenticates the sender: only the holders of S or R can
+ *   compute it. (As with any static-DH scheme, whoever steals R can forge boxes to R.)
+ * - DH(eph, R) with a fresh ephemeral per message gives every message its own key, so nonce reuse
+ *   across messages is impossible; the random 24-byte nonce is defence in depth.
+ * - The info binds both static keys and the ephemeral, so a box cannot be re-attributed to another
+ *   sender/receiver pair; the AAD binds the session, round and both node ids, so a box cannot be
+ *   replayed into another session, round or direction. Replays of the same box in the same
+ *   context are the node layer's to drop (one message per sender per round).
+ *
+ * Broadcasts are Ed25519 signatures (RFC 8032, strict verification) over the same context
+ * encoding plus the payload: every receiver, and an auditor, can check them.
+ */
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { randomBytes } from '@noble/hashes/utils.js';
+import { encodeFields } from './transcript.js';
+
+export interface IdentityKeys {
+  /** X25519 secret key (32 bytes). */
+  encryptionSecret: Uint8Array;
+  encryptionPublic: Uint8Array;
+  /** Ed25519 secret seed (32 bytes). */
+  signingSecret: Uint8Array;
+  signingPublic: Uint8Array;
+}
+
+export interface PeerContext {
+  sessionId: string;
+  round: number;
+  /** Sender node id. */
+  from: string;
+  /** Receiver node id, or '*' for a broadcast. */
+  to: string;
+}
+
+/** A box failed to seal or open. The message never contains key material or plaintext. */
+export class PeerBoxError extends Error {
+  override readonly name = 'PeerBoxError';
+}
+
+const VERSION = 1;
+const KEY_INFO_TAG = 'custody-peer-box-key-v1';
+const AAD_TAG = 'custody-peer-box-aad-v1';
+const BROADCAST_TAG = 'custody-peer-broadcast-v1';
+const KEY_LENGTH = 32;
+const NONCE_LENGTH = 24;
+const TAG_LENGTH = 16;
+const HEADER_LENGTH = 1 + KEY_LENGTH + NONCE_LENGTH;
+
+export function generateIdentity(): IdentityKeys {
+  const encryptionSecret = x25519.utils.randomSecretKey();
+  const signingSecret = ed25519.utils.randomSecretKey();
+  return {
+    encryptionSecret,
+    encryptionPublic: x25519.getPublicKey(encryptionSecret),
+    signingSecret,
+    signingPublic: ed25519.getPublicKey(signingSecret),
+  };
+}
+
+function contextFields(tag: string, c: PeerContext): Uint8Array {
+  if (typeof c.sessionId !== 'string' || typeof c.from !== 'string' || typeof c.to !== 'string') {
+    throw new PeerBoxError('peer context fields must be strings');
+  }
+  if (!Number.isInteger(c.round) || c.round < 0 || c.round > 0xffffffff) throw new PeerBoxError('peer context round must be a uint32');
+  return encodeFields([tag, c.sessionId, c.round, c.from, c.to]);
+}
+
+function checkKey(k: Uint8Array, what: string): void {
+  if (!(k instanceof Uint8Array) || k.length !== KEY_LENGTH) throw new PeerBoxError(`${what} must be 32 bytes`);
+}
+
+function deriveKey(dhEph: Uint8Array, dhStatic: Uint8Array, senderPublic: Uint8Array, receiverPublic: Uint8Array, ephPublic: Uint8Array): Uint8Array {
+  const ikm = new Uint8Array(2 * KEY_LENGTH);
+  ikm.set(dhEph, 0);
+  ikm.set(dhStatic, KEY_LENGTH);
+  const key = hkdf(sha256, ikm, undefined, encodeFields([KEY_INFO_TAG, senderPublic, receiverPublic, ephPublic]), KEY_LENGTH);
+  ikm.fill(0);
+  return key;
+}
+
+export function sealToPeer(args: { sender: IdentityKeys; receiverPublic: Uint8Array; context: PeerContext; plaintext: Uint8Array }): Uint8Array {
+  const { sender, receiverPublic, context, plaintext } = args;
+  checkKey(receiverPublic, 'receiver public key');
+  checkKey(sender.encryptionSecret, 'sender encryption key');
+  const aad = contextFields(AAD_TAG, context);
+  const ephSecret = x25519.utils.randomSecretKey();
+  const ephPublic = x25519.getPublicKey(ephSecret);
+  let dhEph: Uint8Array;
+  let dhStatic: Uint8Array;
+  try {
+    dhEph = x25519.getSharedSecret(ephSecret, receiverPublic);
+    dhStatic = x25519.getSharedSecret(sender.encryptionSecret, receiverPublic);
+  } catch {
+    // noble rejects low-order public keys, which would make the shared secret predictable.
+    throw new PeerBoxError('invalid receiver public key');
+  } finally {
+    ephSecret.fill(0);
+  }
+  const key = deriveKey(dhEph, dhStatic, sender.encryptionPublic, receiverPublic, ephPublic);
+  dhEph.fill(0);
+  dhStatic.fill(0);
+  const nonce = randomBytes(NONCE_LENGTH);
+  const ciphertext = xchacha20poly1305(key, nonce, aad).encrypt(plaintext);
+  key.fill(0);
+  const box = new Uint8Array(HEADER_LENGTH + ciphertext.length);
+  box[0] = VERSION;
+  box.set(ephPublic, 1);
+  box.set(nonce, 1 + KEY_LENGTH);
+  box.set(ciphertext, HEADER_LENGTH);
+  return box;
+}
+
+export function openFromPeer(args: { receiver: IdentityKeys; senderPublic: Uint8Array; context: PeerContext; box: Uint8Array }): Uint8Array {
+  const { receiver, senderPublic, context, box } = args;
+  checkKey(senderPublic, 'sender public key');
+  checkKey(receiver.encryptionSecret, 'receiver encryption key');
+  if (!(box instanceof Uint8Array) || box.length < HEADER_LENGTH + TAG_LENGTH) throw new PeerBoxError('peer box is too short');
+  if (box[0] !== VERSION) throw new PeerBoxError('unsupported peer box version');
+  const aad = contextFields(AAD_TAG, context);
+  const ephPublic = box.subarray(1, 1 + KEY_LENGTH);
+  const nonce = box.subarray(1 + KEY_LENGTH, HEADER_LENGTH);
+  let key: Uint8Array | undefined;
+  try {
+    const dhEph = x25519.getSharedSecret(receiver.encryptionSecret, ephPublic);
+    const dhStatic = x25519.getSharedSecret(receiver.encryptionSecret, senderPublic);
+    key = deriveKey(dhEph, dhStatic, senderPublic, receiver.encryptionPublic, ephPublic);
+    dhEph.fill(0);
+    dhStatic.fill(0);
+    return xchacha20poly1305(key, nonce, aad).decrypt(box.subarray(HEADER_LENGTH));
+  } catch {
+    // One message for every failure: which check failed is no business of the relay.
+    throw new PeerBoxError('peer box does not open (wrong key, context or tampered ciphertext)');
+  } finally {
+    key?.fill(0);
+  }
+}
+
+function broadcastMessage(context: PeerContext, payload: Uint8Array): Uint8Array {
+  const head = contextFields(BROADCAST_TAG, context);
+  return encodeFields([head, payload]);
+}
+
+export function signBroadcast(sender: IdentityKeys, context: PeerContext, payload: Uint8Array): Uint8Array {
+  return ed25519.sign(broadcastMessage(context, payload), sender.signingSecret);
+}
+
+export function verifyBroadcast(senderSigningPublic: Uint8Array, context: PeerContext, payload: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    // zip215: false is RFC 8032 strict (canonical encodings, no small-order keys).
+    return ed25519.verify(signature, broadcastMessage(context, payload), senderSigningPublic, { zip215: false });
+  } catch {
+    return false;
+  }
+}
