@@ -1,0 +1,424 @@
+/**
+ * Typed repository functions. Each takes a Queryable so callers compose several of them with an
+ * audit append inside one Db.tx:
+ *
+ *   await db.tx(async (q) => {
+ *     const req = await createSignRequest(q, {...});
+ *     await appendAudit(q, { actor, action: 'sign_request.received', subject: req.requestId, details: {...} });
+ *   });
+ *
+ * Unique violations surface as DuplicateKeyError. On PostgreSQL a failed statement aborts the whole
+ * transaction, so handle a duplicate idempotency key outside the tx: catch DuplicateKeyError, then
+ * findSignRequestByIdempotencyKey in a new transaction and compare request_hash.
+ */
+import { randomUUID } from 'node:crypto';
+import { DuplicateKeyError, uniqueViolation, type Queryable } from './db.js';
+import { SCHEMES, SIGN_STATUSES } from './schema.js';
+
+export { DuplicateKeyError } from './db.js';
+
+export type Scheme = (typeof SCHEMES)[number];
+export type SignStatus = (typeof SIGN_STATUSES)[number];
+
+export const isScheme = (s: unknown): s is Scheme => typeof s === 'string' && (SCHEMES as readonly string[]).includes(s);
+export const isSignStatus = (s: unknown): s is SignStatus =>
+  typeof s === 'string' && (SIGN_STATUSES as readonly string[]).includes(s);
+
+export interface KeysetMember {
+  /** Protocol party index (1-based, the x-coordinate of the share). */
+  index: number;
+  nodeId: string;
+  verifyingShare: Uint8Array;
+}
+
+export interface Keyset {
+  keysetId: string;
+  scheme: Scheme;
+  publicKey: Uint8Array;
+  threshold: number;
+  chainCode: Uint8Array;
+  label: string;
+  createdAt: Date;
+  /** Ordered by index. */
+  members: KeysetMember[];
+}
+
+export interface NewKeyset {
+  keysetId?: string;
+  scheme: Scheme;
+  publicKey: Uint8Array;
+  threshold: number;
+  chainCode: Uint8Array;
+  label?: string;
+  createdAt?: Date;
+  members: KeysetMember[];
+}
+
+export interface SignRequest {
+  requestId: string;
+  keysetId: string;
+  scheme: Scheme;
+  digest: Uint8Array;
+  idempotencyKey: string | null;
+  /** Hash of the request content; a retried request with the same idempotency key must match it. */
+  requestHash: Uint8Array;
+  status: SignStatus;
+  signature: Uint8Array | null;
+  publicKey: Uint8Array | null;
+  /** Node ids of the quorum that produced the signature (as in the public API). */
+  signers: string[];
+  error: string | null;
+  attempts: number;
+  createdAt: Date;
+  updatedAt: Date;
+  createdBy: string;
+}
+
+export interface NewSignRequest {
+  requestId?: string;
+  keysetId: string;
+  scheme: Scheme;
+  digest: Uint8Array;
+  idempotencyKey?: string | null;
+  requestHash: Uint8Array;
+  status?: SignStatus;
+  createdBy: string;
+  createdAt?: Date;
+}
+
+export interface SignRequestUpdate {
+  status?: SignStatus;
+  signature?: Uint8Array | null;
+  publicKey?: Uint8Array | null;
+  signers?: string[];
+  error?: string | null;
+  attempts?: number;
+  /** Compare-and-set: only update while the current status is one of these (two coordinators resuming the same request). */
+  expectedStatus?: SignStatus | readonly SignStatus[];
+  updatedAt?: Date;
+}
+
+export interface NodeFault {
+  faultId: string;
+  nodeId: string;
+  keysetId: string | null;
+  requestId: string | null;
+  reason: string;
+  at: Date;
+}
+
+export interface NewNodeFault {
+  nodeId: string;
+  keysetId?: string | null;
+  requestId?: string | null;
+  reason: string;
+  at?: Date;
+}
+
+/** Names the coordinator services use for the same shapes. */
+export type KeysetRow = Keyset;
+export type SignRequestRow = SignRequest;
+
+/** The row to update does not exist. */
+export class NotFoundError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotFoundError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** Rethrows a unique violation as DuplicateKeyError; anything else unchanged. */
+function mapError(err: unknown, what: string): never {
+  const uv = uniqueViolation(err);
+  if (uv) throw new DuplicateKeyError(uv.constraint, `${what}: duplicate key${uv.constraint ? ` (${uv.constraint})` : ''}`, { cause: err });
+  throw err;
+}
+
+function checkScheme(s: unknown): Scheme {
+  if (!isScheme(s)) throw new Error(`unknown scheme in database: ${String(s)}`);
+  return s;
+}
+
+function checkStatus(s: unknown): SignStatus {
+  if (!isSignStatus(s)) throw new Error(`unknown sign request status in database: ${String(s)}`);
+  return s;
+}
+
+function checkSigners(v: unknown): string[] {
+  if (!Array.isArray(v) || !v.every((s) => typeof s === 'string')) throw new Error('signers column is not a JSON array of node ids');
+  return v as string[];
+}
+
+const signersJson = (signers: readonly string[]): string => {
+  if (!signers.every((s) => typeof s === 'string')) throw new TypeError('signers must be node ids');
+  return JSON.stringify(signers);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Keysets
+
+interface KeysetDbRow {
+  keyset_id: string;
+  scheme: string;
+  public_key: Uint8Array;
+  threshold: number;
+  chain_code: Uint8Array;
+  label: string;
+  created_at: Date;
+}
+
+interface MemberDbRow {
+  keyset_id: string;
+  party_index: number;
+  node_id: string;
+  verifying_share: Uint8Array;
+}
+
+const KEYSET_COLUMNS = 'keyset_id, scheme, public_key, threshold, chain_code, label, created_at';
+
+function toKeyset(r: KeysetDbRow, members: MemberDbRow[]): Keyset {
+  return {
+    keysetId: r.keyset_id,
+    scheme: checkScheme(r.scheme),
+    publicKey: r.public_key,
+    threshold: r.threshold,
+    chainCode: r.chain_code,
+    label: r.label,
+    createdAt: r.created_at,
+    members: members
+      .map((m) => ({ index: m.party_index, nodeId: m.node_id, verifyingShare: m.verifying_share }))
+      .sort((a, b) => a.index - b.index),
+  };
+}
+
+export async function insertKeyset(q: Queryable, k: NewKeyset): Promise<Keyset> {
+  if (!isScheme(k.scheme)) throw new TypeError(`unknown scheme ${String(k.scheme)}`);
+  if (k.members.length === 0) throw new TypeError('a keyset needs members');
+  if (!Number.isInteger(k.threshold) || k.threshold < 1 || k.threshold > k.members.length) {
+    throw new TypeError(`threshold ${k.threshold} must be within 1..${k.members.length}`);
+  }
+  if (new Set(k.members.map((m) => m.index)).size !== k.members.length) throw new TypeError('member indices must be distinct');
+  if (new Set(k.members.map((m) => m.nodeId)).size !== k.members.length) throw new TypeError('member node ids must be distinct');
+
+  const keysetId = k.keysetId ?? randomUUID();
+  const createdAt = k.createdAt ?? new Date();
+  const label = k.label ?? '';
+  try {
+    await q.query(`INSERT INTO keysets (${KEYSET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+      keysetId,
+      k.scheme,
+      k.publicKey,
+      k.threshold,
+      k.chainCode,
+      label,
+      createdAt,
+    ]);
+    const params: unknown[] = [];
+    const values = k.members.map((m, i) => {
+      params.push(keysetId, m.index, m.nodeId, m.verifyingShare);
+      return `($${i * 4 + 1}, $${i * 4 + 2}, $${i * 4 + 3}, $${i * 4 + 4})`;
+    });
+    await q.query(`INSERT INTO keyset_members (keyset_id, party_index, node_id, verifying_share) VALUES ${values.join(', ')}`, params);
+  } catch (err) {
+    mapError(err, 'insertKeyset');
+  }
+  const members = [...k.members].map((m) => ({ ...m })).sort((a, b) => a.index - b.index);
+  return { keysetId, scheme: k.scheme, publicKey: k.publicKey, threshold: k.threshold, chainCode: k.chainCode, label, createdAt, members };
+}
+
+export async function getKeyset(q: Queryable, keysetId: string): Promise<Keyset | undefined> {
+  const [row] = await q.query<KeysetDbRow>(`SELECT ${KEYSET_COLUMNS} FROM keysets WHERE keyset_id = $1`, [keysetId]);
+  if (!row) return undefined;
+  const members = await q.query<MemberDbRow>(
+    'SELECT keyset_id, party_index, node_id, verifying_share FROM keyset_members WHERE keyset_id = $1 ORDER BY party_index',
+    [keysetId],
+  );
+  return toKeyset(row, members);
+}
+
+/**
+ * Keysets ordered by (created_at, keyset_id), `limit` per page, starting after `afterKeysetId`.
+ * The cursor is resolved in SQL so microsecond timestamps written by other tools page correctly.
+ */
+export async function listKeysets(q: Queryable, opts: { limit: number; afterKeysetId?: string }): Promise<Keyset[]> {
+  const limit = Math.max(1, Math.floor(opts.limit));
+  let rows: KeysetDbRow[];
+  if (opts.afterKeysetId === undefined) {
+    rows = await q.query<KeysetDbRow>(`SELECT ${KEYSET_COLUMNS} FROM keysets ORDER BY created_at, keyset_id LIMIT $1`, [limit]);
+  } else {
+    rows = await q.query<KeysetDbRow>(
+      `SELECT ${KEYSET_COLUMNS.split(', ').map((c) => `k.${c}`).join(', ')}
+         FROM keysets k, (SELECT created_at, keyset_id FROM keysets WHERE keyset_id = $1) c
+        WHERE (k.created_at, k.keyset_id) > (c.created_at, c.keyset_id)
+        ORDER BY k.created_at, k.keyset_id LIMIT $2`,
+      [opts.afterKeysetId, limit],
+    );
+    if (rows.length === 0) {
+      const known = await q.query('SELECT 1 FROM keysets WHERE keyset_id = $1', [opts.afterKeysetId]);
+      if (known.length === 0) throw new RangeError(`unknown keyset cursor ${opts.afterKeysetId}`);
+    }
+  }
+  if (rows.length === 0) return [];
+  const members = await q.query<MemberDbRow>(
+    `SELECT keyset_id, party_index, node_id, verifying_share FROM keyset_members
+      WHERE keyset_id = ANY($1::uuid[]) ORDER BY keyset_id, party_index`,
+    [rows.map((r) => r.keyset_id)],
+  );
+  const byKeyset = new Map<string, MemberDbRow[]>();
+  for (const m of members) {
+    const list = byKeyset.get(m.keyset_id) ?? [];
+    list.push(m);
+    byKeyset.set(m.keyset_id, list);
+  }
+  return rows.map((r) => toKeyset(r, byKeyset.get(r.keyset_id) ?? []));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign requests
+
+interface SignRequestDbRow {
+  request_id: string;
+  keyset_id: string;
+  scheme: string;
+  digest: Uint8Array;
+  idempotency_key: string | null;
+  request_hash: Uint8Array;
+  status: string;
+  signature: Uint8Array | null;
+  public_key: Uint8Array | null;
+  signers: unknown;
+  error: string | null;
+  attempts: number;
+  created_at: Date;
+  updated_at: Date;
+  created_by: string;
+}
+
+const SIGN_REQUEST_COLUMNS =
+  'request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signature, public_key, signers, error, attempts, created_at, updated_at, created_by';
+
+function toSignRequest(r: SignRequestDbRow): SignRequest {
+  return {
+    requestId: r.request_id,
+    keysetId: r.keyset_id,
+    scheme: checkScheme(r.scheme),
+    digest: r.digest,
+    idempotencyKey: r.idempotency_key,
+    requestHash: r.request_hash,
+    status: checkStatus(r.status),
+    signature: r.signature,
+    publicKey: r.public_key,
+    signers: checkSigners(r.signers),
+    error: r.error,
+    attempts: r.attempts,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    createdBy: r.created_by,
+  };
+}
+
+/** Inserts a request (status 'received' unless given). A reused idempotency key throws DuplicateKeyError. */
+export async function createSignRequest(q: Queryable, r: NewSignRequest): Promise<SignRequest> {
+  if (!isScheme(r.scheme)) throw new TypeError(`unknown scheme ${String(r.scheme)}`);
+  const status = r.status ?? 'received';
+  if (!isSignStatus(status)) throw new TypeError(`unknown status ${String(status)}`);
+  const now = r.createdAt ?? new Date();
+  try {
+    const [row] = await q.query<SignRequestDbRow>(
+      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9)
+       RETURNING ${SIGN_REQUEST_COLUMNS}`,
+      [r.requestId ?? randomUUID(), r.keysetId, r.scheme, r.digest, r.idempotencyKey ?? null, r.requestHash, status, now, r.createdBy],
+    );
+    return toSignRequest(row!);
+  } catch (err) {
+    mapError(err, 'createSignRequest');
+  }
+}
+
+export async function getSignRequest(q: Queryable, requestId: string): Promise<SignRequest | undefined> {
+  const [row] = await q.query<SignRequestDbRow>(`SELECT ${SIGN_REQUEST_COLUMNS} FROM sign_requests WHERE request_id = $1`, [requestId]);
+  return row ? toSignRequest(row) : undefined;
+}
+
+export async function findSignRequestByIdempotencyKey(q: Queryable, key: string): Promise<SignRequest | undefined> {
+  const [row] = await q.query<SignRequestDbRow>(`SELECT ${SIGN_REQUEST_COLUMNS} FROM sign_requests WHERE idempotency_key = $1`, [key]);
+  return row ? toSignRequest(row) : undefined;
+}
+
+/**
+ * Updates the given fields and updated_at, returning the new row. Without expectedStatus a missing
+ * request throws NotFoundError; with it (compare-and-set), undefined means the request is missing or
+ * no longer in an expected status.
+ */
+export async function updateSignRequest(
+  q: Queryable,
+  requestId: string,
+  u: SignRequestUpdate & { expectedStatus: SignStatus | readonly SignStatus[] },
+): Promise<SignRequest | undefined>;
+export async function updateSignRequest(q: Queryable, requestId: string, u: Omit<SignRequestUpdate, 'expectedStatus'>): Promise<SignRequest>;
+export async function updateSignRequest(q: Queryable, requestId: string, u: SignRequestUpdate): Promise<SignRequest | undefined> {
+  if (u.status !== undefined && !isSignStatus(u.status)) throw new TypeError(`unknown status ${String(u.status)}`);
+  const params: unknown[] = [requestId];
+  const sets: string[] = [];
+  const set = (column: string, value: unknown, cast = ''): void => {
+    params.push(value);
+    sets.push(`${column} = $${params.length}${cast}`);
+  };
+  if (u.status !== undefined) set('status', u.status);
+  if (u.signature !== undefined) set('signature', u.signature);
+  if (u.publicKey !== undefined) set('public_key', u.publicKey);
+  if (u.signers !== undefined) set('signers', signersJson(u.signers), '::jsonb');
+  if (u.error !== undefined) set('error', u.error);
+  if (u.attempts !== undefined) set('attempts', u.attempts);
+  set('updated_at', u.updatedAt ?? new Date());
+  let where = 'request_id = $1';
+  if (u.expectedStatus !== undefined) {
+    const expected = typeof u.expectedStatus === 'string' ? [u.expectedStatus] : [...u.expectedStatus];
+    params.push(expected);
+    where += ` AND status = ANY($${params.length}::text[])`;
+  }
+  const [row] = await q.query<SignRequestDbRow>(
+    `UPDATE sign_requests SET ${sets.join(', ')} WHERE ${where} RETURNING ${SIGN_REQUEST_COLUMNS}`,
+    params,
+  );
+  if (row) return toSignRequest(row);
+  if (u.expectedStatus === undefined) throw new NotFoundError(`sign request ${requestId} not found`);
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node faults
+
+interface NodeFaultDbRow {
+  fault_id: string;
+  node_id: string;
+  keyset_id: string | null;
+  request_id: string | null;
+  reason: string;
+  at: Date;
+}
+
+export async function recordNodeFault(q: Queryable, f: NewNodeFault): Promise<NodeFault> {
+  const [row] = await q.query<NodeFaultDbRow>(
+    `INSERT INTO node_faults (fault_id, node_id, keyset_id, request_id, reason, at) VALUES ($1, $2, $3, $4, $5, $6)
+     RETURNING fault_id, node_id, keyset_id, request_id, reason, at`,
+    [randomUUID(), f.nodeId, f.keysetId ?? null, f.requestId ?? null, f.reason, f.at ?? new Date()],
+  );
+  const r = row!;
+  return { faultId: r.fault_id, nodeId: r.node_id, keysetId: r.keyset_id, requestId: r.request_id, reason: r.reason, at: r.at };
+}
+
+/** Fault count per node, optionally only faults at or after `since`. */
+export async function nodeFaultCounts(q: Queryable, opts: { since?: Date } = {}): Promise<Map<string, number>> {
+  const rows =
+    opts.since === undefined
+      ? await q.query<{ node_id: string; n: number }>('SELECT node_id, count(*) AS n FROM node_faults GROUP BY node_id')
+      : await q.query<{ node_id: string; n: number }>('SELECT node_id, count(*) AS n FROM node_faults WHERE at >= $1 GROUP BY node_id', [
+          opts.since,
+        ]);
+  return new Map(rows.map((r) => [r.node_id, r.n]));
+}
