@@ -1,0 +1,62 @@
+/**
+ * Ed25519 signatures for coordinator authorizations and node identities, through node:crypto
+ * (about 50x faster than pure JS; the keys are ordinary Ed25519, so any verifier agrees).
+ * Every signature is domain-separated so one kind can never be replayed as another.
+ */
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { randomBytes } from '@noble/hashes/utils.js';
+
+const b64url = (b: Uint8Array) => Buffer.from(b).toString('base64url');
+
+const pubCache = new Map<string, KeyObject>();
+
+function publicKeyObject(pub: Uint8Array): KeyObject {
+  const k = b64url(pub);
+  let obj = pubCache.get(k);
+  if (!obj) {
+    obj = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: k }, format: 'jwk' });
+    pubCache.set(k, obj);
+  }
+  return obj;
+}
+
+function privateKeyObject(seed: Uint8Array, pub: Uint8Array): KeyObject {
+  return createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: b64url(seed), x: b64url(pub) }, format: 'jwk' });
+}
+
+function tagged(domain: string, message: Uint8Array): Uint8Array {
+  const tag = new TextEncoder().encode(`custody/${domain}/v1\0`);
+  const out = new Uint8Array(tag.length + message.length);
+  out.set(tag);
+  out.set(message, tag.length);
+  return out;
+}
+
+export interface Ed25519KeyPair {
+  seed: Uint8Array;
+  publicKey: Uint8Array;
+}
+
+export function ed25519KeyPair(seed: Uint8Array = randomBytes(32)): Ed25519KeyPair {
+  const priv = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
+  const jwk = createPublicKey(priv).export({ format: 'jwk' });
+  return { seed, publicKey: new Uint8Array(Buffer.from(jwk.x as string, 'base64url')) };
+}
+
+/** A signer that keeps its key object, so the hot path does not re-import the key per call. */
+export function ed25519Signer(pair: Ed25519KeyPair): (domain: string, message: Uint8Array) => Uint8Array {
+  const key = privateKeyObject(pair.seed, pair.publicKey);
+  return (domain, message) => new Uint8Array(sign(null, tagged(domain, message), key));
+}
+
+export function ed25519Verify(publicKey: Uint8Array, domain: string, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== 32 || signature.length !== 64) return false;
+  try {
+    return verify(null, tagged(domain, message), publicKeyObject(publicKey), signature);
+  } catch {
+    return false;
+  }
+}
+
+/** Domain of the coordinator's signature over a SignAuthorization. */
+export const SIGN_AUTHORIZATION_DOMAIN = 'sign-authorization';

@@ -1,0 +1,116 @@
+/**
+ * A node's key shares, sealed in its ShareStore. The decoded form (points validated once) is
+ * cached in memory for the signing hot path.
+ */
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+import type { Scheme } from '../crypto/schemes.js';
+import type { ShareStore } from './store/share-store.js';
+
+export interface KeyShare {
+  keysetId: string;
+  scheme: Scheme;
+  threshold: number;
+  /** This node's party index in the keyset. */
+  index: number;
+  participants: { index: number; nodeId: string }[];
+  secretShare: bigint;
+  groupPublicKey: Uint8Array;
+  verifyingShares: Map<number, Uint8Array>;
+  chainCode: Uint8Array;
+}
+
+interface KeyShareRecord {
+  v: 1;
+  keysetId: string;
+  scheme: Scheme;
+  threshold: number;
+  index: number;
+  participants: { index: number; nodeId: string }[];
+  secretShare: string;
+  groupPublicKey: string;
+  verifyingShares: [number, string][];
+  chainCode: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function encode(k: KeyShare): Uint8Array {
+  const rec: KeyShareRecord = {
+    v: 1,
+    keysetId: k.keysetId,
+    scheme: k.scheme,
+    threshold: k.threshold,
+    index: k.index,
+    participants: k.participants,
+    secretShare: k.secretShare.toString(16),
+    groupPublicKey: bytesToHex(k.groupPublicKey),
+    verifyingShares: [...k.verifyingShares].map(([i, b]) => [i, bytesToHex(b)]),
+    chainCode: bytesToHex(k.chainCode),
+  };
+  return encoder.encode(JSON.stringify(rec));
+}
+
+function decode(bytes: Uint8Array): KeyShare {
+  const rec = JSON.parse(decoder.decode(bytes)) as KeyShareRecord;
+  if (rec.v !== 1) throw new Error(`unsupported key share record version ${String(rec.v)}`);
+  return {
+    keysetId: rec.keysetId,
+    scheme: rec.scheme,
+    threshold: rec.threshold,
+    index: rec.index,
+    participants: rec.participants,
+    secretShare: BigInt('0x' + rec.secretShare),
+    groupPublicKey: hexToBytes(rec.groupPublicKey),
+    verifyingShares: new Map(rec.verifyingShares.map(([i, h]) => [i, hexToBytes(h)])),
+    chainCode: hexToBytes(rec.chainCode),
+  };
+}
+
+const activeName = (keysetId: string) => `keysets/${keysetId}`;
+const pendingName = (sessionId: string) => `pending/${sessionId}`;
+
+export class KeyShares {
+  private readonly cache = new Map<string, KeyShare>();
+
+  constructor(private readonly store: ShareStore) {}
+
+  /** Loads every active share so a restarted node signs at once. */
+  async load(): Promise<void> {
+    for (const name of await this.store.list('keysets/')) {
+      const bytes = await this.store.get(name);
+      if (bytes) {
+        const share = decode(bytes);
+        this.cache.set(share.keysetId, share);
+      }
+    }
+  }
+
+  get(keysetId: string): KeyShare | undefined {
+    return this.cache.get(keysetId);
+  }
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  /** Seals a DKG output that the coordinator has not yet confirmed; it cannot sign until committed. */
+  async putPending(sessionId: string, share: KeyShare): Promise<void> {
+    await this.store.put(pendingName(sessionId), encode(share));
+  }
+
+  /** Promotes a pending share to active (the coordinator persisted the keyset). Idempotent. */
+  async commit(sessionId: string): Promise<KeyShare | undefined> {
+    const bytes = await this.store.get(pendingName(sessionId));
+    if (!bytes) return undefined;
+    const share = decode(bytes);
+    await this.store.put(activeName(share.keysetId), bytes);
+    await this.store.delete(pendingName(sessionId));
+    this.cache.set(share.keysetId, share);
+    return share;
+  }
+
+  async abort(sessionId: string): Promise<void> {
+    await this.store.delete(pendingName(sessionId));
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Signer node process. Prints one JSON line `{"event":"ready",...}` on stdout when it serves, and
+ * stops cleanly on SIGINT/SIGTERM.
+ *
+ *   node dist/nodes/main.js --id node-1 --data DIR --tls-dir DIR --roster FILE [--listen 127.0.0.1:0]
+ *
+ * The keystore passphrase comes from CUSTODY_KEYSTORE_PASSPHRASE or --passphrase-file.
+ */
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import { NodeService } from '../proto/gen/custody/v1/node_pb.js';
+import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
+import { createLogger } from '../runtime/log.js';
+import { loadPem, serverCredentials } from '../runtime/tls.js';
+import { initTracing, shutdownTracing } from '../runtime/tracing.js';
+import { VERSION } from '../runtime/version.js';
+import { loadOrCreateIdentity } from './identity.js';
+import { KeyShares } from './keyshares.js';
+import { RosterSource } from './roster.js';
+import { nodeService } from './service.js';
+import { Sessions } from './sessions.js';
+import { FrostSigner, type Fault } from './signer.js';
+import { LocalSealer } from './store/local-sealer.js';
+import { NonceStore } from './store/nonce-store.js';
+import { SealedFileStore } from './store/sealed-file-store.js';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      id: { type: 'string' },
+      data: { type: 'string' },
+      'tls-dir': { type: 'string' },
+      roster: { type: 'string' },
+      listen: { type: 'string', default: '127.0.0.1:0' },
+      'passphrase-file': { type: 'string' },
+    },
+  });
+  const nodeId = values.id;
+  const dataDir = values.data;
+  const tlsDir = values['tls-dir'];
+  const rosterPath = values.roster;
+  if (!nodeId || !dataDir || !tlsDir || !rosterPath) {
+    throw new Error('usage: main.js --id NODE --data DIR --tls-dir DIR --roster FILE [--listen HOST:PORT] [--passphrase-file FILE]');
+  }
+  initTracing(`custody-node-${nodeId}`);
+  const log = createLogger(`node`, { base: { nodeId } });
+
+  const passphrase = values['passphrase-file']
+    ? (await readFile(values['passphrase-file'], 'utf8')).trim()
+    : process.env.CUSTODY_KEYSTORE_PASSPHRASE;
+  if (!passphrase) throw new Error('no keystore passphrase: set CUSTODY_KEYSTORE_PASSPHRASE or pass --passphrase-file');
+
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const sealer = await LocalSealer.open(join(dataDir, 'keystore'), passphrase);
+  const store = new SealedFileStore(join(dataDir, 'sealed'), sealer);
+  const identity = await loadOrCreateIdentity(store);
+  const shares = new KeyShares(store);
+  await shares.load();
+  const nonces = await NonceStore.open(store, join(dataDir, 'nonces'));
+  const roster = new RosterSource(rosterPath);
+
+  const fault = process.env.CUSTODY_FAULT_INJECTION as Fault;
+  if (fault) log.warn({ fault }, 'FAULT INJECTION ENABLED: this node misbehaves on purpose (tests only)');
+  const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.get())?.coordinatorKey, fault);
+  const sessions = new Sessions(identity, nodeId);
+
+  const server = new grpc.Server(SERVER_OPTIONS);
+  addService(
+    server,
+    NodeService,
+    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, nonces, signer, shareStoreKind: sealer.kind, log }),
+    ['coordinator'],
+    { logger: log },
+  );
+  const creds = serverCredentials(await loadPem(tlsDir, 'ca'), await loadPem(tlsDir, nodeId));
+  const port = await bindServer(server, values.listen!, creds);
+  const host = values.listen!.slice(0, values.listen!.lastIndexOf(':'));
+  const address = `${host}:${port}`;
+  const pub = { nodeId, address, encryptionKey: bytesToHex(identity.encryptionPublic), signingKey: bytesToHex(identity.signingPublic) };
+  await writeFile(join(dataDir, 'identity.json'), JSON.stringify(pub, null, 2));
+  log.info({ address, keysets: shares.size }, 'node ready');
+  process.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, ...pub }) + '\n');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'node stopping');
+    sessions.close();
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    await nonces.close();
+    await shutdownTracing();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`custody node failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

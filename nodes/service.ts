@@ -1,0 +1,158 @@
+/** The node API (custody.v1.NodeService): what the coordinator may ask of a signer node. */
+import { create } from '@bufbuild/protobuf';
+import { status } from '@grpc/grpc-js';
+import { frostDkg, type DkgOutput, type DkgParams as CryptoDkgParams } from '../crypto/frost/dkg.js';
+import { isScheme, type Scheme } from '../crypto/schemes.js';
+import { curveFromProto, schemeFromProto } from '../proto/convert.js';
+import {
+  DkgResultSchema,
+  NodeService,
+  SignShareResultSchema,
+  type DkgParams,
+  type DkgResult,
+} from '../proto/gen/custody/v1/node_pb.js';
+import { RpcError, type ServiceImpl } from '../runtime/grpc.js';
+import type { Logger } from '../runtime/log.js';
+import type { IdentityKeys } from '../crypto/peer-box.js';
+import type { KeyShares, KeyShare } from './keyshares.js';
+import type { RosterSource } from './roster.js';
+import type { SessionKind, Sessions } from './sessions.js';
+import type { FrostSigner } from './signer.js';
+import type { NonceStore } from './store/nonce-store.js';
+
+export interface NodeContext {
+  nodeId: string;
+  version: string;
+  identity: IdentityKeys;
+  roster: RosterSource;
+  sessions: Sessions;
+  shares: KeyShares;
+  nonces: NonceStore;
+  signer: FrostSigner;
+  shareStoreKind: string;
+  log: Logger;
+}
+
+const MAX_RESERVE = 4096;
+const MAX_SIGN_BATCH = 1024;
+
+function dkgKind(ctx: NodeContext, params: DkgParams, scheme: Scheme, selfIndex: number): SessionKind<CryptoDkgParams, unknown, DkgOutput, DkgResult> {
+  return {
+    protocol: frostDkg as SessionKind<CryptoDkgParams, unknown, DkgOutput, DkgResult>['protocol'],
+    async complete(sessionId, out) {
+      const share: KeyShare = {
+        keysetId: params.keysetId,
+        scheme,
+        threshold: params.threshold,
+        index: selfIndex,
+        participants: params.participants.map((p) => ({ index: p.index, nodeId: p.nodeId })),
+        secretShare: out.secretShare,
+        groupPublicKey: out.groupPublicKey,
+        verifyingShares: out.verifyingShares,
+        chainCode: out.chainCode,
+      };
+      await ctx.shares.putPending(sessionId, share);
+      const indices = [...out.verifyingShares.keys()].sort((a, b) => a - b);
+      return create(DkgResultSchema, {
+        publicKey: out.groupPublicKey,
+        verifyingShares: indices.map((i) => out.verifyingShares.get(i)!),
+        chainCode: out.chainCode,
+        transcriptHash: out.transcriptHash,
+      });
+    },
+    commit: async (sessionId) => {
+      if (!(await ctx.shares.commit(sessionId))) throw new RpcError(status.NOT_FOUND, `no pending output for session ${sessionId}`);
+    },
+    abort: (sessionId) => ctx.shares.abort(sessionId),
+  };
+}
+
+export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
+  return {
+    async getNodeInfo() {
+      return {
+        nodeId: ctx.nodeId,
+        pid: process.pid,
+        version: ctx.version,
+        encryptionKey: ctx.identity.encryptionPublic,
+        signingKey: ctx.identity.signingPublic,
+        keysets: ctx.shares.size,
+        ed25519Nonces: ctx.nonces.count('ed25519'),
+        secp256k1Nonces: ctx.nonces.count('secp256k1'),
+        shareStore: ctx.shareStoreKind,
+      };
+    },
+
+    async runRound(req) {
+      const roster = await ctx.roster.get();
+      if (!roster) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
+      if (!req.sessionId || req.sessionId.length > 128) throw new RpcError(status.INVALID_ARGUMENT, 'session_id must be 1 to 128 characters');
+      if (req.round === 0) {
+        if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
+        const p = req.params.value;
+        const scheme = schemeFromProto(p.scheme);
+        if (!scheme || !isScheme(scheme) || scheme === 'ecdsa') throw new RpcError(status.INVALID_ARGUMENT, 'DKG scheme must be ed25519, secp256k1 or bip340');
+        if (ctx.shares.get(p.keysetId)) throw new RpcError(status.ALREADY_EXISTS, `keyset ${p.keysetId} already exists on this node`);
+        const nodeIds = new Map<number, string>();
+        for (const part of p.participants) {
+          if (part.index < 1 || nodeIds.has(part.index)) throw new RpcError(status.INVALID_ARGUMENT, 'participant indices must be distinct and >= 1');
+          if (!roster.nodes.has(part.nodeId)) throw new RpcError(status.FAILED_PRECONDITION, `participant ${part.nodeId} is not in this node's roster`);
+          nodeIds.set(part.index, part.nodeId);
+        }
+        const self = p.participants.find((x) => x.nodeId === ctx.nodeId);
+        if (!self) throw new RpcError(status.INVALID_ARGUMENT, `node ${ctx.nodeId} is not a participant`);
+        if (p.threshold < 1 || p.threshold > p.participants.length) throw new RpcError(status.INVALID_ARGUMENT, `threshold ${p.threshold} is not between 1 and ${p.participants.length}`);
+        const peers = { sessionId: req.sessionId, selfIndex: self.index, selfNodeId: ctx.nodeId, nodeIds };
+        const outgoing = await ctx.sessions.start(roster, peers, dkgKind(ctx, p, scheme, self.index), {
+          scheme: scheme as CryptoDkgParams['scheme'],
+          sessionId: req.sessionId,
+          self: self.index,
+          participants: [...nodeIds.keys()],
+          threshold: p.threshold,
+        });
+        return { outgoing };
+      }
+      const { outgoing, result } = await ctx.sessions.step(roster, req.sessionId, req.round, req.incoming);
+      if (result) return { outgoing, output: { case: 'dkg', value: result as DkgResult } };
+      return { outgoing };
+    },
+
+    async finishSession(req) {
+      if (ctx.sessions.has(req.sessionId)) {
+        await ctx.sessions.finish(req.sessionId, req.commit);
+      } else if (req.commit) {
+        // The node restarted between DKG and commit: the pending share is still sealed on disk.
+        if (!(await ctx.shares.commit(req.sessionId))) throw new RpcError(status.NOT_FOUND, `unknown session ${req.sessionId}`);
+      } else {
+        await ctx.shares.abort(req.sessionId);
+      }
+      ctx.log.info({ sessionId: req.sessionId, commit: req.commit }, 'session finished');
+      return {};
+    },
+
+    async reserveNonces(req) {
+      const curve = curveFromProto(req.curve);
+      if (!curve) throw new RpcError(status.INVALID_ARGUMENT, 'curve must be ed25519 or secp256k1');
+      if (req.count < 1 || req.count > MAX_RESERVE) throw new RpcError(status.INVALID_ARGUMENT, `count must be 1 to ${MAX_RESERVE}`);
+      const commitments = await ctx.signer.reserve(curve, req.count);
+      return { commitments: commitments.map((c) => ({ commitmentId: c.id, hiding: c.hiding, binding: c.binding })) };
+    },
+
+    async signShares(req) {
+      if (req.items.length === 0 || req.items.length > MAX_SIGN_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `items must be 1 to ${MAX_SIGN_BATCH}`);
+      const results = await Promise.all(
+        req.items.map(async (item) => {
+          try {
+            return create(SignShareResultSchema, { result: { case: 'share', value: await ctx.signer.signItem(item) } });
+          } catch (e) {
+            if (!(e instanceof RpcError)) ctx.log.error({ err: e }, 'sign item failed');
+            const code = e instanceof RpcError ? e.code : status.INTERNAL;
+            const message = e instanceof RpcError ? e.message : 'internal error';
+            return create(SignShareResultSchema, { result: { case: 'error', value: { code, message } } });
+          }
+        }),
+      );
+      return { results };
+    },
+  };
+}

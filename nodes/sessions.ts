@@ -1,0 +1,133 @@
+/**
+ * Live protocol sessions on a node. One generic driver for every protocol (DESIGN.md section 4):
+ * a session is a state machine plus who its peers are; a new protocol only adds a `SessionKind`.
+ * Any failure drops the session: nothing half-done survives, and a retry starts a new session.
+ */
+import { status } from '@grpc/grpc-js';
+import type { IdentityKeys } from '../crypto/peer-box.js';
+import { ProtocolAbort, type Protocol, type ProtocolMessage } from '../crypto/protocol.js';
+import type { PeerMessage } from '../proto/gen/custody/v1/node_pb.js';
+import { RpcError } from '../runtime/grpc.js';
+import { unwrapIncoming, wrapOutgoing, type SessionPeers } from './envelope.js';
+import type { Roster } from './roster.js';
+
+/** What a protocol's output becomes on this node: sealed locally, and a public result for the coordinator. */
+export interface SessionKind<P, S, O, R> {
+  protocol: Protocol<P, S, O>;
+  /** Persists the secret part of the output (pending until FinishSession) and returns the public part. */
+  complete(sessionId: string, output: O): Promise<R>;
+  commit(sessionId: string): Promise<void>;
+  abort(sessionId: string): Promise<void>;
+}
+
+interface Live {
+  peers: SessionPeers;
+  kind: SessionKind<unknown, unknown, unknown, unknown>;
+  state: unknown;
+  /** Round whose messages we expect next; 0 once completed. */
+  nextRound: number;
+  completed: boolean;
+  expiresAt: number;
+}
+
+const SESSION_TTL_MS = 5 * 60_000;
+
+/** Converts a protocol abort into a gRPC error that names the blamed parties in trailing metadata. */
+export function abortToRpc(e: ProtocolAbort): RpcError {
+  const code = e.reason === 'unexpected-message' || e.reason === 'missing-message' ? status.FAILED_PRECONDITION : status.INVALID_ARGUMENT;
+  const blame = e.blame.length ? ` (blame: party ${e.blame.join(', ')})` : '';
+  return new RpcError(code, `protocol aborted, ${e.reason}: ${e.message}${blame}`, { 'custody-blame': e.blame.join(',') });
+}
+
+export class Sessions {
+  private readonly live = new Map<string, Live>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly identity: IdentityKeys,
+    private readonly selfNodeId: string,
+  ) {
+    this.timer = setInterval(() => void this.sweep(), 30_000);
+    this.timer.unref();
+  }
+
+  has(sessionId: string): boolean {
+    return this.live.has(sessionId);
+  }
+
+  async start<P, S, O, R>(
+    roster: Roster,
+    peers: SessionPeers,
+    kind: SessionKind<P, S, O, R>,
+    params: P,
+  ): Promise<PeerMessage[]> {
+    if (this.live.has(peers.sessionId)) throw new RpcError(status.ALREADY_EXISTS, `session ${peers.sessionId} already exists`);
+    const { state, outgoing } = kind.protocol.start(params);
+    this.live.set(peers.sessionId, {
+      peers,
+      kind: kind as SessionKind<unknown, unknown, unknown, unknown>,
+      state,
+      nextRound: 1,
+      completed: false,
+      expiresAt: Date.now() + SESSION_TTL_MS,
+    });
+    return wrapOutgoing(this.identity, roster, peers, outgoing);
+  }
+
+  async step(roster: Roster, sessionId: string, round: number, incoming: readonly PeerMessage[]): Promise<{ outgoing: PeerMessage[]; result?: unknown }> {
+    const s = this.live.get(sessionId);
+    if (!s) throw new RpcError(status.NOT_FOUND, `unknown or expired session ${sessionId}`);
+    if (s.completed || round !== s.nextRound) {
+      throw new RpcError(status.FAILED_PRECONDITION, `session ${sessionId} expects round ${s.nextRound}, got round ${round}`);
+    }
+    let messages: ProtocolMessage[];
+    let next;
+    try {
+      messages = unwrapIncoming(this.identity, roster, s.peers, round, incoming);
+      next = s.kind.protocol.step(s.state, messages);
+    } catch (e) {
+      await this.drop(sessionId);
+      if (e instanceof ProtocolAbort) throw abortToRpc(e);
+      throw e;
+    }
+    const outgoing = wrapOutgoing(this.identity, roster, s.peers, next.outgoing);
+    if (!next.done) {
+      s.state = next.state;
+      s.nextRound = round + 1;
+      return { outgoing };
+    }
+    s.completed = true;
+    s.state = undefined;
+    try {
+      const result = await s.kind.complete(sessionId, next.output);
+      return { outgoing, result };
+    } catch (e) {
+      await this.drop(sessionId);
+      throw e;
+    }
+  }
+
+  async finish(sessionId: string, commit: boolean): Promise<void> {
+    const s = this.live.get(sessionId);
+    if (!s) throw new RpcError(status.NOT_FOUND, `unknown or expired session ${sessionId}`);
+    if (commit && !s.completed) throw new RpcError(status.FAILED_PRECONDITION, `session ${sessionId} has not completed`);
+    this.live.delete(sessionId);
+    if (commit) await s.kind.commit(sessionId);
+    else await s.kind.abort(sessionId);
+  }
+
+  private async drop(sessionId: string): Promise<void> {
+    const s = this.live.get(sessionId);
+    this.live.delete(sessionId);
+    if (s) await s.kind.abort(sessionId).catch(() => undefined);
+  }
+
+  private async sweep(): Promise<void> {
+    const now = Date.now();
+    for (const [id, s] of this.live) if (s.expiresAt < now) await this.drop(id);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * The node's half of FROST signing. Before it releases a share a node checks, itself, that the
+ * coordinator it trusts authorized this exact session (digest, keyset, signer set, commitments),
+ * that it issued the nonce named and never used it, and that every peer point is valid. The nonce
+ * is consumed durably before the share is computed, so no crash or replay can reuse it.
+ */
+import { fromBinary } from '@bufbuild/protobuf';
+import { status } from '@grpc/grpc-js';
+import { ed25519Verify, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.js';
+import { ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
+import { FrostInputError, signShare, type SignerCommitment } from '../crypto/frost/sign.js';
+import { InvalidEncoding, type CurveName, type Group } from '../crypto/group/index.js';
+import { checkMessageLength, curveOfScheme } from '../crypto/schemes.js';
+import { schemeFromProto } from '../proto/convert.js';
+import { SignAuthorizationSchema, type SignAuthorization, type SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
+import { RpcError } from '../runtime/grpc.js';
+import type { KeyShares } from './keyshares.js';
+import type { NonceStore } from './store/nonce-store.js';
+
+
+export interface Commitment {
+  id: string;
+  hiding: Uint8Array;
+  binding: Uint8Array;
+}
+
+/** Test-only fault injection: a node that returns wrong shares, to exercise blame and retry. */
+export type Fault = 'bad-share' | undefined;
+
+export class FrostSigner {
+  constructor(
+    private readonly nodeId: string,
+    private readonly shares: KeyShares,
+    private readonly nonces: NonceStore,
+    private readonly coordinatorKey: () => Promise<Uint8Array | undefined>,
+    private readonly fault: Fault = undefined,
+  ) {}
+
+  /** Generates fresh nonce pairs, seals them, and returns only the public commitments. */
+  async reserve(curve: CurveName, count: number): Promise<Commitment[]> {
+    const group = groupOfCurve(curve);
+    const secrets: Uint8Array[] = [];
+    const publics: { hiding: Uint8Array; binding: Uint8Array }[] = [];
+    for (let i = 0; i < count; i++) {
+      // Pool nonces are fixed before any key or message is known, so they are uniform CSPRNG
+      // scalars; RFC 9591 mixes the share into nonce_generate only as a hedge against a bad RNG.
+      const d = group.randomScalar();
+      const e = group.randomScalar();
+      const secret = new Uint8Array(64);
+      secret.set(group.scalarToBytes(d), 0);
+      secret.set(group.scalarToBytes(e), 32);
+      secrets.push(secret);
+      publics.push({ hiding: group.encode(group.baseMul(d)), binding: group.encode(group.baseMul(e)) });
+    }
+    const ids = await this.nonces.add(curve, secrets);
+    for (const s of secrets) s.fill(0);
+    return ids.map((id, i) => ({ id, ...publics[i]! }));
+  }
+
+  /** Returns one signature share per item, or a per-item error. */
+  async signItem(item: SignShareItem): Promise<Uint8Array> {
+    const coordinatorKey = await this.coordinatorKey();
+    if (!coordinatorKey) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
+    if (!ed25519Verify(coordinatorKey, SIGN_AUTHORIZATION_DOMAIN, item.authorization, item.coordinatorSignature)) {
+      throw new RpcError(status.PERMISSION_DENIED, 'authorization is not signed by the trusted coordinator key');
+    }
+    let auth: SignAuthorization;
+    try {
+      auth = fromBinary(SignAuthorizationSchema, item.authorization);
+    } catch {
+      throw new RpcError(status.INVALID_ARGUMENT, 'malformed sign authorization');
+    }
+    if (Number(auth.expiresAtMs) < Date.now()) throw new RpcError(status.FAILED_PRECONDITION, `authorization for request ${auth.requestId} has expired`);
+    const key = this.shares.get(auth.keysetId);
+    if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${auth.keysetId}`);
+    const scheme = schemeFromProto(auth.scheme);
+    if (scheme !== key.scheme || scheme === 'ecdsa') {
+      throw new RpcError(status.INVALID_ARGUMENT, `keyset ${auth.keysetId} is ${key.scheme}, authorization says ${scheme ?? 'unspecified'}`);
+    }
+    const lengthError = checkMessageLength(scheme, auth.digest.length);
+    if (lengthError) throw new RpcError(status.INVALID_ARGUMENT, lengthError);
+    if (auth.derivationPath !== '') throw new RpcError(status.UNIMPLEMENTED, 'derivation paths are not supported yet');
+
+    const cs = ciphersuite(scheme as FrostScheme);
+    const group = cs.group;
+    const members = new Map(key.participants.map((p) => [p.index, p.nodeId]));
+    const commitments: SignerCommitment<unknown>[] = [];
+    let mine: (typeof auth.commitments)[number] | undefined;
+    let prev = 0;
+    for (const c of auth.commitments) {
+      if (c.index <= prev) throw new RpcError(status.INVALID_ARGUMENT, 'commitments must be sorted by party index without duplicates');
+      prev = c.index;
+      if (members.get(c.index) !== c.nodeId) throw new RpcError(status.INVALID_ARGUMENT, `party ${c.index} (${c.nodeId}) is not a member of keyset ${auth.keysetId}`);
+      try {
+        commitments.push({ index: c.index, hiding: group.decode(c.hiding), binding: group.decode(c.binding) });
+      } catch (e) {
+        if (e instanceof InvalidEncoding) throw new RpcError(status.INVALID_ARGUMENT, `invalid point in the commitment of party ${c.index}: ${e.message}`);
+        throw e;
+      }
+      if (c.index === key.index) mine = c;
+    }
+    if (commitments.length < key.threshold) {
+      throw new RpcError(status.INVALID_ARGUMENT, `${commitments.length} signers is below the threshold ${key.threshold}`);
+    }
+    if (!mine || mine.nodeId !== this.nodeId) throw new RpcError(status.INVALID_ARGUMENT, `node ${this.nodeId} is not in the signing set`);
+
+    // Consume first: whatever happens next, this nonce is never used again.
+    const taken = await this.nonces.take(curveOfScheme(scheme), mine.commitmentId);
+    if (taken.status === 'consumed') throw new RpcError(status.FAILED_PRECONDITION, `nonce commitment ${mine.commitmentId} was already used`);
+    if (taken.status === 'unknown') {
+      // Once a whole batch is used its record is gone, so "unknown" covers both never-issued and long-used ids.
+      throw new RpcError(status.FAILED_PRECONDITION, `nonce commitment ${mine.commitmentId} was not issued by node ${this.nodeId} or was already used`);
+    }
+    const secret = taken.secret;
+    try {
+      const hiding = group.scalarFromBytes(secret.subarray(0, 32));
+      const binding = group.scalarFromBytes(secret.subarray(32, 64));
+      // signShare refuses if the listed commitment is not the one these nonces make.
+      let z = signShare(cs, {
+        index: key.index,
+        secretShare: key.secretShare,
+        groupPublicKey: group.decode(key.groupPublicKey),
+        nonces: { hiding, binding },
+        commitments,
+        message: auth.digest,
+      });
+      if (this.fault === 'bad-share') z = group.Fn.add(z, 1n);
+      return group.scalarToBytes(z);
+    } catch (e) {
+      if (e instanceof FrostInputError) throw new RpcError(status.FAILED_PRECONDITION, `commitment ${mine.commitmentId}: ${e.message}`);
+      throw e;
+    } finally {
+      secret.fill(0);
+    }
+  }
+}
+
+function groupOfCurve(curve: CurveName): Group<unknown> {
+  return ciphersuite(curve === 'ed25519' ? 'ed25519' : 'secp256k1').group;
+}
+
