@@ -44,6 +44,8 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.initial_reconnect_backoff_ms': 250,
   'grpc.max_reconnect_backoff_ms': 5_000,
+  // TLS SNI must not be an IP address (RFC 6066); server identity is checked by role instead (runtime/tls.ts).
+  'grpc.ssl_target_name_override': 'localhost',
 };
 
 /** Options for `new grpc.Server(...)`. */

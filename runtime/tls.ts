@@ -138,9 +138,29 @@ export function serverCredentials(ca: Pem, own: Pem): grpc.ServerCredentials {
   );
 }
 
-/** Channel credentials that present `own` and trust only servers signed by `ca`. */
-export function clientCredentials(ca: Pem, own: Pem): grpc.ChannelCredentials {
-  return grpc.credentials.createSsl(Buffer.from(ca.certPem), Buffer.from(own.keyPem), Buffer.from(own.certPem));
+/** Which server a client expects: its role and, where it matters, its certificate name. */
+export interface ExpectedServer {
+  role: Role;
+  name?: string;
+}
+
+/**
+ * Channel credentials that present `own` and trust only servers signed by `ca`. With `expect`, the
+ * hostname check is replaced by a check of the server certificate's role and name: every cluster
+ * certificate is valid for localhost, so the name on the wire proves nothing, while a payment
+ * client's certificate must never pass for the coordinator (or one node for another).
+ */
+export function clientCredentials(ca: Pem, own: Pem, expect?: ExpectedServer): grpc.ChannelCredentials {
+  const checkServerIdentity = expect
+    ? (_host: string, cert: PeerCertificate): Error | undefined => {
+        const id = roleFromPeerCertificate(cert);
+        if (!id || id.role !== expect.role || (expect.name !== undefined && id.subject !== expect.name)) {
+          return new Error(`server certificate is ${id ? `${id.role} ${id.subject}` : 'not a cluster certificate'}, expected ${expect.role}${expect.name ? ` ${expect.name}` : ''}`);
+        }
+        return undefined;
+      }
+    : undefined;
+  return grpc.credentials.createSsl(Buffer.from(ca.certPem), Buffer.from(own.keyPem), Buffer.from(own.certPem), checkServerIdentity ? { checkServerIdentity } : undefined);
 }
 
 /** Reads `<dir>/<name>.crt` and `<dir>/<name>.key`. */

@@ -1,0 +1,194 @@
+/** The public API (custody.v1 Keyset/Signing/Audit/Cluster services) and who may call what. */
+import { status } from '@grpc/grpc-js';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { isScheme } from '../crypto/schemes.js';
+import { schemeFromProto, schemeToProto } from '../proto/convert.js';
+import {
+  AuditService,
+  ClusterService,
+  KeysetSchema,
+  KeysetService,
+  NodeState,
+  SignRequestRecordSchema,
+  SignStatus,
+  SigningService,
+} from '../proto/gen/custody/v1/api_pb.js';
+import { RpcError, type CallContext, type Role, type ServiceImpl } from '../runtime/grpc.js';
+import type { Logger } from '../runtime/log.js';
+import { VERSION } from '../runtime/version.js';
+import { createKeyset, displayPublicKey } from './keysets.js';
+import type { NonceCache } from './nonce-cache.js';
+import type { NodeRegistry } from './node-registry.js';
+import type { SigningService as Signer } from './signing.js';
+import { listAudit, verifyAudit } from './store/audit.js';
+import type { Db } from './store/db.js';
+import { getKeyset, getSignRequest, listKeysets, nodeFaultCounts, type KeysetRow, type SignRequestRow, type SignStatus as RowStatus } from './store/repo.js';
+
+export interface ApiContext {
+  db: Db;
+  registry: NodeRegistry;
+  nonces: NonceCache;
+  signer: Signer;
+  defaultThreshold: number;
+  log: Logger;
+}
+
+const READERS: readonly Role[] = ['payment', 'approver', 'operator', 'admin'];
+const OPERATORS: readonly Role[] = ['operator', 'admin'];
+
+export const ACCESS = {
+  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS },
+  signing: { sign: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
+  audit: OPERATORS,
+  cluster: { health: READERS, listNodes: OPERATORS },
+};
+
+const actorOf = (ctx: CallContext) => `${ctx.role}:${ctx.subject}`;
+
+export function keysetToProto(row: KeysetRow): MessageInitShape<typeof KeysetSchema> {
+  return {
+    keysetId: row.keysetId,
+    scheme: schemeToProto(row.scheme),
+    publicKey: displayPublicKey(row.scheme, row.publicKey),
+    threshold: row.threshold,
+    members: row.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: m.verifyingShare })),
+    chainCode: row.chainCode,
+    label: row.label,
+    createdAt: timestampFromDate(row.createdAt),
+  };
+}
+
+const STATUS: Record<RowStatus, SignStatus> = {
+  received: SignStatus.RECEIVED,
+  policy_checked: SignStatus.POLICY_CHECKED,
+  awaiting_approvals: SignStatus.AWAITING_APPROVALS,
+  signing: SignStatus.SIGNING,
+  signed: SignStatus.SIGNED,
+  rejected: SignStatus.REJECTED,
+  failed: SignStatus.FAILED,
+  expired: SignStatus.EXPIRED,
+};
+
+export function signRequestToProto(r: SignRequestRow) {
+  return create(SignRequestRecordSchema, {
+    requestId: r.requestId,
+    keysetId: r.keysetId,
+    scheme: schemeToProto(r.scheme),
+    digest: r.digest,
+    status: STATUS[r.status],
+    signature: r.signature ?? new Uint8Array(),
+    publicKey: r.publicKey ?? new Uint8Array(),
+    signers: r.signers,
+    error: r.error ?? '',
+    idempotencyKey: r.idempotencyKey ?? '',
+    attempts: r.attempts,
+    createdAt: timestampFromDate(r.createdAt),
+    updatedAt: timestampFromDate(r.updatedAt),
+  });
+}
+
+export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
+  return {
+    async createKeyset(req, ctx) {
+      const scheme = schemeFromProto(req.scheme);
+      if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'scheme is required: ed25519, secp256k1 or bip340');
+      const nodeIds = req.nodeIds.length ? req.nodeIds : [...c.registry.nodes.keys()];
+      for (const id of nodeIds) if (!c.registry.nodes.has(id)) throw new RpcError(status.INVALID_ARGUMENT, `unknown node ${id}`);
+      if (new Set(nodeIds).size !== nodeIds.length) throw new RpcError(status.INVALID_ARGUMENT, 'node ids must be distinct');
+      if (req.label.length > 200) throw new RpcError(status.INVALID_ARGUMENT, 'label is longer than 200 characters');
+      const row = await createKeyset(c.db, c.registry, c.log, {
+        scheme,
+        threshold: req.threshold || Math.min(c.defaultThreshold, nodeIds.length),
+        nodeIds,
+        label: req.label,
+        actor: actorOf(ctx),
+      });
+      return { keyset: keysetToProto(row) };
+    },
+    async getKeyset(req) {
+      const row = await loadKeysetRow(c.db, req.keysetId);
+      return { keyset: keysetToProto(row) };
+    },
+    async listKeysets(req) {
+      const limit = Math.min(req.limit || 100, 1000);
+      const rows = await listKeysets(c.db, { limit, afterKeysetId: req.afterKeysetId || undefined });
+      return { keysets: rows.map(keysetToProto) };
+    },
+  };
+}
+
+async function loadKeysetRow(db: Db, keysetId: string): Promise<KeysetRow> {
+  if (!/^[0-9a-f-]{36}$/i.test(keysetId)) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id must be a UUID');
+  const row = await getKeyset(db, keysetId);
+  if (!row) throw new RpcError(status.NOT_FOUND, `keyset ${keysetId} not found`);
+  return row;
+}
+
+export function signingApi(c: ApiContext): ServiceImpl<typeof SigningService> {
+  return {
+    async sign(req, ctx) {
+      if (!req.keysetId) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id is required');
+      const row = await c.signer.sign({ keysetId: req.keysetId, digest: req.digest, idempotencyKey: req.idempotencyKey, actor: actorOf(ctx) });
+      return { request: signRequestToProto(row) };
+    },
+    async getSignRequest(req) {
+      if (!/^[0-9a-f-]{36}$/i.test(req.requestId)) throw new RpcError(status.INVALID_ARGUMENT, 'request_id must be a UUID');
+      const row = await getSignRequest(c.db, req.requestId);
+      if (!row) throw new RpcError(status.NOT_FOUND, `sign request ${req.requestId} not found`);
+      return { request: signRequestToProto(row) };
+    },
+  };
+}
+
+export function auditApi(c: ApiContext): ServiceImpl<typeof AuditService> {
+  return {
+    async verifyAudit() {
+      const r = await verifyAudit(c.db);
+      return r.ok
+        ? { ok: true, records: BigInt(r.records) }
+        : { ok: false, records: BigInt(r.records), firstBadSeq: BigInt(r.firstBadSeq), reason: r.reason };
+    },
+    async listAudit(req) {
+      const rows = await listAudit(c.db, Number(req.afterSeq), Math.min(req.limit || 100, 1000));
+      return {
+        records: rows.map((r) => ({
+          seq: BigInt(r.seq),
+          at: timestampFromDate(r.at),
+          actor: r.actor,
+          action: r.action,
+          subject: r.subject,
+          detailsJson: JSON.stringify(r.details),
+          prevHash: r.prevHash,
+          hash: r.hash,
+        })),
+      };
+    },
+  };
+}
+
+export function clusterApi(c: ApiContext): ServiceImpl<typeof ClusterService> {
+  return {
+    async health() {
+      const up = c.registry.upNodes().length;
+      return { serving: true, version: VERSION, nodesUp: up, nodesTotal: c.registry.nodes.size, defaultThreshold: c.defaultThreshold };
+    },
+    async listNodes() {
+      const faults = await nodeFaultCounts(c.db);
+      return {
+        nodes: [...c.registry.nodes.values()].map((n) => ({
+          nodeId: n.nodeId,
+          address: n.address,
+          pid: n.pid,
+          state: n.up ? NodeState.UP : NodeState.DOWN,
+          version: n.version,
+          lastSeen: n.lastSeen ? timestampFromDate(n.lastSeen) : undefined,
+          ed25519Nonces: c.nonces.size(n.nodeId, 'ed25519'),
+          secp256k1Nonces: c.nonces.size(n.nodeId, 'secp256k1'),
+          faults: faults.get(n.nodeId) ?? 0,
+          lastError: n.up ? '' : (n.lastError ?? ''),
+        })),
+      };
+    },
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * Coordinator process. Prints one JSON line `{"event":"ready",...}` on stdout when it serves, and
+ * stops cleanly on SIGINT/SIGTERM.
+ *
+ *   node dist/coordinator/main.js --data DIR --tls-dir DIR --roster FILE --key-file FILE
+ *        [--listen 127.0.0.1:0] [--database-url postgres://...] [--threshold 2]
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { hexToBytes } from '@noble/hashes/utils.js';
+import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.js';
+import { groupFor } from '../crypto/group/index.js';
+import { parseRoster, type RosterFile } from '../nodes/roster.js';
+import { AuditService, ClusterService, KeysetService, SigningService } from '../proto/gen/custody/v1/api_pb.js';
+import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
+import { createLogger } from '../runtime/log.js';
+import { clientCredentials, loadPem, serverCredentials } from '../runtime/tls.js';
+import { initTracing, shutdownTracing } from '../runtime/tracing.js';
+import { ACCESS, auditApi, clusterApi, keysetApi, signingApi, type ApiContext } from './api.js';
+import { NodeRegistry } from './node-registry.js';
+import { NonceCache } from './nonce-cache.js';
+import { SigningService as Signer } from './signing.js';
+import { openDb } from './store/db.js';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      data: { type: 'string' },
+      'tls-dir': { type: 'string' },
+      roster: { type: 'string' },
+      'key-file': { type: 'string' },
+      listen: { type: 'string', default: '127.0.0.1:0' },
+      'database-url': { type: 'string' },
+      threshold: { type: 'string', default: '2' },
+    },
+  });
+  const { data, roster: rosterPath } = values;
+  const tlsDir = values['tls-dir'];
+  const keyFile = values['key-file'];
+  if (!data || !tlsDir || !rosterPath || !keyFile) {
+    throw new Error('usage: main.js --data DIR --tls-dir DIR --roster FILE --key-file FILE [--listen HOST:PORT] [--database-url URL] [--threshold T]');
+  }
+  initTracing('custody-coordinator');
+  const log = createLogger('coordinator');
+  const roster = parseRoster(JSON.parse(await readFile(rosterPath, 'utf8')) as RosterFile);
+  const keyPair = ed25519KeyPair(hexToBytes((await readFile(keyFile, 'utf8')).trim()));
+  if (Buffer.compare(Buffer.from(keyPair.publicKey), Buffer.from(roster.coordinatorKey)) !== 0) {
+    throw new Error(`the key in ${keyFile} is not the coordinator key in the roster ${rosterPath}`);
+  }
+  const sign = ed25519Signer(keyPair);
+
+  const db = await openDb({ url: values['database-url'] ?? process.env.CUSTODY_DATABASE_URL, dataDir: join(data, 'db') });
+  const ca = await loadPem(tlsDir, 'ca');
+  const own = await loadPem(tlsDir, 'coordinator');
+  const registry = new NodeRegistry(
+    [...roster.nodes.values()].map((n) => ({ nodeId: n.nodeId, address: n.address })),
+    (nodeId) => clientCredentials(ca, own, { role: 'node', name: nodeId }),
+    log,
+  );
+  await registry.probeAll();
+  registry.start();
+  const nonces = new NonceCache(registry, { ed25519: groupFor('ed25519'), secp256k1: groupFor('secp256k1') });
+  const signer = new Signer(db, registry, nonces, (bytes) => sign(SIGN_AUTHORIZATION_DOMAIN, bytes), log);
+  const ctx: ApiContext = { db, registry, nonces, signer, defaultThreshold: Number(values.threshold), log };
+
+  const server = new grpc.Server(SERVER_OPTIONS);
+  addService(server, KeysetService, keysetApi(ctx), ACCESS.keyset, { logger: log });
+  addService(server, SigningService, signingApi(ctx), ACCESS.signing, { logger: log });
+  addService(server, AuditService, auditApi(ctx), ACCESS.audit, { logger: log });
+  addService(server, ClusterService, clusterApi(ctx), ACCESS.cluster, { logger: log });
+  const port = await bindServer(server, values.listen!, serverCredentials(ca, own));
+  const address = `${values.listen!.slice(0, values.listen!.lastIndexOf(':'))}:${port}`;
+  log.info({ address, database: db.dialect, nodesUp: registry.upNodes().length }, 'coordinator ready');
+  process.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, address, database: db.dialect }) + '\n');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'coordinator stopping');
+    await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    registry.close();
+    await db.close();
+    await shutdownTracing();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`custody coordinator failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

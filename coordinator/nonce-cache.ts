@@ -1,0 +1,83 @@
+/**
+ * Public nonce commitments the coordinator holds for each node, per curve, so online signing is
+ * one round trip. Points are decoded and validated once, when they arrive. Pools refill in the
+ * background when they run low; an empty pool is filled on demand.
+ */
+import { Curve } from '../proto/gen/custody/v1/common_pb.js';
+import type { CurveName, Group } from '../crypto/group/index.js';
+import type { NodeRegistry } from './node-registry.js';
+
+export interface CachedCommitment {
+  id: string;
+  hiding: Uint8Array;
+  binding: Uint8Array;
+  hidingPoint: unknown;
+  bindingPoint: unknown;
+}
+
+export interface NonceCacheOptions {
+  lowWater: number;
+  batch: number;
+}
+
+const DEFAULTS: NonceCacheOptions = { lowWater: 64, batch: 256 };
+
+export class NonceCache {
+  private readonly pools = new Map<string, CachedCommitment[]>();
+  private readonly refilling = new Map<string, Promise<void>>();
+  private readonly opts: NonceCacheOptions;
+
+  constructor(
+    private readonly registry: NodeRegistry,
+    private readonly groups: Record<CurveName, Group<unknown>>,
+    opts: Partial<NonceCacheOptions> = {},
+  ) {
+    this.opts = { ...DEFAULTS, ...opts };
+  }
+
+  size(nodeId: string, curve: CurveName): number {
+    return this.pools.get(`${nodeId}/${curve}`)?.length ?? 0;
+  }
+
+  /** Takes one commitment for the node, fetching a batch first if the pool is empty. */
+  async take(nodeId: string, curve: CurveName): Promise<CachedCommitment> {
+    const key = `${nodeId}/${curve}`;
+    let pool = this.pools.get(key);
+    if (!pool?.length) {
+      await this.refill(nodeId, curve, Math.min(32, this.opts.batch));
+      pool = this.pools.get(key);
+    }
+    const c = pool?.shift();
+    if (!c) throw new Error(`node ${nodeId} returned no nonce commitments`);
+    if (pool!.length < this.opts.lowWater) void this.refill(nodeId, curve, this.opts.batch).catch(() => undefined);
+    return c;
+  }
+
+  /** Drops a node's commitments (it restarted or misbehaved); they are never reused. */
+  forget(nodeId: string): void {
+    for (const curve of ['ed25519', 'secp256k1'] as const) this.pools.delete(`${nodeId}/${curve}`);
+  }
+
+  refill(nodeId: string, curve: CurveName, count: number): Promise<void> {
+    const key = `${nodeId}/${curve}`;
+    const inflight = this.refilling.get(key);
+    if (inflight) return inflight;
+    const p = (async () => {
+      const node = this.registry.get(nodeId);
+      const res = await node.client.reserveNonces({ curve: curve === 'ed25519' ? Curve.ED25519 : Curve.SECP256K1, count }, { deadlineMs: 10_000 });
+      const group = this.groups[curve];
+      const fresh = res.commitments.map((c) => ({
+        id: c.commitmentId,
+        hiding: c.hiding,
+        binding: c.binding,
+        hidingPoint: group.decode(c.hiding),
+        bindingPoint: group.decode(c.binding),
+      }));
+      const pool = this.pools.get(key) ?? [];
+      pool.push(...fresh);
+      this.pools.set(key, pool);
+    })().finally(() => this.refilling.delete(key));
+    this.refilling.set(key, p);
+    return p;
+  }
+}

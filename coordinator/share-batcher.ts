@@ -1,0 +1,70 @@
+/**
+ * Many signing sessions per node RPC: items queued for the same node in one event-loop turn go
+ * out as one SignShares call, which is what lets throughput grow with load.
+ */
+import type { SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { SignShareItemSchema } from '../proto/gen/custody/v1/node_pb.js';
+import type { NodeRegistry } from './node-registry.js';
+
+type Item = MessageInitShape<typeof SignShareItemSchema>;
+
+/** A node refused one item (the RPC itself worked). */
+export class ShareRefused extends Error {
+  override readonly name = 'ShareRefused';
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface Waiting {
+  item: Item;
+  resolve: (share: Uint8Array) => void;
+  reject: (e: unknown) => void;
+}
+
+const MAX_BATCH = 256;
+const DEADLINE_MS = 15_000;
+
+export class ShareBatcher {
+  private readonly queues = new Map<string, Waiting[]>();
+
+  constructor(private readonly registry: NodeRegistry) {}
+
+  request(nodeId: string, item: Item): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      let q = this.queues.get(nodeId);
+      if (!q) {
+        q = [];
+        this.queues.set(nodeId, q);
+        setImmediate(() => this.flush(nodeId));
+      }
+      q.push({ item, resolve, reject });
+    });
+  }
+
+  private flush(nodeId: string): void {
+    const all = this.queues.get(nodeId) ?? [];
+    this.queues.delete(nodeId);
+    for (let i = 0; i < all.length; i += MAX_BATCH) void this.send(nodeId, all.slice(i, i + MAX_BATCH));
+  }
+
+  private async send(nodeId: string, batch: Waiting[]): Promise<void> {
+    try {
+      const res = await this.registry.get(nodeId).client.signShares({ items: batch.map((w) => w.item) }, { deadlineMs: DEADLINE_MS });
+      batch.forEach((w, i) => {
+        const r = res.results[i]?.result;
+        if (r?.case === 'share') w.resolve(r.value);
+        else if (r?.case === 'error') w.reject(new ShareRefused(r.value.code, r.value.message));
+        else w.reject(new ShareRefused(13, `node ${nodeId} returned no result for item ${i}`));
+      });
+    } catch (e) {
+      for (const w of batch) w.reject(e);
+    }
+  }
+}
+
+export type { SignShareItem };

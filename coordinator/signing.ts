@@ -1,0 +1,284 @@
+/**
+ * The coordinator's signing flow: idempotency, quorum choice among healthy nodes, one round of
+ * SignShares with pooled commitments, aggregation and verification, and on a bad signature the
+ * per-share checks (RFC 9591 section 5.4) that name the cheating node, which is recorded and
+ * bypassed on the retry.
+ */
+import { randomUUID } from 'node:crypto';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { status } from '@grpc/grpc-js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { ciphersuite, type Ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
+import { aggregate, type SignerCommitment } from '../crypto/frost/sign.js';
+import { ProtocolAbort } from '../crypto/protocol.js';
+import { checkMessageLength, curveOfScheme, type Scheme } from '../crypto/schemes.js';
+import { schemeToProto } from '../proto/convert.js';
+import { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
+import { RpcError } from '../runtime/grpc.js';
+import type { Logger } from '../runtime/log.js';
+import { displayPublicKey } from './keysets.js';
+import type { NonceCache } from './nonce-cache.js';
+import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
+import { ShareBatcher, ShareRefused } from './share-batcher.js';
+import { appendAudit } from './store/audit.js';
+import type { Db } from './store/db.js';
+import {
+  DuplicateKeyError,
+  createSignRequest,
+  findSignRequestByIdempotencyKey,
+  getKeyset,
+  recordNodeFault,
+  updateSignRequest,
+  type KeysetRow,
+  type SignRequestRow,
+} from './store/repo.js';
+
+const AUTHORIZATION_TTL_MS = 30_000;
+const MAX_ATTEMPTS = 4;
+
+interface LoadedKeyset {
+  row: KeysetRow;
+  cs: Ciphersuite<unknown>;
+  groupKey: unknown;
+  verifyingShares: Map<number, unknown>;
+  /** Rotates through the possible quorums to spread load. */
+  turn: number;
+}
+
+export interface SignInput {
+  keysetId: string;
+  digest: Uint8Array;
+  idempotencyKey: string;
+  actor: string;
+}
+
+export class SigningService {
+  private readonly keysets = new Map<string, LoadedKeyset>();
+  private readonly batcher: ShareBatcher;
+
+  constructor(
+    private readonly db: Db,
+    private readonly registry: NodeRegistry,
+    private readonly nonces: NonceCache,
+    private readonly signAuthorization: (bytes: Uint8Array) => Uint8Array,
+    private readonly log: Logger,
+  ) {
+    this.batcher = new ShareBatcher(registry);
+  }
+
+  async sign(input: SignInput): Promise<SignRequestRow> {
+    const ks = await this.loadKeyset(input.keysetId);
+    const lengthError = checkMessageLength(ks.row.scheme, input.digest.length);
+    if (lengthError) throw new RpcError(status.INVALID_ARGUMENT, lengthError);
+    if (input.idempotencyKey.length > 200) throw new RpcError(status.INVALID_ARGUMENT, 'idempotency_key is longer than 200 characters');
+    const requestHash = sha256(concatBytes(utf8ToBytes(`sign/v1/${input.keysetId}/`), input.digest));
+
+    const existing = await this.findExisting(input.idempotencyKey, requestHash);
+    if (existing) return existing;
+    const requestId = randomUUID();
+    try {
+      await this.db.tx(async (q) => {
+        await createSignRequest(q, {
+          requestId,
+          keysetId: input.keysetId,
+          scheme: ks.row.scheme,
+          digest: input.digest,
+          idempotencyKey: input.idempotencyKey || null,
+          requestHash,
+          status: 'signing',
+          createdBy: input.actor,
+        });
+        await appendAudit(q, {
+          actor: input.actor,
+          action: 'sign.requested',
+          subject: requestId,
+          details: { keysetId: input.keysetId, digest: bytesToHex(input.digest), idempotencyKey: input.idempotencyKey || null },
+        });
+      });
+    } catch (e) {
+      // Another call with the same key won the race: answer as the idempotent repeat.
+      if (e instanceof DuplicateKeyError) {
+        const again = await this.findExisting(input.idempotencyKey, requestHash);
+        if (again) return again;
+      }
+      throw e;
+    }
+    return this.run(ks, requestId, input);
+  }
+
+  private async findExisting(idempotencyKey: string, requestHash: Uint8Array): Promise<SignRequestRow | undefined> {
+    if (!idempotencyKey) return undefined;
+    const existing = await findSignRequestByIdempotencyKey(this.db, idempotencyKey);
+    if (!existing) return undefined;
+    if (bytesToHex(existing.requestHash) !== bytesToHex(requestHash)) {
+      throw new RpcError(status.ALREADY_EXISTS, `idempotency key ${idempotencyKey} was already used for a different request (${existing.requestId})`);
+    }
+    return existing;
+  }
+
+  private async run(ks: LoadedKeyset, requestId: string, input: SignInput): Promise<SignRequestRow> {
+    const excluded = new Set<string>();
+    const problems: string[] = [];
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const quorum = this.pickQuorum(ks, excluded);
+      if (!quorum) {
+        problems.push(`not enough healthy nodes for threshold ${ks.row.threshold}`);
+        break;
+      }
+      const outcome = await this.attempt(ks, requestId, input, quorum);
+      if (outcome.signature) {
+        const signers = quorum.map((m) => m.nodeId);
+        return this.db.tx(async (q) => {
+          const row = await updateSignRequest(q, requestId, {
+            status: 'signed',
+            signature: outcome.signature,
+            publicKey: displayPublicKey(ks.row.scheme, ks.row.publicKey),
+            signers,
+            attempts: attempt,
+          });
+          await appendAudit(q, {
+            actor: 'coordinator',
+            action: 'sign.completed',
+            subject: requestId,
+            details: { keysetId: ks.row.keysetId, signers, attempts: attempt, signature: bytesToHex(outcome.signature!) },
+          });
+          return row;
+        });
+      }
+      problems.push(outcome.problem!);
+      for (const id of outcome.exclude) excluded.add(id);
+      if (outcome.blamed.length) await this.blame(ks, requestId, outcome.blamed, outcome.problem!);
+    }
+    const error = `signing failed: ${problems.join('; ')}`;
+    this.log.warn({ requestId, keysetId: ks.row.keysetId, error }, 'sign request failed');
+    return this.db.tx(async (q) => {
+      const row = await updateSignRequest(q, requestId, { status: 'failed', error });
+      await appendAudit(q, { actor: 'coordinator', action: 'sign.failed', subject: requestId, details: { keysetId: ks.row.keysetId, error } });
+      return row;
+    });
+  }
+
+  /** One signing round with one quorum. */
+  private async attempt(
+    ks: LoadedKeyset,
+    requestId: string,
+    input: SignInput,
+    quorum: KeysetRow['members'],
+  ): Promise<{ signature?: Uint8Array; problem?: string; exclude: string[]; blamed: string[] }> {
+    const curve = curveOfScheme(ks.row.scheme);
+    const taken = await Promise.allSettled(quorum.map((m) => this.nonces.take(m.nodeId, curve)));
+    const unreachable = quorum.filter((_, i) => taken[i]!.status === 'rejected').map((m) => m.nodeId);
+    if (unreachable.length) {
+      for (const id of unreachable) this.registry.markDown(id, 'nonce commitments unavailable');
+      return { problem: `no nonce commitments from ${unreachable.join(', ')}`, exclude: unreachable, blamed: [] };
+    }
+    const picked = taken.map((t) => (t as PromiseFulfilledResult<Awaited<ReturnType<NonceCache['take']>>>).value);
+    const authorization = toBinary(
+      SignAuthorizationSchema,
+      create(SignAuthorizationSchema, {
+        requestId,
+        sessionId: randomUUID(),
+        keysetId: ks.row.keysetId,
+        scheme: schemeToProto(ks.row.scheme),
+        digest: input.digest,
+        derivationPath: '',
+        commitments: quorum.map((m, i) => ({ index: m.index, nodeId: m.nodeId, commitmentId: picked[i]!.id, hiding: picked[i]!.hiding, binding: picked[i]!.binding })),
+        expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
+      }),
+    );
+    const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };
+    const results = await Promise.allSettled(quorum.map((m) => this.batcher.request(m.nodeId, item)));
+
+    const exclude: string[] = [];
+    const reasons: string[] = [];
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      const nodeId = quorum[i]!.nodeId;
+      exclude.push(nodeId);
+      reasons.push(`${nodeId}: ${errorMessage(r.reason)}`);
+      if (!(r.reason instanceof ShareRefused) && isUnreachable(errorCode(r.reason))) this.registry.markDown(nodeId, r.reason);
+      else this.nonces.forget(nodeId);
+    });
+    if (exclude.length) return { problem: reasons.join('; '), exclude, blamed: [] };
+
+    const commitments: SignerCommitment<unknown>[] = quorum.map((m, i) => ({ index: m.index, hiding: picked[i]!.hidingPoint, binding: picked[i]!.bindingPoint }));
+    const shares = new Map<number, bigint>();
+    const malformed: string[] = [];
+    results.forEach((r, i) => {
+      try {
+        shares.set(quorum[i]!.index, ks.cs.group.scalarFromBytes((r as PromiseFulfilledResult<Uint8Array>).value));
+      } catch {
+        malformed.push(quorum[i]!.nodeId);
+      }
+    });
+    if (malformed.length) return { problem: `malformed signature shares from ${malformed.join(', ')}`, exclude: malformed, blamed: malformed };
+
+    // aggregate verifies the signature once and, only if that fails, checks every share to name the cheater.
+    try {
+      const signature = aggregate(ks.cs, { groupPublicKey: ks.groupKey, commitments, shares, message: input.digest, verifyingShares: ks.verifyingShares });
+      return { signature, exclude: [], blamed: [] };
+    } catch (e) {
+      if (!(e instanceof ProtocolAbort)) throw e;
+      const byIndex = new Map(quorum.map((m) => [m.index, m.nodeId]));
+      const blamed = e.blame.map((i) => byIndex.get(i)).filter((id): id is string => id !== undefined);
+      // Without blame nobody is excluded, so a retry picks a fresh quorum from the rotation.
+      return { problem: e.message, exclude: blamed, blamed };
+    }
+  }
+
+  private async blame(ks: LoadedKeyset, requestId: string, nodeIds: string[], reason: string): Promise<void> {
+    this.log.warn({ requestId, keysetId: ks.row.keysetId, blamed: nodeIds }, 'node blamed for an invalid signature share');
+    await this.db.tx(async (q) => {
+      for (const nodeId of nodeIds) {
+        await recordNodeFault(q, { nodeId, keysetId: ks.row.keysetId, requestId, reason });
+        await appendAudit(q, { actor: 'coordinator', action: 'node.blamed', subject: nodeId, details: { keysetId: ks.row.keysetId, requestId, reason } });
+      }
+    });
+  }
+
+  /** Healthy members not excluded; the quorum rotates across requests so every node does its share. */
+  private pickQuorum(ks: LoadedKeyset, excluded: Set<string>): KeysetRow['members'] | undefined {
+    const candidates = ks.row.members.filter((m) => !excluded.has(m.nodeId) && this.registry.nodes.get(m.nodeId)?.up);
+    const t = ks.row.threshold;
+    if (candidates.length < t) return undefined;
+    const combos = combinations(candidates.length, t);
+    const pick = combos[ks.turn++ % combos.length]!;
+    return pick.map((i) => candidates[i]!);
+  }
+
+  async loadKeyset(keysetId: string): Promise<LoadedKeyset> {
+    const cached = this.keysets.get(keysetId);
+    if (cached) return cached;
+    if (!/^[0-9a-f-]{36}$/i.test(keysetId)) throw new RpcError(status.INVALID_ARGUMENT, `keyset id ${JSON.stringify(keysetId.slice(0, 64))} is not a UUID`);
+    const row = await getKeyset(this.db, keysetId);
+    if (!row) throw new RpcError(status.NOT_FOUND, `keyset ${keysetId} not found`);
+    if (row.scheme === 'ecdsa') throw new RpcError(status.UNIMPLEMENTED, 'ecdsa signing is not available yet');
+    const cs = ciphersuite(row.scheme as FrostScheme);
+    const loaded: LoadedKeyset = {
+      row,
+      cs,
+      groupKey: cs.group.decode(row.publicKey),
+      verifyingShares: new Map(row.members.map((m) => [m.index, cs.group.decode(m.verifyingShare)])),
+      turn: 0,
+    };
+    this.keysets.set(keysetId, loaded);
+    return loaded;
+  }
+}
+
+/** All k-subsets of {0..n-1}, in lexicographic order. */
+function combinations(n: number, k: number): number[][] {
+  const out: number[][] = [];
+  const rec = (start: number, acc: number[]) => {
+    if (acc.length === k) {
+      out.push([...acc]);
+      return;
+    }
+    for (let i = start; i < n; i++) rec(i + 1, [...acc, i]);
+  };
+  rec(0, []);
+  return out;
+}
+
+export type { Scheme };
