@@ -1,0 +1,264 @@
+#!/usr/bin/env node
+/**
+ * `custody`: the command line for operators, payment services and approvers. Every client command
+ * takes --dir (default ./.custody or CUSTODY_DIR) and --json (one JSON object on stdout).
+ */
+import { parseArgs } from 'node:util';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+import { isScheme } from '../crypto/schemes.js';
+import { schemeFromProto, schemeToProto } from '../proto/convert.js';
+import {
+  AuditService,
+  ClusterService,
+  KeysetService,
+  NodeState,
+  SignStatus,
+  SigningService,
+  type Keyset,
+  type SignRequestRecord,
+} from '../proto/gen/custody/v1/api_pb.js';
+import { CliError, connect } from './client.js';
+import { clusterDir } from './layout.js';
+import { LocalCluster } from './launcher.js';
+
+type Flags = Record<string, string | boolean | undefined>;
+
+const USAGE = `custody: threshold-signing custody cluster
+
+  custody up [--nodes N] [--threshold T] [--database-url URL]   start a local cluster (coordinator + N nodes)
+  custody keyset create --scheme ed25519|secp256k1|bip340 [--threshold T] [--nodes a,b,c] [--label L]
+  custody keyset show ID
+  custody keyset list [--limit N] [--after ID]
+  custody sign --keyset ID --digest HEX [--idempotency-key K]
+  custody request show ID
+  custody nodes
+  custody health
+  custody audit verify
+  custody audit list [--after SEQ] [--limit N]
+
+Every command takes --dir DIR (default ./.custody or $CUSTODY_DIR), --json, and --as ROLE to pick the
+client certificate (payment, approver, operator, admin; each command has a sensible default).`;
+
+const hex = (b: Uint8Array) => bytesToHex(b);
+const statusName = (s: SignStatus) => SignStatus[s]?.toLowerCase() ?? 'unspecified';
+
+function keysetJson(k: Keyset) {
+  return {
+    keysetId: k.keysetId,
+    scheme: schemeFromProto(k.scheme) ?? 'unspecified',
+    publicKey: hex(k.publicKey),
+    threshold: k.threshold,
+    nodes: k.members.map((m) => m.nodeId),
+    chainCode: hex(k.chainCode),
+    label: k.label,
+    createdAt: k.createdAt ? new Date(Number(k.createdAt.seconds) * 1000 + Math.floor(k.createdAt.nanos / 1e6)).toISOString() : undefined,
+    members: k.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: hex(m.verifyingShare) })),
+  };
+}
+
+function requestJson(r: SignRequestRecord) {
+  return {
+    requestId: r.requestId,
+    status: statusName(r.status),
+    keysetId: r.keysetId,
+    scheme: schemeFromProto(r.scheme) ?? 'unspecified',
+    digest: hex(r.digest),
+    ...(r.signature.length ? { signature: hex(r.signature), publicKey: hex(r.publicKey) } : {}),
+    signers: r.signers,
+    attempts: r.attempts,
+    ...(r.error ? { error: r.error } : {}),
+    ...(r.idempotencyKey ? { idempotencyKey: r.idempotencyKey } : {}),
+  };
+}
+
+function need(flags: Flags, name: string, hint: string): string {
+  const v = flags[name];
+  if (typeof v !== 'string' || v === '') throw new CliError(`--${name} is required: ${hint}`, 'INVALID_ARGUMENT');
+  return v;
+}
+
+function parseHex(v: string, what: string): Uint8Array {
+  const clean = v.startsWith('0x') ? v.slice(2) : v;
+  if (!/^([0-9a-fA-F]{2})*$/.test(clean)) throw new CliError(`${what} must be hex`, 'INVALID_ARGUMENT');
+  return hexToBytes(clean);
+}
+
+async function up(flags: Flags, json: boolean): Promise<void> {
+  const dir = clusterDir(flags.dir as string | undefined);
+  const progress = (m: string) => {
+    if (!json) process.stderr.write(`custody up: ${m}\n`);
+  };
+  const cluster = await LocalCluster.start({
+    dir,
+    nodes: flags.nodes ? Number(flags.nodes) : undefined,
+    threshold: flags.threshold ? Number(flags.threshold) : undefined,
+    databaseUrl: flags['database-url'] as string | undefined,
+    onProgress: progress,
+  });
+  process.stdout.write(JSON.stringify({ event: 'ready', ...cluster.describe() }) + '\n');
+  if (!json) process.stderr.write(`custody up: ready; coordinator at ${cluster.coordinator!.address}. Try: custody keyset create --scheme ed25519 --dir ${dir}\n`);
+  for (const p of [cluster.coordinator!, ...cluster.nodes.values()]) {
+    p.child.once('exit', (code, signal) => {
+      if (!stopping) process.stdout.write(JSON.stringify({ event: 'exited', process: p.name, pid: p.pid, code, signal }) + '\n');
+    });
+  }
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await cluster.stop();
+    process.stdout.write(JSON.stringify({ event: 'stopped' }) + '\n');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+  await new Promise(() => undefined);
+}
+
+async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCode?: number }> {
+  const { values: flags, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      dir: { type: 'string' },
+      json: { type: 'boolean' },
+      as: { type: 'string' },
+      nodes: { type: 'string' },
+      threshold: { type: 'string' },
+      'database-url': { type: 'string' },
+      scheme: { type: 'string' },
+      label: { type: 'string' },
+      keyset: { type: 'string' },
+      digest: { type: 'string' },
+      'idempotency-key': { type: 'string' },
+      limit: { type: 'string' },
+      after: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const dir = clusterDir(flags.dir);
+  const [cmd, sub, arg] = positionals;
+  const role = (fallback: string) => flags.as ?? fallback;
+
+  switch (cmd) {
+    case 'keyset': {
+      if (sub === 'create') {
+        const scheme = need(flags, 'scheme', 'ed25519, secp256k1 or bip340');
+        if (!isScheme(scheme)) throw new CliError(`unknown scheme ${scheme}: use ed25519, secp256k1 or bip340`, 'INVALID_ARGUMENT');
+        const c = await connect(KeysetService, dir, role('operator'));
+        const res = await c.createKeyset(
+          { scheme: schemeToProto(scheme), threshold: flags.threshold ? Number(flags.threshold) : 0, nodeIds: flags.nodes ? flags.nodes.split(',') : [], label: flags.label ?? '' },
+          { deadlineMs: 120_000 },
+        );
+        const k = keysetJson(res.keyset!);
+        return { out: k, text: `keyset ${k.keysetId}\n  scheme     ${k.scheme}\n  public key ${k.publicKey}\n  threshold  ${k.threshold} of ${k.nodes.join(', ')}` };
+      }
+      if (sub === 'show') {
+        const id = arg ?? need(flags, 'keyset', 'the keyset id');
+        const c = await connect(KeysetService, dir, role('operator'));
+        const k = keysetJson((await c.getKeyset({ keysetId: id })).keyset!);
+        return { out: k, text: JSON.stringify(k, null, 2) };
+      }
+      if (sub === 'list') {
+        const c = await connect(KeysetService, dir, role('operator'));
+        const res = await c.listKeysets({ limit: flags.limit ? Number(flags.limit) : 100, afterKeysetId: flags.after ?? '' });
+        const keysets = res.keysets.map(keysetJson);
+        return { out: { keysets }, text: keysets.map((k) => `${k.keysetId}  ${k.scheme.padEnd(9)}  ${k.threshold}-of-${k.nodes.length}  ${k.publicKey}`).join('\n') || 'no keysets' };
+      }
+      throw new CliError('usage: custody keyset create|show|list', 'INVALID_ARGUMENT');
+    }
+    case 'sign': {
+      const keysetId = need(flags, 'keyset', 'the keyset id from `custody keyset create`');
+      const digest = parseHex(need(flags, 'digest', 'the hex digest to sign'), '--digest');
+      const c = await connect(SigningService, dir, role('payment'));
+      const res = await c.sign({ keysetId, digest, idempotencyKey: flags['idempotency-key'] ?? '' }, { deadlineMs: 60_000 });
+      const r = requestJson(res.request!);
+      const exitCode = r.status === 'signed' ? 0 : 1;
+      return { out: r, text: r.status === 'signed' ? `signed by ${r.signers.join(', ')}\n  signature  ${r.signature}\n  public key ${r.publicKey}\n  request    ${r.requestId}` : `request ${r.requestId} ${r.status}: ${r.error ?? ''}`, exitCode };
+    }
+    case 'request': {
+      if (sub !== 'show') throw new CliError('usage: custody request show ID', 'INVALID_ARGUMENT');
+      if (!arg) throw new CliError('usage: custody request show ID', 'INVALID_ARGUMENT');
+      const c = await connect(SigningService, dir, role('operator'));
+      const r = requestJson((await c.getSignRequest({ requestId: arg })).request!);
+      return { out: r, text: JSON.stringify(r, null, 2) };
+    }
+    case 'nodes': {
+      const c = await connect(ClusterService, dir, role('operator'));
+      const res = await c.listNodes({});
+      const nodes = res.nodes.map((n) => ({
+        nodeId: n.nodeId,
+        pid: n.pid,
+        address: n.address,
+        status: n.state === NodeState.UP ? 'up' : 'down',
+        version: n.version,
+        faults: n.faults,
+        nonces: { ed25519: n.ed25519Nonces, secp256k1: n.secp256k1Nonces },
+        ...(n.lastError ? { lastError: n.lastError } : {}),
+      }));
+      return { out: { nodes }, text: nodes.map((n) => `${n.nodeId.padEnd(8)} ${n.status.padEnd(5)} pid ${String(n.pid).padEnd(7)} ${n.address}  faults ${n.faults}`).join('\n') };
+    }
+    case 'health': {
+      const c = await connect(ClusterService, dir, role('operator'));
+      const h = await c.health({});
+      const out = { serving: h.serving, version: h.version, nodesUp: h.nodesUp, nodesTotal: h.nodesTotal, defaultThreshold: h.defaultThreshold };
+      return { out, text: `serving, ${h.nodesUp}/${h.nodesTotal} nodes up, version ${h.version}` };
+    }
+    case 'audit': {
+      const c = await connect(AuditService, dir, role('operator'));
+      if (sub === 'verify') {
+        const r = await c.verifyAudit({}, { deadlineMs: 300_000 });
+        const out = r.ok ? { ok: true, records: Number(r.records) } : { ok: false, records: Number(r.records), firstBadSeq: Number(r.firstBadSeq), reason: r.reason };
+        return { out, text: r.ok ? `audit log verified: ${r.records} records` : `audit log BROKEN at record ${r.firstBadSeq}: ${r.reason}`, exitCode: r.ok ? 0 : 1 };
+      }
+      if (sub === 'list') {
+        const r = await c.listAudit({ afterSeq: BigInt(flags.after ?? 0), limit: flags.limit ? Number(flags.limit) : 100 });
+        const records = r.records.map((x) => ({ seq: Number(x.seq), actor: x.actor, action: x.action, subject: x.subject, details: JSON.parse(x.detailsJson) as unknown, hash: hex(x.hash) }));
+        return { out: { records }, text: records.map((x) => `${x.seq}  ${x.action.padEnd(16)} ${x.subject}  by ${x.actor}`).join('\n') || 'no records' };
+      }
+      throw new CliError('usage: custody audit verify|list', 'INVALID_ARGUMENT');
+    }
+    default:
+      throw new CliError(cmd ? `unknown command ${cmd}\n\n${USAGE}` : USAGE, 'INVALID_ARGUMENT');
+  }
+}
+
+function describeError(e: unknown): { code: string; message: string } {
+  if (e instanceof CliError) return { code: e.code, message: e.message };
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'number') {
+    const name = grpcStatus[code] ?? String(code);
+    const message = e instanceof Error ? (e as { details?: string }).details || e.message : String(e);
+    const hint = code === grpcStatus.UNAVAILABLE ? ' (is the cluster running? start it with `custody up`)' : '';
+    return { code: name, message: message + hint };
+  }
+  return { code: 'ERROR', message: e instanceof Error ? e.message : String(e) };
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const json = argv.includes('--json');
+  try {
+    if (argv[0] === 'up') {
+      const { values } = parseArgs({ args: argv.slice(1), options: { dir: { type: 'string' }, json: { type: 'boolean' }, nodes: { type: 'string' }, threshold: { type: 'string' }, 'database-url': { type: 'string' } } });
+      await up(values, json);
+      return;
+    }
+    if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+      process.stdout.write(USAGE + '\n');
+      return;
+    }
+    const { out, text, exitCode } = await run(argv);
+    process.stdout.write((json ? JSON.stringify(out) : text) + '\n');
+    process.exitCode = exitCode ?? 0;
+  } catch (e) {
+    const err = describeError(e);
+    if (json) process.stdout.write(JSON.stringify({ error: err }) + '\n');
+    process.stderr.write(`custody: ${err.code}: ${err.message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+void main();
