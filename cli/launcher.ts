@@ -32,6 +32,8 @@ export interface LaunchOptions {
   /** Extra environment per process name (node id or "coordinator"); tests use it for fault injection. */
   env?: Record<string, NodeJS.ProcessEnv>;
   onProgress?: (message: string) => void;
+  /** Each process writes its spans to logs/<name>.spans.jsonl. */
+  traceFiles?: boolean;
 }
 
 export interface ProcessInfo {
@@ -91,10 +93,11 @@ function spawnReady(
   script: string,
   args: string[],
   env: NodeJS.ProcessEnv | undefined,
+  traceFiles: boolean,
 ): Promise<{ child: ChildProcess; ready: Record<string, unknown> }> {
   const child = spawn(process.execPath, [join(distRoot(), script), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...(traceFiles ? { CUSTODY_OTEL_FILE: join(L.logs, `${name}.spans.jsonl`) } : {}), ...env },
   });
   child.stderr!.pipe(createWriteStream(L.log(name), { flags: 'a' }));
   return new Promise((resolve, reject) => {
@@ -177,6 +180,7 @@ export class LocalCluster {
       'nodes/main.js',
       ['--id', nodeId, '--data', L.nodeData(nodeId), '--tls-dir', L.tls, '--roster', L.roster, '--passphrase-file', L.passphrase(nodeId), '--listen', listen],
       this.opts.env?.[nodeId],
+      this.opts.traceFiles ?? false,
     );
     const info: ProcessInfo & { encryptionKey: string; signingKey: string } = {
       name: nodeId,
@@ -207,7 +211,7 @@ export class LocalCluster {
     const L = this.L;
     const args = ['--listen', this.config.coordinator.listen, '--data', L.coordinatorData, '--tls-dir', L.tls, '--roster', L.roster, '--key-file', L.coordinatorKey, '--threshold', String(this.config.threshold)];
     if (this.opts.databaseUrl) args.push('--database-url', this.opts.databaseUrl);
-    const { child, ready } = await spawnReady(L, 'coordinator', 'coordinator/main.js', args, this.opts.env?.coordinator);
+    const { child, ready } = await spawnReady(L, 'coordinator', 'coordinator/main.js', args, this.opts.env?.coordinator, this.opts.traceFiles ?? false);
     this.coordinator = { name: 'coordinator', pid: child.pid!, address: String(ready.address), child };
     await writeAtomic(L.endpoint, JSON.stringify(this.describe(), null, 2) + '\n');
     return this.coordinator;

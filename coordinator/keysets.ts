@@ -37,7 +37,10 @@ export async function createKeyset(db: Db, registry: NodeRegistry, log: Logger, 
   if (input.threshold < 2 || input.threshold > n) {
     throw new RpcError(status.INVALID_ARGUMENT, `threshold must be between 2 and the number of nodes (${n}), got ${input.threshold}`);
   }
-  const down = input.nodeIds.filter((id) => !registry.nodes.get(id)?.up);
+  // Ask the nodes marked down again: one that just (re)started should not wait for the next probe.
+  const marked = input.nodeIds.filter((id) => !registry.nodes.get(id)?.up);
+  const back = await registry.reprobe(marked);
+  const down = marked.filter((id) => !back.includes(id));
   if (down.length) {
     throw new RpcError(status.UNAVAILABLE, `key generation needs every chosen node; down: ${down.join(', ')}. Start them or choose other nodes with --nodes`);
   }

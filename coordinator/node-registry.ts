@@ -21,6 +21,9 @@ export interface NodeEntry {
 
 const PROBE_INTERVAL_MS = 2_000;
 const PROBE_DEADLINE_MS = 1_500;
+const REPROBE_DEADLINE_MS = 2_500;
+/** Few nodes, and a node that comes back must be usable at once: reconnect often. */
+const NODE_CHANNEL_OPTIONS = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1_000 };
 
 /** Errors that mean "the node is not there", as opposed to "the node refused". */
 export function isUnreachable(code: number | undefined): boolean {
@@ -37,7 +40,7 @@ export class NodeRegistry {
     private readonly log: Logger,
   ) {
     for (const n of nodes) {
-      this.nodes.set(n.nodeId, { ...n, client: createClient(NodeService, n.address, credsFor(n.nodeId)), up: false, pid: 0, version: '' });
+      this.nodes.set(n.nodeId, { ...n, client: createClient(NodeService, n.address, credsFor(n.nodeId), { channelOptions: NODE_CHANNEL_OPTIONS }), up: false, pid: 0, version: '' });
     }
   }
 
@@ -55,9 +58,17 @@ export class NodeRegistry {
     await Promise.all([...this.nodes.values()].map((n) => this.probe(n)));
   }
 
-  private async probe(n: NodeEntry): Promise<void> {
+  /** Probes the given nodes now (e.g. before giving up on a quorum) and returns those that are up. */
+  async reprobe(nodeIds: Iterable<string>): Promise<string[]> {
+    const entries = [...nodeIds].map((id) => this.get(id));
+    await Promise.all(entries.map((n) => this.probe(n, true)));
+    return entries.filter((n) => n.up).map((n) => n.nodeId);
+  }
+
+  /** `waitForReady` lets a probe outlast the reconnect backoff of a channel whose node just came back. */
+  private async probe(n: NodeEntry, waitForReady = false): Promise<void> {
     try {
-      const info = await n.client.getNodeInfo({}, { deadlineMs: PROBE_DEADLINE_MS });
+      const info = await n.client.getNodeInfo({}, { deadlineMs: waitForReady ? REPROBE_DEADLINE_MS : PROBE_DEADLINE_MS, waitForReady });
       if (info.nodeId !== n.nodeId) throw new Error(`answered as ${info.nodeId}`);
       if (!n.up) this.log.info({ node: n.nodeId }, 'node up');
       n.up = true;

@@ -118,10 +118,20 @@ export class SigningService {
   }
 
   private async run(ks: LoadedKeyset, requestId: string, input: SignInput): Promise<SignRequestRow> {
+    // Blamed or refusing nodes sit out the rest of this request; unreachable ones are re-probed
+    // once before giving up, since a node that just restarted fails its first call on a stale channel.
     const excluded = new Set<string>();
+    const unreachable = new Set<string>();
     const problems: string[] = [];
+    let reprobed = false;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const quorum = this.pickQuorum(ks, excluded);
+      let quorum = this.pickQuorum(ks, new Set([...excluded, ...unreachable]));
+      if (!quorum && !reprobed) {
+        reprobed = true;
+        const down = ks.row.members.map((m) => m.nodeId).filter((id) => !excluded.has(id) && (unreachable.has(id) || !this.registry.nodes.get(id)?.up));
+        for (const id of await this.registry.reprobe(down)) unreachable.delete(id);
+        quorum = this.pickQuorum(ks, new Set([...excluded, ...unreachable]));
+      }
       if (!quorum) {
         problems.push(`not enough healthy nodes for threshold ${ks.row.threshold}`);
         break;
@@ -148,6 +158,7 @@ export class SigningService {
       }
       problems.push(outcome.problem!);
       for (const id of outcome.exclude) excluded.add(id);
+      for (const id of outcome.unreachable) unreachable.add(id);
       if (outcome.blamed.length) await this.blame(ks, requestId, outcome.blamed, outcome.problem!);
     }
     const error = `signing failed: ${problems.join('; ')}`;
@@ -165,13 +176,13 @@ export class SigningService {
     requestId: string,
     input: SignInput,
     quorum: KeysetRow['members'],
-  ): Promise<{ signature?: Uint8Array; problem?: string; exclude: string[]; blamed: string[] }> {
+  ): Promise<{ signature?: Uint8Array; problem?: string; exclude: string[]; unreachable: string[]; blamed: string[] }> {
     const curve = curveOfScheme(ks.row.scheme);
     const taken = await Promise.allSettled(quorum.map((m) => this.nonces.take(m.nodeId, curve)));
-    const unreachable = quorum.filter((_, i) => taken[i]!.status === 'rejected').map((m) => m.nodeId);
-    if (unreachable.length) {
-      for (const id of unreachable) this.registry.markDown(id, 'nonce commitments unavailable');
-      return { problem: `no nonce commitments from ${unreachable.join(', ')}`, exclude: unreachable, blamed: [] };
+    const noNonces = quorum.filter((_, i) => taken[i]!.status === 'rejected').map((m) => m.nodeId);
+    if (noNonces.length) {
+      for (const id of noNonces) this.registry.markDown(id, 'nonce commitments unavailable');
+      return { problem: `no nonce commitments from ${noNonces.join(', ')}`, exclude: [], unreachable: noNonces, blamed: [] };
     }
     const picked = taken.map((t) => (t as PromiseFulfilledResult<Awaited<ReturnType<NonceCache['take']>>>).value);
     const authorization = toBinary(
@@ -191,16 +202,21 @@ export class SigningService {
     const results = await Promise.allSettled(quorum.map((m) => this.batcher.request(m.nodeId, item)));
 
     const exclude: string[] = [];
+    const gone: string[] = [];
     const reasons: string[] = [];
     results.forEach((r, i) => {
       if (r.status === 'fulfilled') return;
       const nodeId = quorum[i]!.nodeId;
-      exclude.push(nodeId);
       reasons.push(`${nodeId}: ${errorMessage(r.reason)}`);
-      if (!(r.reason instanceof ShareRefused) && isUnreachable(errorCode(r.reason))) this.registry.markDown(nodeId, r.reason);
-      else this.nonces.forget(nodeId);
+      if (!(r.reason instanceof ShareRefused) && isUnreachable(errorCode(r.reason))) {
+        gone.push(nodeId);
+        this.registry.markDown(nodeId, r.reason);
+      } else {
+        exclude.push(nodeId);
+        this.nonces.forget(nodeId);
+      }
     });
-    if (exclude.length) return { problem: reasons.join('; '), exclude, blamed: [] };
+    if (reasons.length) return { problem: reasons.join('; '), exclude, unreachable: gone, blamed: [] };
 
     const commitments: SignerCommitment<unknown>[] = quorum.map((m, i) => ({ index: m.index, hiding: picked[i]!.hidingPoint, binding: picked[i]!.bindingPoint }));
     const shares = new Map<number, bigint>();
@@ -212,18 +228,18 @@ export class SigningService {
         malformed.push(quorum[i]!.nodeId);
       }
     });
-    if (malformed.length) return { problem: `malformed signature shares from ${malformed.join(', ')}`, exclude: malformed, blamed: malformed };
+    if (malformed.length) return { problem: `malformed signature shares from ${malformed.join(', ')}`, exclude: malformed, unreachable: [], blamed: malformed };
 
     // aggregate verifies the signature once and, only if that fails, checks every share to name the cheater.
     try {
       const signature = aggregate(ks.cs, { groupPublicKey: ks.groupKey, commitments, shares, message: input.digest, verifyingShares: ks.verifyingShares });
-      return { signature, exclude: [], blamed: [] };
+      return { signature, exclude: [], unreachable: [], blamed: [] };
     } catch (e) {
       if (!(e instanceof ProtocolAbort)) throw e;
       const byIndex = new Map(quorum.map((m) => [m.index, m.nodeId]));
       const blamed = e.blame.map((i) => byIndex.get(i)).filter((id): id is string => id !== undefined);
       // Without blame nobody is excluded, so a retry picks a fresh quorum from the rotation.
-      return { problem: e.message, exclude: blamed, blamed };
+      return { problem: e.message, exclude: blamed, unreachable: [], blamed };
     }
   }
 

@@ -299,6 +299,8 @@ export interface ClientOptions {
 export interface CallOptions {
   deadlineMs?: number;
   metadata?: grpc.Metadata;
+  /** Wait (until the deadline) for a channel in reconnect backoff instead of failing at once. */
+  waitForReady?: boolean;
 }
 
 export type Client<S extends DescService> = {
@@ -344,6 +346,7 @@ async function callUnary(
   });
   const spanContext: Context = trace.setSpan(context.active(), span);
   const metadata = callOpts.metadata?.clone() ?? new grpc.Metadata();
+  if (callOpts.waitForReady) metadata.setOptions({ waitForReady: true });
   propagator.inject(spanContext, metadata, metadataSetter);
   const deadlineMs = callOpts.deadlineMs ?? opts.defaultDeadlineMs;
   const options: grpc.CallOptions = deadlineMs !== undefined ? { deadline: new Date(Date.now() + deadlineMs) } : {};

@@ -16,6 +16,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { AsyncLocalStorageContextManager } from './context-manager.js';
 import { VERSION } from './version.js';
+import { SpanFileExporter } from './span-file-exporter.js';
 
 export const TRACER_NAME = 'custody';
 
@@ -31,7 +32,7 @@ let provider: BasicTracerProvider | undefined;
 /**
  * Installs the global tracer provider, propagator and context manager. Calling it again replaces
  * the previous setup (the old provider is shut down in the background).
- * `CUSTODY_OTEL_CONSOLE=1` adds a console exporter.
+ * `CUSTODY_OTEL_CONSOLE=1` adds a console exporter; `CUSTODY_OTEL_FILE=path` writes spans as JSON lines.
  */
 export function initTracing(serviceName: string, opts: TracingOptions = {}): BasicTracerProvider {
   if (provider) {
@@ -44,6 +45,8 @@ export function initTracing(serviceName: string, opts: TracingOptions = {}): Bas
     spanProcessors.push(opts.batch ? new BatchSpanProcessor(opts.exporter) : new SimpleSpanProcessor(opts.exporter));
   }
   if (process.env.CUSTODY_OTEL_CONSOLE === '1') spanProcessors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
+  const file = process.env.CUSTODY_OTEL_FILE;
+  if (file) spanProcessors.push(new SimpleSpanProcessor(new SpanFileExporter(file, serviceName)));
 
   provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': serviceName, 'service.version': VERSION }),

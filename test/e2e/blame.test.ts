@@ -22,7 +22,7 @@ describe('identifiable abort', () => {
     for (let i = 0; i < 4; i++) {
       const digest = randomBytes(32);
       const { json, code, stderr } = await t.cli('sign', '--keyset', ks.json.keysetId as string, '--digest', bytesToHex(digest));
-      expect(code, stderr).toBe(0);
+      expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
       const sig = hexToBytes(json.signature as string);
       expect(scheme === 'ed25519' ? ed25519.verify(sig, digest, pub) : schnorr.verify(sig, digest, pub)).toBe(true);
       expect(json.signers).not.toContain('node-2');

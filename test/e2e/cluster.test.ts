@@ -4,7 +4,8 @@
  */
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { schnorr, secp256k1_FROST } from '@noble/curves/secp256k1.js';
@@ -36,7 +37,7 @@ describe('cluster end to end', () => {
   const keysets: Partial<Record<S, { keysetId: string; publicKey: string }>> = {};
 
   beforeAll(async () => {
-    t = await startTestCluster({ nodes: 3, threshold: 2 });
+    t = await startTestCluster({ nodes: 3, threshold: 2, traceFiles: true });
   }, 120_000);
   afterAll(async () => {
     await t?.stop();
@@ -53,7 +54,7 @@ describe('cluster end to end', () => {
 
   it.each(SCHEMES)('creates a %s keyset by DKG through the CLI', async (scheme) => {
     const { json, code, stderr } = await t.cli('keyset', 'create', '--scheme', scheme);
-    expect(code, stderr).toBe(0);
+    expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
     expect(json.scheme).toBe(scheme);
     expect(json.threshold).toBe(2);
     expect(json.nodes).toEqual(['node-1', 'node-2', 'node-3']);
@@ -69,7 +70,7 @@ describe('cluster end to end', () => {
     for (let i = 0; i < 3; i++) {
       const digest = randomBytes(32);
       const { json, code, stderr } = await t.cli('sign', '--keyset', ks.keysetId, '--digest', bytesToHex(digest));
-      expect(code, stderr).toBe(0);
+      expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
       expect(json.status).toBe('signed');
       expect(json.publicKey).toBe(ks.publicKey);
       const sig = hexToBytes(json.signature as string);
@@ -174,7 +175,7 @@ describe('cluster end to end', () => {
       for (let i = 0; i < 2; i++) {
         const digest = randomBytes(32);
         const { json, code, stderr } = await t.cli('sign', '--keyset', ks.keysetId, '--digest', bytesToHex(digest));
-        expect(code, stderr).toBe(0);
+        expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
         expect(json.signers).not.toContain('node-3');
         expect(verifies(scheme, hexToBytes(json.signature as string), digest, hexToBytes(ks.publicKey))).toBe(true);
       }
@@ -185,6 +186,30 @@ describe('cluster end to end', () => {
     await t.cluster.startNode('node-3');
   });
 
+  it('traces one request across the coordinator and the nodes, and logs carry its trace id', async () => {
+    const keysets = await t.client(KeysetService, 'operator');
+    const created = await keysets.createKeyset({ scheme: Scheme.ED25519, label: 'traced' });
+    const keysetId = created.keyset!.keysetId;
+    const L = layout(t.dir);
+    const spans = async (name: string) =>
+      (await readFile(join(L.logs, `${name}.spans.jsonl`), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes: Record<string, unknown> });
+    const server = (await spans('coordinator')).findLast((s) => s.attributes['rpc.method'] === 'CreateKeyset' && s.attributes['rpc.grpc.status_code'] === 0 && s.parentSpanId === undefined)!;
+    expect(server).toBeDefined();
+    const traceId = server.traceId;
+    for (const node of ['node-1', 'node-2', 'node-3']) {
+      const nodeSpans = (await spans(node)).filter((s) => s.traceId === traceId);
+      // Round 0, two protocol rounds and the commit: every node call joins the coordinator's trace.
+      expect(nodeSpans.map((s) => s.attributes['rpc.method'])).toEqual(expect.arrayContaining(['RunRound', 'FinishSession']));
+      expect(nodeSpans.filter((s) => s.attributes['rpc.method'] === 'RunRound')).toHaveLength(3);
+      // Logs reach the file through an asynchronous pipe: wait for the line rather than race it.
+      await vi.waitFor(async () => expect(await readFile(L.log(node), 'utf8')).toContain(`"trace_id":"${traceId}"`), { timeout: 5_000 });
+    }
+    await vi.waitFor(async () => {
+      const line = (await readFile(L.log('coordinator'), 'utf8')).split('\n').find((l) => l.includes(keysetId) && l.includes('keyset created'));
+      expect(line).toContain(`"trace_id":"${traceId}"`);
+    }, { timeout: 5_000 });
+  });
+
   it('keeps every key across a restart of the whole cluster and signs again', async () => {
     await t.restart();
     for (const scheme of SCHEMES) {
@@ -193,7 +218,7 @@ describe('cluster end to end', () => {
       expect(shown.json.publicKey).toBe(ks.publicKey);
       const digest = randomBytes(32);
       const { json, code, stderr } = await t.cli('sign', '--keyset', ks.keysetId, '--digest', bytesToHex(digest));
-      expect(code, stderr).toBe(0);
+      expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
       expect(verifies(scheme, hexToBytes(json.signature as string), digest, hexToBytes(ks.publicKey))).toBe(true);
     }
     const audit = await t.cli('audit', 'verify');

@@ -2,9 +2,10 @@
  * Nothing secret lands on disk in the clear, and a tampered audit row is pinpointed.
  * After a real cluster has created keys and signed, the test unseals every node's store with its
  * passphrase (as a disaster-recovery operator could), collects every share, identity key and
- * unused nonce, proves they are the real ones, and scans every data folder and the database for them.
+ * unused nonce, proves they are the real ones, and scans every data folder, the database, the logs
+ * and the span files for them.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytesToHex, randomBytes } from '@noble/hashes/utils.js';
@@ -25,7 +26,8 @@ describe('secrets at rest and audit integrity', () => {
   const keysetIds: string[] = [];
 
   beforeAll(async () => {
-    t = await startTestCluster({ nodes: 3, threshold: 2 });
+    // Span files on too, so the scan covers every log and every span the processes wrote.
+    t = await startTestCluster({ nodes: 3, threshold: 2, traceFiles: true });
     for (const scheme of ['ed25519', 'secp256k1', 'bip340']) {
       const { json, code, stderr } = await t.cli('keyset', 'create', '--scheme', scheme);
       expect(code, stderr).toBe(0);
@@ -82,6 +84,7 @@ describe('secrets at rest and audit integrity', () => {
       await db.close();
     }
     expect(secrets.length).toBeGreaterThan(3 * 2 + 9 + 10);
+    expect((await readdir(L.logs)).filter((f) => f.endsWith('.spans.jsonl'))).toHaveLength(4);
 
     const folders = [join(t.dir, 'nodes'), L.coordinatorData, L.logs, L.roster, L.endpoint];
     expect(await scanForSecrets(folders, secrets)).toEqual([]);
