@@ -18,6 +18,7 @@ import {
   type Keyset,
   type SignRequestRecord,
 } from '../proto/gen/custody/v1/api_pb.js';
+import { onStopSignal } from '../runtime/process.js';
 import { CliError, connect } from './client.js';
 import { clusterDir } from './layout.js';
 import { LocalCluster } from './launcher.js';
@@ -107,15 +108,11 @@ async function up(flags: Flags, json: boolean): Promise<void> {
     });
   }
   let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
+  onStopSignal(async () => {
     stopping = true;
     await cluster.stop();
     process.stdout.write(JSON.stringify({ event: 'stopped' }) + '\n');
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop());
-  process.on('SIGTERM', () => void stop());
+  });
   await new Promise(() => undefined);
 }
 

@@ -17,6 +17,7 @@ import { AuditService, ClusterService, KeysetService, SigningService } from '../
 import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
 import { createLogger } from '../runtime/log.js';
 import { clientCredentials, loadPem, serverCredentials } from '../runtime/tls.js';
+import { onStopSignal, runMain } from '../runtime/process.js';
 import { initTracing, shutdownTracing } from '../runtime/tracing.js';
 import { ACCESS, auditApi, clusterApi, keysetApi, signingApi, type ApiContext } from './api.js';
 import { NodeRegistry } from './node-registry.js';
@@ -75,22 +76,13 @@ async function main(): Promise<void> {
   log.info({ address, database: db.dialect, nodesUp: registry.upNodes().length }, 'coordinator ready');
   process.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, address, database: db.dialect }) + '\n');
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  onStopSignal(async (signal) => {
     log.info({ signal }, 'coordinator stopping');
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     registry.close();
     await db.close();
     await shutdownTracing();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  });
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`custody coordinator failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
-});
+runMain('custody coordinator', main);

@@ -15,6 +15,7 @@ import { NodeService } from '../proto/gen/custody/v1/node_pb.js';
 import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
 import { createLogger } from '../runtime/log.js';
 import { loadPem, serverCredentials } from '../runtime/tls.js';
+import { onStopSignal, runMain } from '../runtime/process.js';
 import { initTracing, shutdownTracing } from '../runtime/tracing.js';
 import { VERSION } from '../runtime/version.js';
 import { loadOrCreateIdentity } from './identity.js';
@@ -84,22 +85,13 @@ async function main(): Promise<void> {
   log.info({ address, keysets: shares.size }, 'node ready');
   process.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, ...pub }) + '\n');
 
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  onStopSignal(async (signal) => {
     log.info({ signal }, 'node stopping');
     sessions.close();
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     await nonces.close();
     await shutdownTracing();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  });
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`custody node failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exit(1);
-});
+runMain('custody node', main);
