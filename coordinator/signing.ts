@@ -36,6 +36,8 @@ import {
 
 const AUTHORIZATION_TTL_MS = 30_000;
 const MAX_ATTEMPTS = 4;
+/** How long a node caught with a bad share is left out of quorums, unless it is needed for one. */
+const QUARANTINE_MS = 10 * 60_000;
 
 interface LoadedKeyset {
   row: KeysetRow;
@@ -56,6 +58,8 @@ export interface SignInput {
 export class SigningService {
   private readonly keysets = new Map<string, LoadedKeyset>();
   private readonly batcher: ShareBatcher;
+  /** Node id -> time until which it is avoided: a node that sent a bad share is probably compromised. */
+  private readonly quarantined = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
@@ -245,6 +249,7 @@ export class SigningService {
 
   private async blame(ks: LoadedKeyset, requestId: string, nodeIds: string[], reason: string): Promise<void> {
     this.log.warn({ requestId, keysetId: ks.row.keysetId, blamed: nodeIds }, 'node blamed for an invalid signature share');
+    for (const id of nodeIds) this.quarantined.set(id, Date.now() + QUARANTINE_MS);
     await this.db.tx(async (q) => {
       for (const nodeId of nodeIds) {
         await recordNodeFault(q, { nodeId, keysetId: ks.row.keysetId, requestId, reason });
@@ -253,10 +258,16 @@ export class SigningService {
     });
   }
 
-  /** Healthy members not excluded; the quorum rotates across requests so every node does its share. */
+  /**
+   * Healthy members not excluded, leaving out quarantined nodes when the rest still make a quorum;
+   * the quorum rotates across requests so every node does its share.
+   */
   private pickQuorum(ks: LoadedKeyset, excluded: Set<string>): KeysetRow['members'] | undefined {
-    const candidates = ks.row.members.filter((m) => !excluded.has(m.nodeId) && this.registry.nodes.get(m.nodeId)?.up);
+    const healthy = ks.row.members.filter((m) => !excluded.has(m.nodeId) && this.registry.nodes.get(m.nodeId)?.up);
     const t = ks.row.threshold;
+    const now = Date.now();
+    const trusted = healthy.filter((m) => (this.quarantined.get(m.nodeId) ?? 0) < now);
+    const candidates = trusted.length >= t ? trusted : healthy;
     if (candidates.length < t) return undefined;
     const combos = combinations(candidates.length, t);
     const pick = combos[ks.turn++ % combos.length]!;
