@@ -39,6 +39,8 @@ export type AbortReason =
   | 'unexpected-message' // wrong round, unknown sender, duplicate
   | 'proof-failed' // proof of knowledge or share verification failed
   | 'inconsistent-broadcast' // parties saw different broadcast transcripts
+  | 'ot-check-failed' // OT-extension consistency check (DKLs23): the counterparty is banned for the keyset
+  | 'mul-check-failed' // multiplication / Gamma consistency check (DKLs23): banned likewise
   | 'check-failed'; // any other protocol check
 
 export class ProtocolAbort extends Error {
