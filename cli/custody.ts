@@ -27,7 +27,7 @@ type Flags = Record<string, string | boolean | undefined>;
 
 const USAGE = `custody: threshold-signing custody cluster
 
-  custody up [--nodes N] [--threshold T] [--database-url URL] [--trace-files]
+  custody up [--nodes N] [--threshold T] [--database-url URL] [--nats URL] [--trace-files]
                                            start a local cluster (coordinator + N nodes); --trace-files
                                            writes each process's spans to logs/<name>.spans.jsonl
   custody keyset create --scheme ed25519|secp256k1|bip340 [--threshold T] [--nodes a,b,c] [--label L]
@@ -97,6 +97,7 @@ async function up(flags: Flags, json: boolean): Promise<void> {
     nodes: flags.nodes ? Number(flags.nodes) : undefined,
     threshold: flags.threshold ? Number(flags.threshold) : undefined,
     databaseUrl: flags['database-url'] as string | undefined,
+    natsUrl: flags.nats as string | undefined,
     traceFiles: flags['trace-files'] === true,
     onProgress: progress,
   });
@@ -242,7 +243,7 @@ async function main(): Promise<void> {
   const json = argv.includes('--json');
   try {
     if (argv[0] === 'up') {
-      const { values } = parseArgs({ args: argv.slice(1), options: { dir: { type: 'string' }, json: { type: 'boolean' }, nodes: { type: 'string' }, threshold: { type: 'string' }, 'database-url': { type: 'string' }, 'trace-files': { type: 'boolean' } } });
+      const { values } = parseArgs({ args: argv.slice(1), options: { dir: { type: 'string' }, json: { type: 'boolean' }, nodes: { type: 'string' }, threshold: { type: 'string' }, 'database-url': { type: 'string' }, nats: { type: 'string' }, 'trace-files': { type: 'boolean' } } });
       await up(values, json);
       return;
     }

@@ -29,6 +29,8 @@ export interface LaunchOptions {
   nodes?: number;
   threshold?: number;
   databaseUrl?: string;
+  /** NATS server with JetStream: turns on the asynchronous intake (docs/pipeline.md). */
+  natsUrl?: string;
   /** Extra environment per process name (node id or "coordinator"); tests use it for fault injection. */
   env?: Record<string, NodeJS.ProcessEnv>;
   onProgress?: (message: string) => void;
@@ -211,6 +213,7 @@ export class LocalCluster {
     const L = this.L;
     const args = ['--listen', this.config.coordinator.listen, '--data', L.coordinatorData, '--tls-dir', L.tls, '--roster', L.roster, '--key-file', L.coordinatorKey, '--threshold', String(this.config.threshold)];
     if (this.opts.databaseUrl) args.push('--database-url', this.opts.databaseUrl);
+    if (this.opts.natsUrl) args.push('--nats', this.opts.natsUrl);
     const { child, ready } = await spawnReady(L, 'coordinator', 'coordinator/main.js', args, this.opts.env?.coordinator, this.opts.traceFiles ?? false);
     this.coordinator = { name: 'coordinator', pid: child.pid!, address: String(ready.address), child };
     await writeAtomic(L.endpoint, JSON.stringify(this.describe(), null, 2) + '\n');

@@ -11,6 +11,7 @@ import {
   KeysetService,
   NodeState,
   SignRequestRecordSchema,
+  SignResultSchema,
   SignStatus,
   SigningService,
 } from '../proto/gen/custody/v1/api_pb.js';
@@ -20,7 +21,7 @@ import { VERSION } from '../runtime/version.js';
 import { createKeyset, displayPublicKey } from './keysets.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
-import type { SigningService as Signer } from './signing.js';
+import type { Accepted, RequestService, Submitter } from './requests.js';
 import { listAudit, verifyAudit } from './store/audit.js';
 import type { Db } from './store/db.js';
 import { getKeyset, getSignRequest, listKeysets, nodeFaultCounts, type KeysetRow, type SignRequestRow, type SignStatus as RowStatus } from './store/repo.js';
@@ -29,7 +30,7 @@ export interface ApiContext {
   db: Db;
   registry: NodeRegistry;
   nonces: NonceCache;
-  signer: Signer;
+  requests: RequestService;
   defaultThreshold: number;
   log: Logger;
 }
@@ -39,12 +40,14 @@ const OPERATORS: readonly Role[] = ['operator', 'admin'];
 
 export const ACCESS = {
   keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS },
-  signing: { sign: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
+  signing: { sign: ['payment', 'admin'] as readonly Role[], signBatch: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
   audit: OPERATORS,
   cluster: { health: READERS, listNodes: OPERATORS },
 };
 
 const actorOf = (ctx: CallContext) => `${ctx.role}:${ctx.subject}`;
+const submitterOf = (ctx: CallContext): Submitter => ({ actor: actorOf(ctx), source: 'grpc', clientId: ctx.subject });
+const MAX_BATCH = 1000;
 
 export function keysetToProto(row: KeysetRow): MessageInitShape<typeof KeysetSchema> {
   return {
@@ -88,6 +91,12 @@ export function signRequestToProto(r: SignRequestRow) {
   });
 }
 
+export function signResultToProto(a: Accepted, idempotencyKey: string): MessageInitShape<typeof SignResultSchema> {
+  return 'error' in a
+    ? { errorCode: a.error.code, errorMessage: a.error.message, idempotencyKey }
+    : { request: signRequestToProto(a.request), idempotencyKey };
+}
+
 export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
   return {
     async createKeyset(req, ctx) {
@@ -128,9 +137,14 @@ async function loadKeysetRow(db: Db, keysetId: string): Promise<KeysetRow> {
 export function signingApi(c: ApiContext): ServiceImpl<typeof SigningService> {
   return {
     async sign(req, ctx) {
-      if (!req.keysetId) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id is required');
-      const row = await c.signer.sign({ keysetId: req.keysetId, digest: req.digest, idempotencyKey: req.idempotencyKey, actor: actorOf(ctx) });
+      const row = await c.requests.signOne({ keysetId: req.keysetId, digest: req.digest, idempotencyKey: req.idempotencyKey }, submitterOf(ctx));
       return { request: signRequestToProto(row) };
+    },
+    async signBatch(req, ctx) {
+      if (req.requests.length === 0 || req.requests.length > MAX_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `a batch holds 1 to ${MAX_BATCH} requests`);
+      const items = req.requests.map((r) => ({ keysetId: r.keysetId, digest: r.digest, idempotencyKey: r.idempotencyKey }));
+      const results = await c.requests.signMany(items, submitterOf(ctx));
+      return { results: results.map((a, i) => signResultToProto(a, items[i]!.idempotencyKey)) };
     },
     async getSignRequest(req) {
       if (!/^[0-9a-f-]{36}$/i.test(req.requestId)) throw new RpcError(status.INVALID_ARGUMENT, 'request_id must be a UUID');

@@ -3,7 +3,11 @@
  * stops cleanly on SIGINT/SIGTERM.
  *
  *   node dist/coordinator/main.js --data DIR --tls-dir DIR --roster FILE --key-file FILE
- *        [--listen 127.0.0.1:0] [--database-url postgres://...] [--threshold 2]
+ *        [--listen 127.0.0.1:0] [--database-url postgres://...] [--threshold 2] [--id NAME] [--nats URL]
+ *
+ * --id names this coordinator (default "coordinator"); several coordinators on one database need
+ * distinct ids, and a restart with the same id resumes that coordinator's unfinished requests at once.
+ * --nats (or CUSTODY_NATS_URL) turns on the JetStream intake (docs/pipeline.md).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,7 +26,9 @@ import { initTracing, shutdownTracing } from '../runtime/tracing.js';
 import { ACCESS, auditApi, clusterApi, keysetApi, signingApi, type ApiContext } from './api.js';
 import { NodeRegistry } from './node-registry.js';
 import { NonceCache } from './nonce-cache.js';
-import { SigningService as Signer } from './signing.js';
+import { NatsPipeline } from './pipeline.js';
+import { RequestService } from './requests.js';
+import { FrostSigning } from './signing.js';
 import { openDb } from './store/db.js';
 
 async function main(): Promise<void> {
@@ -35,6 +41,8 @@ async function main(): Promise<void> {
       listen: { type: 'string', default: '127.0.0.1:0' },
       'database-url': { type: 'string' },
       threshold: { type: 'string', default: '2' },
+      id: { type: 'string', default: 'coordinator' },
+      nats: { type: 'string' },
     },
   });
   const { data, roster: rosterPath } = values;
@@ -63,8 +71,10 @@ async function main(): Promise<void> {
   await registry.probeAll();
   registry.start();
   const nonces = new NonceCache(registry, { ed25519: groupFor('ed25519'), secp256k1: groupFor('secp256k1') });
-  const signer = new Signer(db, registry, nonces, (bytes) => sign(SIGN_AUTHORIZATION_DOMAIN, bytes), log);
-  const ctx: ApiContext = { db, registry, nonces, signer, defaultThreshold: Number(values.threshold), log };
+  const signing = new FrostSigning(db, registry, nonces, (bytes) => sign(SIGN_AUTHORIZATION_DOMAIN, bytes), log);
+  let pipeline: NatsPipeline | undefined;
+  const requests = new RequestService(db, signing, log, { owner: values.id!, onFinished: (row) => pipeline?.onFinished(row) });
+  const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log };
 
   const server = new grpc.Server(SERVER_OPTIONS);
   addService(server, KeysetService, keysetApi(ctx), ACCESS.keyset, { logger: log });
@@ -73,12 +83,17 @@ async function main(): Promise<void> {
   addService(server, ClusterService, clusterApi(ctx), ACCESS.cluster, { logger: log });
   const port = await bindServer(server, values.listen!, serverCredentials(ca, own));
   const address = `${values.listen!.slice(0, values.listen!.lastIndexOf(':'))}:${port}`;
+  requests.startResuming();
+  const natsUrl = values.nats ?? process.env.CUSTODY_NATS_URL;
+  if (natsUrl) pipeline = await NatsPipeline.start({ url: natsUrl, name: values.id!, requests, db, log });
   log.info({ address, database: db.dialect, nodesUp: registry.upNodes().length }, 'coordinator ready');
-  process.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, address, database: db.dialect }) + '\n');
+  process.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, address, id: values.id, database: db.dialect, nats: Boolean(natsUrl) }) + '\n');
 
   onStopSignal(async (signal) => {
     log.info({ signal }, 'coordinator stopping');
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    await pipeline?.stop();
+    await requests.drain();
     registry.close();
     await db.close();
     await shutdownTracing();

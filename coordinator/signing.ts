@@ -1,18 +1,15 @@
 /**
- * The coordinator's signing flow: idempotency, quorum choice among healthy nodes, one round of
- * SignShares with pooled commitments, aggregation and verification, and on a bad signature the
- * per-share checks (RFC 9591 section 5.4) that name the cheating node, which is recorded and
- * bypassed on the retry.
+ * Making a FROST signature: quorum choice among healthy nodes, one round of SignShares with pooled
+ * commitments, aggregation and verification, and on a bad signature the per-share checks (RFC 9591
+ * section 5.4) that name the cheating node, which is recorded, bypassed on the retry and quarantined.
  */
 import { randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
-import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { ciphersuite, type Ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
 import { aggregate, type SignerCommitment } from '../crypto/frost/sign.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
-import { checkMessageLength, curveOfScheme, type Scheme } from '../crypto/schemes.js';
+import { curveOfScheme } from '../crypto/schemes.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
@@ -23,23 +20,15 @@ import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './nod
 import { ShareBatcher, ShareRefused } from './share-batcher.js';
 import { appendAudit } from './store/audit.js';
 import type { Db } from './store/db.js';
-import {
-  DuplicateKeyError,
-  createSignRequest,
-  findSignRequestByIdempotencyKey,
-  getKeyset,
-  recordNodeFault,
-  updateSignRequest,
-  type KeysetRow,
-  type SignRequestRow,
-} from './store/repo.js';
+import { durably } from './store/durably.js';
+import { getKeyset, recordNodeFault, type KeysetRow } from './store/repo.js';
 
 const AUTHORIZATION_TTL_MS = 30_000;
 const MAX_ATTEMPTS = 4;
 /** How long a node caught with a bad share is left out of quorums, unless it is needed for one. */
 const QUARANTINE_MS = 10 * 60_000;
 
-interface LoadedKeyset {
+export interface LoadedKeyset {
   row: KeysetRow;
   cs: Ciphersuite<unknown>;
   groupKey: unknown;
@@ -48,14 +37,18 @@ interface LoadedKeyset {
   turn: number;
 }
 
-export interface SignInput {
-  keysetId: string;
-  digest: Uint8Array;
-  idempotencyKey: string;
-  actor: string;
+export interface SignOutcome {
+  signature?: Uint8Array;
+  signers: string[];
+  attempts: number;
+  error?: string;
 }
 
-export class SigningService {
+/**
+ * Makes one FROST signature for a digest with a keyset: quorum choice, retries, blame. The request
+ * lifecycle around it (idempotency, states, audit of transitions) lives in requests.ts.
+ */
+export class FrostSigning {
   private readonly keysets = new Map<string, LoadedKeyset>();
   private readonly batcher: ShareBatcher;
   /** Node id -> time until which it is avoided: a node that sent a bad share is probably compromised. */
@@ -71,57 +64,12 @@ export class SigningService {
     this.batcher = new ShareBatcher(registry);
   }
 
-  async sign(input: SignInput): Promise<SignRequestRow> {
-    const ks = await this.loadKeyset(input.keysetId);
-    const lengthError = checkMessageLength(ks.row.scheme, input.digest.length);
-    if (lengthError) throw new RpcError(status.INVALID_ARGUMENT, lengthError);
-    if (input.idempotencyKey.length > 200) throw new RpcError(status.INVALID_ARGUMENT, 'idempotency_key is longer than 200 characters');
-    const requestHash = sha256(concatBytes(utf8ToBytes(`sign/v1/${input.keysetId}/`), input.digest));
-
-    const existing = await this.findExisting(input.idempotencyKey, requestHash);
-    if (existing) return existing;
-    const requestId = randomUUID();
-    try {
-      await this.db.tx(async (q) => {
-        await createSignRequest(q, {
-          requestId,
-          keysetId: input.keysetId,
-          scheme: ks.row.scheme,
-          digest: input.digest,
-          idempotencyKey: input.idempotencyKey || null,
-          requestHash,
-          status: 'signing',
-          createdBy: input.actor,
-        });
-        await appendAudit(q, {
-          actor: input.actor,
-          action: 'sign.requested',
-          subject: requestId,
-          details: { keysetId: input.keysetId, digest: bytesToHex(input.digest), idempotencyKey: input.idempotencyKey || null },
-        });
-      });
-    } catch (e) {
-      // Another call with the same key won the race: answer as the idempotent repeat.
-      if (e instanceof DuplicateKeyError) {
-        const again = await this.findExisting(input.idempotencyKey, requestHash);
-        if (again) return again;
-      }
-      throw e;
-    }
-    return this.run(ks, requestId, input);
+  /** The key a signature by this keyset verifies under, as clients use it. */
+  publicKeyOf(ks: LoadedKeyset): Uint8Array {
+    return displayPublicKey(ks.row.scheme, ks.row.publicKey);
   }
 
-  private async findExisting(idempotencyKey: string, requestHash: Uint8Array): Promise<SignRequestRow | undefined> {
-    if (!idempotencyKey) return undefined;
-    const existing = await findSignRequestByIdempotencyKey(this.db, idempotencyKey);
-    if (!existing) return undefined;
-    if (bytesToHex(existing.requestHash) !== bytesToHex(requestHash)) {
-      throw new RpcError(status.ALREADY_EXISTS, `idempotency key ${idempotencyKey} was already used for a different request (${existing.requestId})`);
-    }
-    return existing;
-  }
-
-  private async run(ks: LoadedKeyset, requestId: string, input: SignInput): Promise<SignRequestRow> {
+  async sign(ks: LoadedKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
     // Blamed or refusing nodes sit out the rest of this request; unreachable ones are re-probed
     // once before giving up, since a node that just restarted fails its first call on a stale channel.
     const excluded = new Set<string>();
@@ -138,47 +86,23 @@ export class SigningService {
       }
       if (!quorum) {
         problems.push(`not enough healthy nodes for threshold ${ks.row.threshold}`);
-        break;
+        return { signers: [], attempts: attempt - 1, error: `signing failed: ${problems.join('; ')}` };
       }
-      const outcome = await this.attempt(ks, requestId, input, quorum);
-      if (outcome.signature) {
-        const signers = quorum.map((m) => m.nodeId);
-        return this.db.tx(async (q) => {
-          const row = await updateSignRequest(q, requestId, {
-            status: 'signed',
-            signature: outcome.signature,
-            publicKey: displayPublicKey(ks.row.scheme, ks.row.publicKey),
-            signers,
-            attempts: attempt,
-          });
-          await appendAudit(q, {
-            actor: 'coordinator',
-            action: 'sign.completed',
-            subject: requestId,
-            details: { keysetId: ks.row.keysetId, signers, attempts: attempt, signature: bytesToHex(outcome.signature!) },
-          });
-          return row;
-        });
-      }
+      const outcome = await this.attempt(ks, requestId, digest, quorum);
+      if (outcome.signature) return { signature: outcome.signature, signers: quorum.map((m) => m.nodeId), attempts: attempt };
       problems.push(outcome.problem!);
       for (const id of outcome.exclude) excluded.add(id);
       for (const id of outcome.unreachable) unreachable.add(id);
       if (outcome.blamed.length) await this.blame(ks, requestId, outcome.blamed, outcome.problem!);
     }
-    const error = `signing failed: ${problems.join('; ')}`;
-    this.log.warn({ requestId, keysetId: ks.row.keysetId, error }, 'sign request failed');
-    return this.db.tx(async (q) => {
-      const row = await updateSignRequest(q, requestId, { status: 'failed', error });
-      await appendAudit(q, { actor: 'coordinator', action: 'sign.failed', subject: requestId, details: { keysetId: ks.row.keysetId, error } });
-      return row;
-    });
+    return { signers: [], attempts: MAX_ATTEMPTS, error: `signing failed: ${problems.join('; ')}` };
   }
 
   /** One signing round with one quorum. */
   private async attempt(
     ks: LoadedKeyset,
     requestId: string,
-    input: SignInput,
+    digest: Uint8Array,
     quorum: KeysetRow['members'],
   ): Promise<{ signature?: Uint8Array; problem?: string; exclude: string[]; unreachable: string[]; blamed: string[] }> {
     const curve = curveOfScheme(ks.row.scheme);
@@ -196,7 +120,7 @@ export class SigningService {
         sessionId: randomUUID(),
         keysetId: ks.row.keysetId,
         scheme: schemeToProto(ks.row.scheme),
-        digest: input.digest,
+        digest,
         derivationPath: '',
         commitments: quorum.map((m, i) => ({ index: m.index, nodeId: m.nodeId, commitmentId: picked[i]!.id, hiding: picked[i]!.hiding, binding: picked[i]!.binding })),
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
@@ -236,7 +160,7 @@ export class SigningService {
 
     // aggregate verifies the signature once and, only if that fails, checks every share to name the cheater.
     try {
-      const signature = aggregate(ks.cs, { groupPublicKey: ks.groupKey, commitments, shares, message: input.digest, verifyingShares: ks.verifyingShares });
+      const signature = aggregate(ks.cs, { groupPublicKey: ks.groupKey, commitments, shares, message: digest, verifyingShares: ks.verifyingShares });
       return { signature, exclude: [], unreachable: [], blamed: [] };
     } catch (e) {
       if (!(e instanceof ProtocolAbort)) throw e;
@@ -250,12 +174,12 @@ export class SigningService {
   private async blame(ks: LoadedKeyset, requestId: string, nodeIds: string[], reason: string): Promise<void> {
     this.log.warn({ requestId, keysetId: ks.row.keysetId, blamed: nodeIds }, 'node blamed for an invalid signature share');
     for (const id of nodeIds) this.quarantined.set(id, Date.now() + QUARANTINE_MS);
-    await this.db.tx(async (q) => {
+    await durably(this.log, 'record blame', () => this.db.tx(async (q) => {
       for (const nodeId of nodeIds) {
         await recordNodeFault(q, { nodeId, keysetId: ks.row.keysetId, requestId, reason });
         await appendAudit(q, { actor: 'coordinator', action: 'node.blamed', subject: nodeId, details: { keysetId: ks.row.keysetId, requestId, reason } });
       }
-    });
+    }));
   }
 
   /**
@@ -308,4 +232,3 @@ function combinations(n: number, k: number): number[][] {
   return out;
 }
 
-export type { Scheme };

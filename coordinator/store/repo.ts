@@ -72,6 +72,13 @@ export interface SignRequest {
   createdAt: Date;
   updatedAt: Date;
   createdBy: string;
+  /** 'grpc' or 'nats'. */
+  source: string;
+  /** Who gets the result: the NATS client id (results subject), or the gRPC caller. */
+  clientId: string;
+  owner: string | null;
+  leaseUntil: Date | null;
+  resultPublished: boolean;
 }
 
 export interface NewSignRequest {
@@ -84,6 +91,10 @@ export interface NewSignRequest {
   status?: SignStatus;
   createdBy: string;
   createdAt?: Date;
+  source?: string;
+  clientId?: string;
+  owner?: string | null;
+  leaseUntil?: Date | null;
 }
 
 export interface SignRequestUpdate {
@@ -93,8 +104,13 @@ export interface SignRequestUpdate {
   signers?: string[];
   error?: string | null;
   attempts?: number;
+  owner?: string | null;
+  leaseUntil?: Date | null;
+  resultPublished?: boolean;
   /** Compare-and-set: only update while the current status is one of these (two coordinators resuming the same request). */
   expectedStatus?: SignStatus | readonly SignStatus[];
+  /** Compare-and-set: only update while this coordinator owns the request. */
+  expectedOwner?: string;
   updatedAt?: Date;
 }
 
@@ -295,10 +311,15 @@ interface SignRequestDbRow {
   created_at: Date;
   updated_at: Date;
   created_by: string;
+  source: string;
+  client_id: string;
+  owner: string | null;
+  lease_until: Date | null;
+  result_published: boolean;
 }
 
 const SIGN_REQUEST_COLUMNS =
-  'request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signature, public_key, signers, error, attempts, created_at, updated_at, created_by';
+  'request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signature, public_key, signers, error, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, result_published';
 
 function toSignRequest(r: SignRequestDbRow): SignRequest {
   return {
@@ -317,6 +338,11 @@ function toSignRequest(r: SignRequestDbRow): SignRequest {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     createdBy: r.created_by,
+    source: r.source,
+    clientId: r.client_id,
+    owner: r.owner,
+    leaseUntil: r.lease_until,
+    resultPublished: r.result_published,
   };
 }
 
@@ -328,10 +354,24 @@ export async function createSignRequest(q: Queryable, r: NewSignRequest): Promis
   const now = r.createdAt ?? new Date();
   try {
     const [row] = await q.query<SignRequestDbRow>(
-      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9)
+      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9, $10, $11, $12, $13)
        RETURNING ${SIGN_REQUEST_COLUMNS}`,
-      [r.requestId ?? randomUUID(), r.keysetId, r.scheme, r.digest, r.idempotencyKey ?? null, r.requestHash, status, now, r.createdBy],
+      [
+        r.requestId ?? randomUUID(),
+        r.keysetId,
+        r.scheme,
+        r.digest,
+        r.idempotencyKey ?? null,
+        r.requestHash,
+        status,
+        now,
+        r.createdBy,
+        r.source ?? 'grpc',
+        r.clientId ?? '',
+        r.owner ?? null,
+        r.leaseUntil ?? null,
+      ],
     );
     return toSignRequest(row!);
   } catch (err) {
@@ -374,6 +414,9 @@ export async function updateSignRequest(q: Queryable, requestId: string, u: Sign
   if (u.signers !== undefined) set('signers', signersJson(u.signers), '::jsonb');
   if (u.error !== undefined) set('error', u.error);
   if (u.attempts !== undefined) set('attempts', u.attempts);
+  if (u.owner !== undefined) set('owner', u.owner);
+  if (u.leaseUntil !== undefined) set('lease_until', u.leaseUntil);
+  if (u.resultPublished !== undefined) set('result_published', u.resultPublished);
   set('updated_at', u.updatedAt ?? new Date());
   let where = 'request_id = $1';
   if (u.expectedStatus !== undefined) {
@@ -381,13 +424,58 @@ export async function updateSignRequest(q: Queryable, requestId: string, u: Sign
     params.push(expected);
     where += ` AND status = ANY($${params.length}::text[])`;
   }
+  if (u.expectedOwner !== undefined) {
+    params.push(u.expectedOwner);
+    where += ` AND owner = $${params.length}`;
+  }
   const [row] = await q.query<SignRequestDbRow>(
     `UPDATE sign_requests SET ${sets.join(', ')} WHERE ${where} RETURNING ${SIGN_REQUEST_COLUMNS}`,
     params,
   );
   if (row) return toSignRequest(row);
-  if (u.expectedStatus === undefined) throw new NotFoundError(`sign request ${requestId} not found`);
+  if (u.expectedStatus === undefined && u.expectedOwner === undefined) throw new NotFoundError(`sign request ${requestId} not found`);
   return undefined;
+}
+
+/** States a request passes through before it is finished; a coordinator resumes requests in them. */
+export const UNFINISHED: readonly SignStatus[] = ['received', 'policy_checked', 'signing'];
+
+/**
+ * Claims up to `limit` unfinished requests for `owner` until `leaseUntil`: those whose lease expired
+ * (their coordinator died), and with `includeOwn` those this owner held before it restarted.
+ * Concurrent claimers conflict under SERIALIZABLE and the retry loop sorts them out, so every
+ * request is claimed by one coordinator at a time.
+ */
+export async function claimUnfinished(
+  q: Queryable,
+  opts: { owner: string; leaseUntil: Date; now: Date; limit: number; includeOwn: boolean; statuses?: readonly SignStatus[] },
+): Promise<SignRequest[]> {
+  const rows = await q.query<SignRequestDbRow>(
+    `UPDATE sign_requests SET owner = $1, lease_until = $2
+     WHERE request_id IN (
+       SELECT request_id FROM sign_requests
+       WHERE status = ANY($3::text[]) AND (lease_until IS NULL OR lease_until < $4 OR ($5 AND owner = $1))
+       ORDER BY created_at LIMIT $6)
+     RETURNING ${SIGN_REQUEST_COLUMNS}`,
+    [opts.owner, opts.leaseUntil, [...(opts.statuses ?? UNFINISHED)], opts.now, opts.includeOwn, opts.limit],
+  );
+  return rows.map(toSignRequest);
+}
+
+/** Finished NATS requests whose result has not been published yet (the outbox). */
+export async function unpublishedResults(q: Queryable, limit: number): Promise<SignRequest[]> {
+  const rows = await q.query<SignRequestDbRow>(
+    `SELECT ${SIGN_REQUEST_COLUMNS} FROM sign_requests
+     WHERE source = 'nats' AND result_published = false AND status IN ('signed', 'failed', 'rejected', 'expired')
+     ORDER BY updated_at LIMIT $1`,
+    [limit],
+  );
+  return rows.map(toSignRequest);
+}
+
+export async function markResultsPublished(q: Queryable, requestIds: readonly string[]): Promise<void> {
+  if (requestIds.length === 0) return;
+  await q.query(`UPDATE sign_requests SET result_published = true WHERE request_id = ANY($1::uuid[])`, [[...requestIds]]);
 }
 
 // ---------------------------------------------------------------------------------------------

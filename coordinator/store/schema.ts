@@ -109,6 +109,21 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    name: 'request pipeline: source, client, lease, results outbox',
+    statements: () => [
+      // Where a request came from and who gets its result (NATS results subject per client).
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS source TEXT NOT NULL DEFAULT 'grpc'`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS client_id TEXT NOT NULL DEFAULT ''`,
+      // The coordinator working on a request and until when; an expired lease lets another resume it.
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS owner TEXT NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ NULL`,
+      // Outbox: a finished NATS request's result is published after the commit, then marked.
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS result_published BOOLEAN NOT NULL DEFAULT false`,
+      `CREATE INDEX IF NOT EXISTS sign_requests_outbox_idx ON sign_requests (source, result_published, status)`,
+    ],
+  },
 ];
 
 const BOOTSTRAP = [

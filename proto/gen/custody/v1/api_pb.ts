@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwi5AEKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoTQ3JlYXRlS2V5c2V0UmVxdWVzdBIiCgZzY2hlbWUYASABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAiABKA0SEAoIbm9kZV9pZHMYAyADKAkSDQoFbGFiZWwYBCABKAkiOgoUQ3JlYXRlS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQiJQoQR2V0S2V5c2V0UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiNwoRR2V0S2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQiPAoSTGlzdEtleXNldHNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEhcKD2FmdGVyX2tleXNldF9pZBgCIAEoCSI6ChNMaXN0S2V5c2V0c1Jlc3BvbnNlEiMKB2tleXNldHMYASADKAsyEi5jdXN0b2R5LnYxLktleXNldCLoAgoRU2lnblJlcXVlc3RSZWNvcmQSEgoKcmVxdWVzdF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSIgoGc2NoZW1lGAMgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSDgoGZGlnZXN0GAQgASgMEiYKBnN0YXR1cxgFIAEoDjIWLmN1c3RvZHkudjEuU2lnblN0YXR1cxIRCglzaWduYXR1cmUYBiABKAwSEgoKcHVibGljX2tleRgHIAEoDBIPCgdzaWduZXJzGAggAygJEg0KBWVycm9yGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIQCghhdHRlbXB0cxgLIAEoDRIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJJCgtTaWduUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSDgoGZGlnZXN0GAIgASgMEhcKD2lkZW1wb3RlbmN5X2tleRgDIAEoCSI+CgxTaWduUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiKwoVR2V0U2lnblJlcXVlc3RSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiSAoWR2V0U2lnblJlcXVlc3RSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCKpAQoLQXVkaXRSZWNvcmQSCwoDc2VxGAEgASgEEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSDwoHc3ViamVjdBgFIAEoCRIUCgxkZXRhaWxzX2pzb24YBiABKAkSEQoJcHJldl9oYXNoGAcgASgMEgwKBGhhc2gYCCABKAwiFAoSVmVyaWZ5QXVkaXRSZXF1ZXN0IlkKE1ZlcmlmeUF1ZGl0UmVzcG9uc2USCgoCb2sYASABKAgSDwoHcmVjb3JkcxgCIAEoBBIVCg1maXJzdF9iYWRfc2VxGAMgASgEEg4KBnJlYXNvbhgEIAEoCSI0ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSI9ChFMaXN0QXVkaXRSZXNwb25zZRIoCgdyZWNvcmRzGAEgAygLMhcuY3VzdG9keS52MS5BdWRpdFJlY29yZCL3AQoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSCwoDcGlkGAMgASgNEiQKBXN0YXRlGAQgASgOMhUuY3VzdG9keS52MS5Ob2RlU3RhdGUSDwoHdmVyc2lvbhgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SDgoGZmF1bHRzGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkiDwoNSGVhbHRoUmVxdWVzdCJ0Cg5IZWFsdGhSZXNwb25zZRIPCgdzZXJ2aW5nGAEgASgIEg8KB3ZlcnNpb24YAiABKAkSEAoIbm9kZXNfdXAYAyABKA0SEwoLbm9kZXNfdG90YWwYBCABKA0SGQoRZGVmYXVsdF90aHJlc2hvbGQYBSABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCI6ChFMaXN0Tm9kZXNSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmN1c3RvZHkudjEuTm9kZVN0YXR1cyqDAgoKU2lnblN0YXR1cxIbChdTSUdOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNJR05fU1RBVFVTX1JFQ0VJVkVEEAESHgoaU0lHTl9TVEFUVVNfUE9MSUNZX0NIRUNLRUQQAhIiCh5TSUdOX1NUQVRVU19BV0FJVElOR19BUFBST1ZBTFMQAxIXChNTSUdOX1NUQVRVU19TSUdOSU5HEAQSFgoSU0lHTl9TVEFUVVNfU0lHTkVEEAUSGAoUU0lHTl9TVEFUVVNfUkVKRUNURUQQBhIWChJTSUdOX1NUQVRVU19GQUlMRUQQBxIXChNTSUdOX1NUQVRVU19FWFBJUkVEEAgqTwoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1NUQVRFX1VQEAESEwoPTk9ERV9TVEFURV9ET1dOEAIy/AEKDUtleXNldFNlcnZpY2USUQoMQ3JlYXRlS2V5c2V0Eh8uY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXNwb25zZRJICglHZXRLZXlzZXQSHC5jdXN0b2R5LnYxLkdldEtleXNldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldEtleXNldFJlc3BvbnNlEk4KC0xpc3RLZXlzZXRzEh4uY3VzdG9keS52MS5MaXN0S2V5c2V0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVzcG9uc2UypAEKDlNpZ25pbmdTZXJ2aWNlEjkKBFNpZ24SFy5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0GhguY3VzdG9keS52MS5TaWduUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwi5AEKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoTQ3JlYXRlS2V5c2V0UmVxdWVzdBIiCgZzY2hlbWUYASABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAiABKA0SEAoIbm9kZV9pZHMYAyADKAkSDQoFbGFiZWwYBCABKAkiOgoUQ3JlYXRlS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQiJQoQR2V0S2V5c2V0UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiNwoRR2V0S2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQiPAoSTGlzdEtleXNldHNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEhcKD2FmdGVyX2tleXNldF9pZBgCIAEoCSI6ChNMaXN0S2V5c2V0c1Jlc3BvbnNlEiMKB2tleXNldHMYASADKAsyEi5jdXN0b2R5LnYxLktleXNldCLoAgoRU2lnblJlcXVlc3RSZWNvcmQSEgoKcmVxdWVzdF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSIgoGc2NoZW1lGAMgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSDgoGZGlnZXN0GAQgASgMEiYKBnN0YXR1cxgFIAEoDjIWLmN1c3RvZHkudjEuU2lnblN0YXR1cxIRCglzaWduYXR1cmUYBiABKAwSEgoKcHVibGljX2tleRgHIAEoDBIPCgdzaWduZXJzGAggAygJEg0KBWVycm9yGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIQCghhdHRlbXB0cxgLIAEoDRIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkiSQoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiPgoMU2lnblJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIisKFUdldFNpZ25SZXF1ZXN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIkgKFkdldFNpZ25SZXF1ZXN0UmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiqQEKC0F1ZGl0UmVjb3JkEgsKA3NlcRgBIAEoBBImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg8KB3N1YmplY3QYBSABKAkSFAoMZGV0YWlsc19qc29uGAYgASgJEhEKCXByZXZfaGFzaBgHIAEoDBIMCgRoYXNoGAggASgMIhQKElZlcmlmeUF1ZGl0UmVxdWVzdCJZChNWZXJpZnlBdWRpdFJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB3JlY29yZHMYAiABKAQSFQoNZmlyc3RfYmFkX3NlcRgDIAEoBBIOCgZyZWFzb24YBCABKAkiNAoQTGlzdEF1ZGl0UmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iPQoRTGlzdEF1ZGl0UmVzcG9uc2USKAoHcmVjb3JkcxgBIAMoCzIXLmN1c3RvZHkudjEuQXVkaXRSZWNvcmQi9wEKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgsKA3BpZBgDIAEoDRIkCgVzdGF0ZRgEIAEoDjIVLmN1c3RvZHkudjEuTm9kZVN0YXRlEg8KB3ZlcnNpb24YBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEg4KBmZhdWx0cxgJIAEoDRISCgpsYXN0X2Vycm9yGAogASgJIg8KDUhlYWx0aFJlcXVlc3QidAoOSGVhbHRoUmVzcG9uc2USDwoHc2VydmluZxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEhAKCG5vZGVzX3VwGAMgASgNEhMKC25vZGVzX3RvdGFsGAQgASgNEhkKEWRlZmF1bHRfdGhyZXNob2xkGAUgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiOgoRTGlzdE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVTdGF0dXMqgwIKClNpZ25TdGF0dXMSGwoXU0lHTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRTSUdOX1NUQVRVU19SRUNFSVZFRBABEh4KGlNJR05fU1RBVFVTX1BPTElDWV9DSEVDS0VEEAISIgoeU0lHTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUxTEAMSFwoTU0lHTl9TVEFUVVNfU0lHTklORxAEEhYKElNJR05fU1RBVFVTX1NJR05FRBAFEhgKFFNJR05fU1RBVFVTX1JFSkVDVEVEEAYSFgoSU0lHTl9TVEFUVVNfRkFJTEVEEAcSFwoTU0lHTl9TVEFUVVNfRVhQSVJFRBAIKk8KCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTk9ERV9TVEFURV9VUBABEhMKD05PREVfU1RBVEVfRE9XThACMvwBCg1LZXlzZXRTZXJ2aWNlElEKDENyZWF0ZUtleXNldBIfLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVzcG9uc2USSAoJR2V0S2V5c2V0EhwuY3VzdG9keS52MS5HZXRLZXlzZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRLZXlzZXRSZXNwb25zZRJOCgtMaXN0S2V5c2V0cxIeLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0S2V5c2V0c1Jlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -317,6 +317,82 @@ export const SignRequestRecordSchema: GenMessage<SignRequestRecord> = /*@__PURE_
   messageDesc(file_custody_v1_api, 8);
 
 /**
+ * @generated from message custody.v1.SignBatchRequest
+ */
+export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
+  /**
+   * At most 1000 items.
+   *
+   * @generated from field: repeated custody.v1.SignRequest requests = 1;
+   */
+  requests: SignRequest[];
+};
+
+/**
+ * Describes the message custody.v1.SignBatchRequest.
+ * Use `create(SignBatchRequestSchema)` to create a new message.
+ */
+export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 9);
+
+/**
+ * @generated from message custody.v1.SignBatchResponse
+ */
+export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
+  /**
+   * @generated from field: repeated custody.v1.SignResult results = 1;
+   */
+  results: SignResult[];
+};
+
+/**
+ * Describes the message custody.v1.SignBatchResponse.
+ * Use `create(SignBatchResponseSchema)` to create a new message.
+ */
+export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 10);
+
+/**
+ * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
+ *
+ * @generated from message custody.v1.SignResult
+ */
+export type SignResult = Message<"custody.v1.SignResult"> & {
+  /**
+   * Set when the request was accepted (whatever its final status).
+   *
+   * @generated from field: custody.v1.SignRequestRecord request = 1;
+   */
+  request?: SignRequestRecord | undefined;
+
+  /**
+   * Set when the request was refused before it was accepted: a google.rpc.Code and why.
+   *
+   * @generated from field: uint32 error_code = 2;
+   */
+  errorCode: number;
+
+  /**
+   * @generated from field: string error_message = 3;
+   */
+  errorMessage: string;
+
+  /**
+   * Echo of the request's idempotency key, so asynchronous clients can match results.
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message custody.v1.SignResult.
+ * Use `create(SignResultSchema)` to create a new message.
+ */
+export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 11);
+
+/**
  * @generated from message custody.v1.SignRequest
  */
 export type SignRequest = Message<"custody.v1.SignRequest"> & {
@@ -343,7 +419,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 9);
+  messageDesc(file_custody_v1_api, 12);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -360,7 +436,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 10);
+  messageDesc(file_custody_v1_api, 13);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -377,7 +453,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 11);
+  messageDesc(file_custody_v1_api, 14);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -394,7 +470,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 12);
+  messageDesc(file_custody_v1_api, 15);
 
 /**
  * One append-only, hash-chained audit record.
@@ -452,7 +528,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 13);
+  messageDesc(file_custody_v1_api, 16);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -465,7 +541,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 14);
+  messageDesc(file_custody_v1_api, 17);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -499,7 +575,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 15);
+  messageDesc(file_custody_v1_api, 18);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -521,7 +597,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 16);
+  messageDesc(file_custody_v1_api, 19);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -538,7 +614,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 17);
+  messageDesc(file_custody_v1_api, 20);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -604,7 +680,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 18);
+  messageDesc(file_custody_v1_api, 21);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -617,7 +693,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 19);
+  messageDesc(file_custody_v1_api, 22);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -654,7 +730,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 20);
+  messageDesc(file_custody_v1_api, 23);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -667,7 +743,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 21);
+  messageDesc(file_custody_v1_api, 24);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -684,7 +760,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 22);
+  messageDesc(file_custody_v1_api, 25);
 
 /**
  * @generated from enum custody.v1.SignStatus
@@ -814,6 +890,16 @@ export const SigningService: GenService<{
     methodKind: "unary";
     input: typeof SignRequestSchema;
     output: typeof SignResponseSchema;
+  },
+  /**
+   * Signs many digests in one call; each item gets its own result, in order. Role: payment or admin.
+   *
+   * @generated from rpc custody.v1.SigningService.SignBatch
+   */
+  signBatch: {
+    methodKind: "unary";
+    input: typeof SignBatchRequestSchema;
+    output: typeof SignBatchResponseSchema;
   },
   /**
    * @generated from rpc custody.v1.SigningService.GetSignRequest

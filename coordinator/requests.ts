@@ -1,0 +1,250 @@
+/**
+ * The sign request lifecycle, shared by gRPC (Sign, SignBatch) and the NATS pipeline:
+ *
+ *   received -> policy_checked -> signing -> signed | failed        (policy adds the other states)
+ *
+ * Every transition is an audit record. Accepting is one transaction for a whole batch; from then on
+ * the request belongs to this coordinator under a lease. A coordinator that dies leaves requests
+ * whose lease expires; any coordinator (or the same one restarted, with the same id) claims and
+ * finishes them. Finishing is a compare-and-set on (status signing, owner me), so when two
+ * coordinators ever raced for one request only one result is stored and published.
+ */
+import { randomUUID } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { checkMessageLength } from '../crypto/schemes.js';
+import { RpcError } from '../runtime/grpc.js';
+import type { Logger } from '../runtime/log.js';
+import { CompletionWriter } from './completion-writer.js';
+import type { FrostSigning, LoadedKeyset } from './signing.js';
+import { appendAuditMany, type AuditEntry } from './store/audit.js';
+import type { Db, Queryable } from './store/db.js';
+import { durably } from './store/durably.js';
+import {
+  claimUnfinished,
+  createSignRequest,
+  DuplicateKeyError,
+  findSignRequestByIdempotencyKey,
+  getSignRequest,
+  type SignRequestRow,
+} from './store/repo.js';
+
+export interface SubmitItem {
+  keysetId: string;
+  digest: Uint8Array;
+  idempotencyKey: string;
+}
+
+export interface Submitter {
+  /** Audit actor, e.g. "payment:shop-1". */
+  actor: string;
+  source: 'grpc' | 'nats';
+  /** Where results go (the NATS client id), or the caller's certificate name. */
+  clientId: string;
+}
+
+export type Accepted = { request: SignRequestRow; fresh: boolean } | { error: RpcError };
+
+type Checked = { ks: LoadedKeyset; requestHash: Uint8Array } | { error: RpcError };
+
+export interface RequestServiceOptions {
+  /** Stable id of this coordinator: a restart with the same id resumes its own requests at once. */
+  owner: string;
+  leaseMs?: number;
+  /** Called once a request this coordinator finished has been stored. */
+  onFinished?: (row: SignRequestRow) => void;
+}
+
+const MAX_KEY_LENGTH = 200;
+const TERMINAL = new Set(['signed', 'failed', 'rejected', 'expired']);
+
+export const isTerminal = (row: SignRequestRow) => TERMINAL.has(row.status);
+
+export class RequestService {
+  private readonly writer: CompletionWriter;
+  private readonly inflight = new Map<string, Promise<SignRequestRow>>();
+  private readonly leaseMs: number;
+  private resumeTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Db,
+    private readonly signing: FrostSigning,
+    private readonly log: Logger,
+    private readonly opts: RequestServiceOptions,
+  ) {
+    this.writer = new CompletionWriter(db, log, opts.owner);
+    this.leaseMs = opts.leaseMs ?? 30_000;
+  }
+
+  /**
+   * Validates and stores a batch of requests in one transaction. Repeats of an idempotency key with
+   * the same content return the original request; with other content (or from another client),
+   * ALREADY_EXISTS. Invalid items get their own error and do not affect the others.
+   */
+  async accept(items: readonly SubmitItem[], who: Submitter): Promise<Accepted[]> {
+    const checked = await Promise.all(items.map((item) => this.check(item)));
+    for (let round = 1; ; round++) {
+      try {
+        return await this.insert(items, checked, who);
+      } catch (e) {
+        // Another coordinator inserted one of these keys at the same moment: a re-run sees its row.
+        if (!(e instanceof DuplicateKeyError) || round >= 3) throw e;
+      }
+    }
+  }
+
+  private insert(items: readonly SubmitItem[], checked: Checked[], who: Submitter): Promise<Accepted[]> {
+    return durably(this.log, 'accept requests', () =>
+      this.db.tx(async (q) => {
+        const out: Accepted[] = [];
+        const audits: AuditEntry[] = [];
+        const seen = new Map<string, Accepted>();
+        const now = new Date();
+        for (let i = 0; i < items.length; i++) {
+          const c = checked[i]!;
+          if ('error' in c) {
+            out.push(c);
+            continue;
+          }
+          const item = items[i]!;
+          const key = item.idempotencyKey;
+          const earlier = key ? (seen.get(key) ?? (await this.existing(q, key, c.requestHash, who))) : undefined;
+          if (earlier) {
+            out.push('error' in earlier ? earlier : { request: earlier.request, fresh: false });
+            if (key) seen.set(key, 'error' in earlier ? earlier : { request: earlier.request, fresh: false });
+            continue;
+          }
+          const requestId = randomUUID();
+          const request = await createSignRequest(q, {
+            requestId,
+            keysetId: item.keysetId,
+            scheme: c.ks.row.scheme,
+            digest: item.digest,
+            idempotencyKey: key || null,
+            requestHash: c.requestHash,
+            status: 'signing',
+            createdBy: who.actor,
+            createdAt: now,
+            source: who.source,
+            clientId: who.clientId,
+            owner: this.opts.owner,
+            leaseUntil: new Date(now.getTime() + this.leaseMs),
+          });
+          const accepted: Accepted = { request, fresh: true };
+          out.push(accepted);
+          if (key) seen.set(key, accepted);
+          const base = { keysetId: item.keysetId, source: who.source };
+          audits.push(
+            { actor: who.actor, action: 'sign.received', subject: requestId, details: { ...base, digest: bytesToHex(item.digest), idempotencyKey: key || null } },
+            // No policy engine yet: every request passes. The policy issue replaces this decision.
+            { actor: 'coordinator', action: 'sign.policy_checked', subject: requestId, details: { decision: 'allow', policy: 'none' } },
+            { actor: 'coordinator', action: 'sign.signing', subject: requestId, details: { owner: this.opts.owner } },
+          );
+        }
+        await appendAuditMany(q, audits, now);
+        return out;
+      }),
+    );
+  }
+
+  private async check(item: SubmitItem): Promise<Checked> {
+    try {
+      if (!item.keysetId) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id is required');
+      if (item.idempotencyKey.length > MAX_KEY_LENGTH) throw new RpcError(status.INVALID_ARGUMENT, `idempotency_key is longer than ${MAX_KEY_LENGTH} characters`);
+      const ks = await this.signing.loadKeyset(item.keysetId);
+      const lengthError = checkMessageLength(ks.row.scheme, item.digest.length);
+      if (lengthError) throw new RpcError(status.INVALID_ARGUMENT, lengthError);
+      return { ks, requestHash: sha256(concatBytes(utf8ToBytes(`sign/v1/${item.keysetId}/`), item.digest)) };
+    } catch (e) {
+      if (e instanceof RpcError) return { error: e };
+      throw e;
+    }
+  }
+
+  private async existing(q: Queryable, key: string, requestHash: Uint8Array, who: Submitter): Promise<{ request: SignRequestRow } | { error: RpcError } | undefined> {
+    const row = await findSignRequestByIdempotencyKey(q, key);
+    if (!row) return undefined;
+    if (bytesToHex(row.requestHash) !== bytesToHex(requestHash) || row.createdBy !== who.actor) {
+      return { error: new RpcError(status.ALREADY_EXISTS, `idempotency key ${key} was already used for a different request`) };
+    }
+    return { request: row };
+  }
+
+  /** Signs an accepted request this coordinator owns and stores the outcome. Runs once per request at a time. */
+  execute(row: SignRequestRow): Promise<SignRequestRow> {
+    let p = this.inflight.get(row.requestId);
+    if (!p) {
+      p = this.run(row).finally(() => this.inflight.delete(row.requestId));
+      this.inflight.set(row.requestId, p);
+    }
+    return p;
+  }
+
+  private async run(row: SignRequestRow): Promise<SignRequestRow> {
+    const ks = await this.signing.loadKeyset(row.keysetId);
+    const outcome = await this.signing.sign(ks, row.requestId, row.digest);
+    const final = outcome.signature
+      ? await this.writer.complete(
+          row.requestId,
+          { status: 'signed', signature: outcome.signature, publicKey: this.signing.publicKeyOf(ks), signers: outcome.signers, attempts: outcome.attempts, error: null },
+          { actor: 'coordinator', action: 'sign.completed', subject: row.requestId, details: { keysetId: row.keysetId, signers: outcome.signers, attempts: outcome.attempts, signature: bytesToHex(outcome.signature) } },
+        )
+      : await this.writer.complete(
+          row.requestId,
+          { status: 'failed', error: outcome.error!, attempts: outcome.attempts },
+          { actor: 'coordinator', action: 'sign.failed', subject: row.requestId, details: { keysetId: row.keysetId, error: outcome.error! } },
+        );
+    if (!final) {
+      // Another coordinator took this request over (our lease ran out); its result stands.
+      this.log.warn({ requestId: row.requestId }, 'request was taken over by another coordinator; discarding this result');
+      return (await durably(this.log, 'read request', () => getSignRequest(this.db, row.requestId)))!;
+    }
+    if (!outcome.signature) this.log.warn({ requestId: row.requestId, error: outcome.error }, 'sign request failed');
+    this.opts.onFinished?.(final);
+    return final;
+  }
+
+  /** Accept + execute for one request (gRPC Sign): the stored result, or the original for a repeat. */
+  async signOne(item: SubmitItem, who: Submitter): Promise<SignRequestRow> {
+    const [a] = await this.accept([item], who);
+    if ('error' in a!) throw a.error;
+    return a.fresh ? this.execute(a.request) : a.request;
+  }
+
+  /** Accept + execute for many (SignBatch): one accept transaction, signatures in parallel. */
+  async signMany(items: readonly SubmitItem[], who: Submitter): Promise<Accepted[]> {
+    const accepted = await this.accept(items, who);
+    return Promise.all(accepted.map(async (a) => ('error' in a || !a.fresh ? a : { request: await this.execute(a.request), fresh: true })));
+  }
+
+  /**
+   * Claims unfinished requests (expired leases; with includeOwn also this owner's, after a restart)
+   * and finishes them. Returns how many it claimed.
+   */
+  async resume(includeOwn: boolean): Promise<number> {
+    const now = new Date();
+    const claimed = await durably(this.log, 'claim unfinished requests', () =>
+      this.db.tx((q) => claimUnfinished(q, { owner: this.opts.owner, leaseUntil: new Date(now.getTime() + this.leaseMs), now, limit: 500, includeOwn, statuses: ['signing'] })),
+    );
+    const mine = claimed.filter((r) => !this.inflight.has(r.requestId));
+    if (mine.length) this.log.info({ count: mine.length }, 'resuming unfinished sign requests');
+    for (const r of mine) {
+      void this.execute(r).catch((e: unknown) => this.log.error({ requestId: r.requestId, err: e }, 'resumed request failed'));
+    }
+    return mine.length;
+  }
+
+  /** Resumes this owner's requests now, then looks for abandoned ones periodically. */
+  startResuming(intervalMs = 5_000): void {
+    void this.resume(true).catch((e: unknown) => this.log.error({ err: e }, 'resume failed'));
+    this.resumeTimer = setInterval(() => void this.resume(false).catch((e: unknown) => this.log.error({ err: e }, 'resume failed')), intervalMs);
+    this.resumeTimer.unref();
+  }
+
+  /** Waits for requests in flight (graceful stop). */
+  async drain(): Promise<void> {
+    if (this.resumeTimer) clearInterval(this.resumeTimer);
+    await Promise.allSettled([...this.inflight.values()]);
+  }
+}
