@@ -129,6 +129,8 @@ function spawnReady(
 export class LocalCluster {
   readonly nodes = new Map<string, ProcessInfo>();
   coordinator?: ProcessInfo;
+  /** More coordinators on the same database (and stream), started by startExtraCoordinator. */
+  readonly extraCoordinators: ProcessInfo[] = [];
 
   private constructor(
     readonly L: Layout,
@@ -220,6 +222,21 @@ export class LocalCluster {
     return this.coordinator;
   }
 
+  /**
+   * Starts another coordinator with its own id and port on the same database and NATS server
+   * (needs --database-url: PGlite is one process's file).
+   */
+  async startExtraCoordinator(id: string): Promise<ProcessInfo> {
+    if (!this.opts.databaseUrl) throw new Error('several coordinators need a database server (--database-url)');
+    const L = this.L;
+    const args = ['--id', id, '--listen', '127.0.0.1:0', '--data', join(L.dir, id), '--tls-dir', L.tls, '--roster', L.roster, '--key-file', L.coordinatorKey, '--threshold', String(this.config.threshold), '--database-url', this.opts.databaseUrl];
+    if (this.opts.natsUrl) args.push('--nats', this.opts.natsUrl);
+    const { child, ready } = await spawnReady(L, id, 'coordinator/main.js', args, this.opts.env?.[id], this.opts.traceFiles ?? false);
+    const p = { name: id, pid: child.pid!, address: String(ready.address), child };
+    this.extraCoordinators.push(p);
+    return p;
+  }
+
   describe() {
     return {
       coordinator: this.coordinator?.address ?? '',
@@ -243,6 +260,7 @@ export class LocalCluster {
   }
 
   async stop(): Promise<void> {
+    await Promise.all(this.extraCoordinators.map((c) => this.stopProcess(c)));
     if (this.coordinator) await this.stopProcess(this.coordinator);
     await Promise.all([...this.nodes.values()].map((n) => this.stopProcess(n)));
   }

@@ -20,7 +20,9 @@ export interface NodeEntry {
 }
 
 const PROBE_INTERVAL_MS = 2_000;
-const PROBE_DEADLINE_MS = 1_500;
+const PROBE_DEADLINE_MS = 3_000;
+/** A node that answered any call this recently is up, whatever a slow probe says. */
+const ALIVE_GRACE_MS = 5_000;
 const REPROBE_DEADLINE_MS = 2_500;
 /** Few nodes, and a node that comes back must be usable at once: reconnect often. */
 const NODE_CHANNEL_OPTIONS = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1_000 };
@@ -76,8 +78,18 @@ export class NodeRegistry {
       n.version = info.version;
       n.lastSeen = new Date();
     } catch (e) {
+      // A busy node can miss a probe while it serves real calls; only silence means down.
+      if (!waitForReady && n.lastSeen && Date.now() - n.lastSeen.getTime() < ALIVE_GRACE_MS) return;
       this.markDown(n.nodeId, e);
     }
+  }
+
+  /** Records a successful call to the node. */
+  markSeen(nodeId: string): void {
+    const n = this.get(nodeId);
+    if (!n.up) this.log.info({ node: nodeId }, 'node up');
+    n.up = true;
+    n.lastSeen = new Date();
   }
 
   markDown(nodeId: string, err: unknown): void {

@@ -21,10 +21,14 @@ export interface NonceCacheOptions {
 }
 
 const DEFAULTS: NonceCacheOptions = { lowWater: 64, batch: 256 };
+/** Larger reservations keep a node busy for seconds (two base multiplications per nonce pair). */
+const MAX_RESERVE = 512;
 
 export class NonceCache {
   private readonly pools = new Map<string, CachedCommitment[]>();
   private readonly refilling = new Map<string, Promise<void>>();
+  /** Callers waiting for a refill, per pool: the next refill asks for at least that many. */
+  private readonly waiting = new Map<string, number>();
   private readonly opts: NonceCacheOptions;
 
   constructor(
@@ -39,18 +43,27 @@ export class NonceCache {
     return this.pools.get(`${nodeId}/${curve}`)?.length ?? 0;
   }
 
-  /** Takes one commitment for the node, fetching a batch first if the pool is empty. */
+  /**
+   * Takes one commitment for the node. When the pool is empty every caller waits for a refill
+   * sized to how many are waiting, and tries again: under load hundreds arrive at once.
+   * Throws only when the node cannot be reached.
+   */
   async take(nodeId: string, curve: CurveName): Promise<CachedCommitment> {
     const key = `${nodeId}/${curve}`;
-    let pool = this.pools.get(key);
-    if (!pool?.length) {
-      await this.refill(nodeId, curve, Math.min(32, this.opts.batch));
-      pool = this.pools.get(key);
+    for (;;) {
+      const pool = this.pools.get(key);
+      const c = pool?.shift();
+      if (c) {
+        if (pool!.length < this.opts.lowWater) void this.refill(nodeId, curve, this.opts.batch).catch(() => undefined);
+        return c;
+      }
+      this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
+      try {
+        await this.refill(nodeId, curve, Math.min(MAX_RESERVE, Math.max(32, (this.waiting.get(key) ?? 0) + this.opts.lowWater)));
+      } finally {
+        this.waiting.set(key, (this.waiting.get(key) ?? 1) - 1);
+      }
     }
-    const c = pool?.shift();
-    if (!c) throw new Error(`node ${nodeId} returned no nonce commitments`);
-    if (pool!.length < this.opts.lowWater) void this.refill(nodeId, curve, this.opts.batch).catch(() => undefined);
-    return c;
   }
 
   /** Drops a node's commitments (it restarted or misbehaved); they are never reused. */
@@ -76,6 +89,7 @@ export class NonceCache {
       const pool = this.pools.get(key) ?? [];
       pool.push(...fresh);
       this.pools.set(key, pool);
+      this.registry.markSeen(nodeId);
     })().finally(() => this.refilling.delete(key));
     this.refilling.set(key, p);
     return p;

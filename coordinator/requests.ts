@@ -57,6 +57,9 @@ export interface RequestServiceOptions {
 }
 
 const MAX_KEY_LENGTH = 200;
+/** How long a request waits for enough nodes; leases outlast it so no one else takes it meanwhile. */
+const TRANSIENT_RETRY_MS = 45_000;
+const DEFAULT_LEASE_MS = 120_000;
 const TERMINAL = new Set(['signed', 'failed', 'rejected', 'expired']);
 
 export const isTerminal = (row: SignRequestRow) => TERMINAL.has(row.status);
@@ -74,7 +77,7 @@ export class RequestService {
     private readonly opts: RequestServiceOptions,
   ) {
     this.writer = new CompletionWriter(db, log, opts.owner);
-    this.leaseMs = opts.leaseMs ?? 30_000;
+    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   }
 
   /**
@@ -183,7 +186,14 @@ export class RequestService {
 
   private async run(row: SignRequestRow): Promise<SignRequestRow> {
     const ks = await this.signing.loadKeyset(row.keysetId);
-    const outcome = await this.signing.sign(ks, row.requestId, row.digest);
+    // Too few reachable nodes is usually brief (a restart, an overloaded moment): wait, within
+    // the lease, before failing an accepted request for it.
+    const started = Date.now();
+    let outcome = await this.signing.sign(ks, row.requestId, row.digest);
+    for (let delay = 250; outcome.transient && Date.now() - started < TRANSIENT_RETRY_MS; delay = Math.min(delay * 2, 5_000)) {
+      await new Promise((r) => setTimeout(r, delay));
+      outcome = await this.signing.sign(ks, row.requestId, row.digest);
+    }
     const final = outcome.signature
       ? await this.writer.complete(
           row.requestId,

@@ -55,6 +55,7 @@ export class ShareBatcher {
   private async send(nodeId: string, batch: Waiting[]): Promise<void> {
     try {
       const res = await this.registry.get(nodeId).client.signShares({ items: batch.map((w) => w.item) }, { deadlineMs: DEADLINE_MS });
+      this.registry.markSeen(nodeId);
       batch.forEach((w, i) => {
         const r = res.results[i]?.result;
         if (r?.case === 'share') w.resolve(r.value);

@@ -42,6 +42,8 @@ export interface SignOutcome {
   signers: string[];
   attempts: number;
   error?: string;
+  /** The failure was only a lack of reachable nodes: trying again later may work. */
+  transient?: boolean;
 }
 
 /**
@@ -86,7 +88,7 @@ export class FrostSigning {
       }
       if (!quorum) {
         problems.push(`not enough healthy nodes for threshold ${ks.row.threshold}`);
-        return { signers: [], attempts: attempt - 1, error: `signing failed: ${problems.join('; ')}` };
+        return { signers: [], attempts: attempt - 1, error: `signing failed: ${problems.join('; ')}`, transient: excluded.size === 0 };
       }
       const outcome = await this.attempt(ks, requestId, digest, quorum);
       if (outcome.signature) return { signature: outcome.signature, signers: quorum.map((m) => m.nodeId), attempts: attempt };

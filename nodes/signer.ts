@@ -42,6 +42,8 @@ export class FrostSigner {
     const secrets: Uint8Array[] = [];
     const publics: { hiding: Uint8Array; binding: Uint8Array }[] = [];
     for (let i = 0; i < count; i++) {
+      // Yield now and then: a big batch must not stall the node's other RPCs (health probes, shares).
+      if (i % 32 === 31) await new Promise((r) => setImmediate(r));
       // Pool nonces are fixed before any key or message is known, so they are uniform CSPRNG
       // scalars; RFC 9591 mixes the share into nonce_generate only as a hedge against a bad RNG.
       const d = group.randomScalar();

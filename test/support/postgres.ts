@@ -23,6 +23,8 @@ export interface PostgresServer {
   startMs: number;
   /** URL of another, freshly created database on the same server. */
   createDatabase(name: string): Promise<string>;
+  /** Restarts the server on the same data and port (createDatabase is unavailable afterwards). */
+  restart(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -182,6 +184,15 @@ export async function startPostgres(opts: { database?: string } = {}): Promise<P
       database,
       startMs: Date.now() - started,
       createDatabase,
+      /** Stops the server (fast shutdown: open connections are cut), waits downMs, starts it again. */
+      async restart(downMs = 0) {
+        await admin.end().catch(() => undefined);
+        await run(join(bin, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', '-t', '30', 'stop'], as, 40_000);
+        running = false;
+        await new Promise((r) => setTimeout(r, downMs));
+        await run(join(bin, 'pg_ctl'), ['-D', data, '-l', log, '-w', '-t', '30', 'start'], as, 40_000);
+        running = true;
+      },
       async stop() {
         if (stopped) return;
         stopped = true;
