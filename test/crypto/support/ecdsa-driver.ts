@@ -1,0 +1,168 @@
+/**
+ * In-memory driver for the DKLs23 state machines: all parties in one process, messages routed by
+ * `to` (0 = every other party). Test helper only: it holds every share at once.
+ */
+import { randomBytes } from '@noble/hashes/utils.js';
+import { ecdsaKeygen, type EcdsaKeyShare } from '../../../crypto/ecdsa/keygen.js';
+import type { MulBackend } from '../../../crypto/ecdsa/mul-backend.js';
+import { ecdsaPresign, type Presignature, type PresignState } from '../../../crypto/ecdsa/presign.js';
+import { combine, presignaturePublic, signRound, type EcdsaSignature } from '../../../crypto/ecdsa/sign.js';
+import { ProtocolAbort, type Protocol, type ProtocolMessage } from '../../../crypto/protocol.js';
+
+/** Sees every (message, receiver) delivery; returns what the receiver actually gets. */
+export type Tamper = (m: ProtocolMessage, receiver: number) => ProtocolMessage[];
+
+export interface RunResult<O> {
+  outputs: Map<number, O>;
+  aborts: Map<number, ProtocolAbort>;
+}
+
+export function runProtocol<P, S, O>(
+  proto: Protocol<P, S, O>,
+  params: ReadonlyMap<number, P>,
+  opts: { tamper?: Tamper; afterStart?: (states: Map<number, S>, outgoing: ProtocolMessage[]) => ProtocolMessage[] } = {},
+): RunResult<O> {
+  const tamper = opts.tamper ?? ((m) => [m]);
+  const states = new Map<number, S>();
+  let outgoing: ProtocolMessage[] = [];
+  for (const [i, p] of params) {
+    const r = proto.start(p);
+    states.set(i, r.state);
+    outgoing.push(...r.outgoing);
+  }
+  if (opts.afterStart) outgoing = opts.afterStart(states, outgoing);
+  const outputs = new Map<number, O>();
+  const aborts = new Map<number, ProtocolAbort>();
+  for (let guard = 0; guard < 64 && outputs.size + aborts.size < params.size; guard++) {
+    const next: ProtocolMessage[] = [];
+    for (const i of params.keys()) {
+      if (outputs.has(i) || aborts.has(i)) continue;
+      const inbox: ProtocolMessage[] = [];
+      for (const m of outgoing) {
+        if (m.from === i || (m.to !== 0 && m.to !== i)) continue;
+        inbox.push(...tamper(m, i));
+      }
+      try {
+        const r = proto.step(states.get(i)!, inbox);
+        next.push(...r.outgoing);
+        if (r.done) outputs.set(i, r.output);
+        else states.set(i, r.state);
+      } catch (e) {
+        if (!(e instanceof ProtocolAbort)) throw e;
+        aborts.set(i, e);
+      }
+    }
+    outgoing = next;
+  }
+  return { outputs, aborts };
+}
+
+/**
+ * Same routing, but yields to the event loop between party steps: a multi-second synchronous
+ * keygen would otherwise starve vitest's worker RPC ("Timeout calling onTaskUpdate").
+ */
+export async function runProtocolAsync<P, S, O>(proto: Protocol<P, S, O>, params: ReadonlyMap<number, P>, opts: { tamper?: Tamper } = {}): Promise<RunResult<O>> {
+  const tamper = opts.tamper ?? ((m) => [m]);
+  const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+  const states = new Map<number, S>();
+  let outgoing: ProtocolMessage[] = [];
+  for (const [i, p] of params) {
+    const r = proto.start(p);
+    states.set(i, r.state);
+    outgoing.push(...r.outgoing);
+    await tick();
+  }
+  const outputs = new Map<number, O>();
+  const aborts = new Map<number, ProtocolAbort>();
+  for (let guard = 0; guard < 64 && outputs.size + aborts.size < params.size; guard++) {
+    const next: ProtocolMessage[] = [];
+    for (const i of params.keys()) {
+      if (outputs.has(i) || aborts.has(i)) continue;
+      const inbox = outgoing.filter((m) => m.from !== i && (m.to === 0 || m.to === i)).flatMap((m) => tamper(m, i));
+      try {
+        const r = proto.step(states.get(i)!, inbox);
+        next.push(...r.outgoing);
+        if (r.done) outputs.set(i, r.output);
+        else states.set(i, r.state);
+      } catch (e) {
+        if (!(e instanceof ProtocolAbort)) throw e;
+        aborts.set(i, e);
+      }
+      await tick();
+    }
+    outgoing = next;
+  }
+  return { outputs, aborts };
+}
+
+export const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+const keygenParams = (n: number, t: number, mul: MulBackend | undefined, sessionId: string) => {
+  const parties = range(n);
+  return new Map(parties.map((i) => [i, { sessionId, self: i, participants: parties, threshold: t, ...(mul ? { mul } : {}) }]));
+};
+const freshId = () => `kg-${Buffer.from(randomBytes(8)).toString('hex')}`;
+
+/** Keygen for fixtures (beforeAll): yields between steps. */
+export async function keygenAllAsync(n: number, t: number, mul?: MulBackend, sessionId = freshId()): Promise<Map<number, EcdsaKeyShare>> {
+  const r = await runProtocolAsync(ecdsaKeygen, keygenParams(n, t, mul, sessionId));
+  if (r.aborts.size > 0) throw [...r.aborts.values()][0]!;
+  return r.outputs;
+}
+
+export function keygenAll(n: number, t: number, mul?: MulBackend, sessionId = freshId()): Map<number, EcdsaKeyShare> {
+  const r = runProtocol(ecdsaKeygen, keygenParams(n, t, mul, sessionId));
+  if (r.aborts.size > 0) throw [...r.aborts.values()][0]!;
+  return r.outputs;
+}
+
+export interface PresignOptions {
+  tweak?: bigint;
+  mul?: MulBackend;
+  sessionId?: string;
+  tamper?: Tamper;
+  /** Per-party key override (e.g. a party with a wrong share). */
+  keyOverride?: Map<number, EcdsaKeyShare>;
+  afterStart?: (states: Map<number, PresignState>, outgoing: ProtocolMessage[]) => ProtocolMessage[];
+}
+
+export function presignRun(keys: ReadonlyMap<number, EcdsaKeyShare>, signers: readonly number[], o: PresignOptions = {}): RunResult<Presignature> {
+  const sessionId = o.sessionId ?? `ps-${Buffer.from(randomBytes(16)).toString('hex')}`;
+  const params = new Map(
+    signers.map((i) => [
+      i,
+      {
+        key: o.keyOverride?.get(i) ?? keys.get(i)!,
+        signers,
+        sessionId,
+        ...(o.tweak !== undefined ? { tweak: o.tweak } : {}),
+        ...(o.mul ? { mul: o.mul } : {}),
+      },
+    ]),
+  );
+  return runProtocol(ecdsaPresign, params, { ...(o.tamper ? { tamper: o.tamper } : {}), ...(o.afterStart ? { afterStart: o.afterStart } : {}) });
+}
+
+export function presignAll(keys: ReadonlyMap<number, EcdsaKeyShare>, signers: readonly number[], o: PresignOptions = {}): Map<number, Presignature> {
+  const r = presignRun(keys, signers, o);
+  if (r.aborts.size > 0) throw [...r.aborts.values()][0]!;
+  return r.outputs;
+}
+
+/** Online round over a full set of presignatures: every signer's share, combined once. */
+export function signWith(presigs: ReadonlyMap<number, Presignature>, digest: Uint8Array): EcdsaSignature {
+  const shares = new Map<number, Uint8Array>();
+  for (const [i, p] of presigs) shares.set(i, signRound(p, digest).payload);
+  return combine(presignaturePublic(presigs.values().next().value!), digest, shares);
+}
+
+/** One shot: presign then sign, fully in memory. */
+export function signAll(
+  keys: ReadonlyMap<number, EcdsaKeyShare>,
+  signers: readonly number[],
+  digest: Uint8Array,
+  o: PresignOptions = {},
+): EcdsaSignature & { presignatures: Map<number, Presignature> } {
+  const presignatures = presignAll(keys, signers, o);
+  return { ...signWith(presignatures, digest), presignatures };
+}
