@@ -34,6 +34,7 @@ const USAGE = `custody: threshold-signing custody cluster
   custody keyset show ID
   custody keyset list [--limit N] [--after ID]
   custody sign --keyset ID --digest HEX [--idempotency-key K]
+  custody sign --batch FILE        JSON lines {"keysetId","digest","idempotencyKey"}; progress on stderr
   custody request show ID
   custody nodes
   custody health
@@ -134,6 +135,7 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
       keyset: { type: 'string' },
       digest: { type: 'string' },
       'idempotency-key': { type: 'string' },
+      batch: { type: 'string' },
       limit: { type: 'string' },
       after: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -171,6 +173,7 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
       throw new CliError('usage: custody keyset create|show|list', 'INVALID_ARGUMENT');
     }
     case 'sign': {
+      if (flags.batch) return signBatchFile(dir, flags.batch, role('payment'));
       const keysetId = need(flags, 'keyset', 'the keyset id from `custody keyset create`');
       const digest = parseHex(need(flags, 'digest', 'the hex digest to sign'), '--digest');
       const c = await connect(SigningService, dir, role('payment'));
@@ -224,6 +227,41 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
     default:
       throw new CliError(cmd ? `unknown command ${cmd}\n\n${USAGE}` : USAGE, 'INVALID_ARGUMENT');
   }
+}
+
+const BATCH_CHUNK = 200;
+
+/** Signs every line of a JSON-lines file through SignBatch, in chunks, with a progress bar on stderr. */
+async function signBatchFile(dir: string, file: string, role: string) {
+  const { readFile } = await import('node:fs/promises');
+  const lines = (await readFile(file, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
+  const items = lines.map((line, i) => {
+    let v: { keysetId?: unknown; digest?: unknown; idempotencyKey?: unknown };
+    try {
+      v = JSON.parse(line) as typeof v;
+    } catch {
+      throw new CliError(`${file}:${i + 1}: not JSON`, 'INVALID_ARGUMENT');
+    }
+    if (typeof v.keysetId !== 'string' || typeof v.digest !== 'string') throw new CliError(`${file}:${i + 1}: needs "keysetId" and "digest"`, 'INVALID_ARGUMENT');
+    return { keysetId: v.keysetId, digest: parseHex(v.digest, `${file}:${i + 1} digest`), idempotencyKey: typeof v.idempotencyKey === 'string' ? v.idempotencyKey : '' };
+  });
+  const c = await connect(SigningService, dir, role);
+  const results: Record<string, unknown>[] = [];
+  const tty = process.stderr.isTTY;
+  for (let i = 0; i < items.length; i += BATCH_CHUNK) {
+    const res = await c.signBatch({ requests: items.slice(i, i + BATCH_CHUNK) }, { deadlineMs: 300_000 });
+    for (const r of res.results) {
+      results.push(r.request ? requestJson(r.request) : { status: 'refused', error: { code: grpcStatus[r.errorCode] ?? String(r.errorCode), message: r.errorMessage }, idempotencyKey: r.idempotencyKey });
+    }
+    const done = results.length;
+    const width = 30;
+    const bar = '#'.repeat(Math.round((done / items.length) * width)).padEnd(width, '.');
+    process.stderr.write(`${tty ? '\r' : ''}signing [${bar}] ${done}/${items.length}${tty ? '' : '\n'}`);
+  }
+  if (tty) process.stderr.write('\n');
+  const signed = results.filter((r) => r.status === 'signed').length;
+  const out = { total: results.length, signed, failed: results.length - signed, results };
+  return { out, text: `${signed} of ${results.length} signed${signed < results.length ? `; ${results.length - signed} not (see --json)` : ''}`, exitCode: signed === results.length ? 0 : 1 };
 }
 
 function describeError(e: unknown): { code: string; message: string } {

@@ -29,7 +29,8 @@ export const REQUEST_SUBJECT = 'custody.requests';
 export const RESULT_SUBJECT = 'custody.results';
 export const CONSUMER = 'custody-coordinator';
 const DUPLICATE_WINDOW_MS = 2 * 60_000;
-const ACK_WAIT_MS = 60_000;
+// A coordinator that dies holding fetched messages delays them by this much; repeats are harmless.
+const ACK_WAIT_MS = 20_000;
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface PipelineOptions {

@@ -219,13 +219,21 @@ export class RequestService {
   async signOne(item: SubmitItem, who: Submitter): Promise<SignRequestRow> {
     const [a] = await this.accept([item], who);
     if ('error' in a!) throw a.error;
-    return a.fresh ? this.execute(a.request) : a.request;
+    return a.fresh ? this.execute(a.request) : ((await this.inflight.get(a.request.requestId)) ?? a.request);
   }
 
   /** Accept + execute for many (SignBatch): one accept transaction, signatures in parallel. */
   async signMany(items: readonly SubmitItem[], who: Submitter): Promise<Accepted[]> {
     const accepted = await this.accept(items, who);
-    return Promise.all(accepted.map(async (a) => ('error' in a || !a.fresh ? a : { request: await this.execute(a.request), fresh: true })));
+    // Fresh ones start first (in order), so a repeat later in the same batch finds the original in flight.
+    return Promise.all(
+      accepted.map(async (a) => {
+        if ('error' in a) return a;
+        if (a.fresh) return { request: await this.execute(a.request), fresh: true };
+        const running = this.inflight.get(a.request.requestId);
+        return running ? { request: await running, fresh: false } : a;
+      }),
+    );
   }
 
   /**

@@ -3,7 +3,7 @@
  * process, gRPC over mutual TLS on loopback, the embedded database, the real `custody` CLI.
  */
 import { createPublicKey, verify as nodeVerify } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { create, toBinary } from '@bufbuild/protobuf';
@@ -99,6 +99,24 @@ describe('cluster end to end', () => {
     const shown = await t.cli('request', 'show', a.json.requestId as string);
     expect(shown.json.status).toBe('signed');
     expect(shown.json.signature).toBe(a.json.signature);
+  });
+
+  it('signs a batch file with progress; repeats return the original, bad lines are refused alone', async () => {
+    const ks = keysets.ed25519!;
+    const digests = Array.from({ length: 40 }, () => randomBytes(32));
+    const lines = digests.map((d, i) => JSON.stringify({ keysetId: ks.keysetId, digest: bytesToHex(d), idempotencyKey: `batch-${i}` }));
+    lines.push(lines[0]!); // a repeat
+    lines.push(JSON.stringify({ keysetId: keysets.secp256k1!.keysetId, digest: 'abcd', idempotencyKey: 'short' })); // wrong length
+    const file = join(t.dir, 'batch.jsonl');
+    await writeFile(file, lines.join('\n') + '\n');
+    const { json, code, stderr } = await t.cli('sign', '--batch', file);
+    expect(code).toBe(1); // not everything was signed
+    expect(stderr).toContain('42/42');
+    expect(json).toMatchObject({ total: 42, signed: 41, failed: 1 });
+    const results = json.results as { requestId?: string; status: string; signature?: string; error?: { code: string } }[];
+    expect(results[40]!.requestId).toBe(results[0]!.requestId);
+    expect(results[41]).toMatchObject({ status: 'refused', error: { code: 'INVALID_ARGUMENT' } });
+    results.slice(0, 40).forEach((r, i) => expect(ed25519.verify(hexToBytes(r.signature!), digests[i]!, hexToBytes(ks.publicKey))).toBe(true));
   });
 
   it('answers bad input with precise gRPC errors', async () => {
