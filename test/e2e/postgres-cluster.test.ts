@@ -28,6 +28,9 @@ describe('cluster on PostgreSQL', () => {
     const shown = await t.cli('request', 'show', signed.json.requestId as string);
     expect(shown.json.signature).toBe(signed.json.signature);
     const audit = await t.cli('audit', 'verify');
-    expect(audit.json).toEqual({ ok: true, records: 3 });
+    // keyset.created, then sign.received, sign.policy_checked, sign.signing, sign.completed.
+    expect(audit.json).toEqual({ ok: true, records: 5 });
+    const actions = ((await t.cli('audit', 'list')).json.records as { action: string }[]).map((r) => r.action);
+    expect(actions).toEqual(['keyset.created', 'sign.received', 'sign.policy_checked', 'sign.signing', 'sign.completed']);
   });
 });
