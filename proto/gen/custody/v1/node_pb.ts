@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/node.proto.
  */
 export const file_custody_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiZgoJRGtnUmVzdWx0EhIKCnB1YmxpY19rZXkYASABKAwSGAoQdmVyaWZ5aW5nX3NoYXJlcxgCIAMoDBISCgpjaGFpbl9jb2RlGAMgASgMEhcKD3RyYW5zY3JpcHRfaGFzaBgEIAEoDCIUChJHZXROb2RlSW5mb1JlcXVlc3QiyQEKE0dldE5vZGVJbmZvUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRILCgNwaWQYAiABKA0SDwoHdmVyc2lvbhgDIAEoCRIWCg5lbmNyeXB0aW9uX2tleRgEIAEoDBITCgtzaWduaW5nX2tleRgFIAEoDBIPCgdrZXlzZXRzGAYgASgNEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SEwoLc2hhcmVfc3RvcmUYCSABKAkijwEKD1J1blJvdW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg0KBXJvdW5kGAIgASgNEiQKA2RrZxgDIAEoCzIVLmN1c3RvZHkudjEuRGtnUGFyYW1zSAASKQoIaW5jb21pbmcYBCADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlQggKBnBhcmFtcyJtChBSdW5Sb3VuZFJlc3BvbnNlEikKCG91dGdvaW5nGAEgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZRIkCgNka2cYAiABKAsyFS5jdXN0b2R5LnYxLkRrZ1Jlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIuUBChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAyJFCg1TaWduU2hhcmVJdGVtEhUKDWF1dGhvcml6YXRpb24YASABKAwSHQoVY29vcmRpbmF0b3Jfc2lnbmF0dXJlGAIgASgMIj0KEVNpZ25TaGFyZXNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkuY3VzdG9keS52MS5TaWduU2hhcmVJdGVtIi8KDlNpZ25TaGFyZUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCSJZCg9TaWduU2hhcmVSZXN1bHQSDwoFc2hhcmUYASABKAxIABIrCgVlcnJvchgCIAEoCzIaLmN1c3RvZHkudjEuU2lnblNoYXJlRXJyb3JIAEIICgZyZXN1bHQiQgoSU2lnblNoYXJlc1Jlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5jdXN0b2R5LnYxLlNpZ25TaGFyZVJlc3VsdDKdAwoLTm9kZVNlcnZpY2USTgoLR2V0Tm9kZUluZm8SHi5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVxdWVzdBofLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJFCghSdW5Sb3VuZBIbLmN1c3RvZHkudjEuUnVuUm91bmRSZXF1ZXN0GhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common]);
+  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiOAoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNIlgKDVByZXNpZ25SZXN1bHQSFwoPcHJlc2lnbmF0dXJlX2lkGAEgASgJEgsKA3NpZBgCIAEoDBINCgViaWdfchgDIAEoDBISCgpwdWJsaWNfa2V5GAQgASgMImYKCURrZ1Jlc3VsdBISCgpwdWJsaWNfa2V5GAEgASgMEhgKEHZlcmlmeWluZ19zaGFyZXMYAiADKAwSEgoKY2hhaW5fY29kZRgDIAEoDBIXCg90cmFuc2NyaXB0X2hhc2gYBCABKAwiFAoSR2V0Tm9kZUluZm9SZXF1ZXN0IskBChNHZXROb2RlSW5mb1Jlc3BvbnNlEg8KB25vZGVfaWQYASABKAkSCwoDcGlkGAIgASgNEg8KB3ZlcnNpb24YAyABKAkSFgoOZW5jcnlwdGlvbl9rZXkYBCABKAwSEwoLc2lnbmluZ19rZXkYBSABKAwSDwoHa2V5c2V0cxgGIAEoDRIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEhMKC3NoYXJlX3N0b3JlGAkgASgJIsIBCg9SdW5Sb3VuZFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIkCgNka2cYAyABKAsyFS5jdXN0b2R5LnYxLkRrZ1BhcmFtc0gAEjEKB3ByZXNpZ24YBSABKAsyHi5jdXN0b2R5LnYxLkVjZHNhUHJlc2lnblBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIkYKC0VjZHNhU2lnbmVyEg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGAMgASgJIqoCChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAxIuCg1lY2RzYV9zaWduZXJzGAkgAygLMhcuY3VzdG9keS52MS5FY2RzYVNpZ25lchITCgtwcmVzaWduX3NpZBgKIAEoDCJFCg1TaWduU2hhcmVJdGVtEhUKDWF1dGhvcml6YXRpb24YASABKAwSHQoVY29vcmRpbmF0b3Jfc2lnbmF0dXJlGAIgASgMIj0KEVNpZ25TaGFyZXNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkuY3VzdG9keS52MS5TaWduU2hhcmVJdGVtIi8KDlNpZ25TaGFyZUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCSJZCg9TaWduU2hhcmVSZXN1bHQSDwoFc2hhcmUYASABKAxIABIrCgVlcnJvchgCIAEoCzIaLmN1c3RvZHkudjEuU2lnblNoYXJlRXJyb3JIAEIICgZyZXN1bHQiQgoSU2lnblNoYXJlc1Jlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5jdXN0b2R5LnYxLlNpZ25TaGFyZVJlc3VsdDKdAwoLTm9kZVNlcnZpY2USTgoLR2V0Tm9kZUluZm8SHi5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVxdWVzdBofLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJFCghSdW5Sb3VuZBIbLmN1c3RvZHkudjEuUnVuUm91bmRSZXF1ZXN0GhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common]);
 
 /**
  * A protocol message as relayed by the coordinator.
@@ -119,6 +119,76 @@ export const DkgParamsSchema: GenMessage<DkgParams> = /*@__PURE__*/
   messageDesc(file_custody_v1_node, 2);
 
 /**
+ * Starts a DKLs23 presigning session (ECDSA keysets) over a signing set; the session id is the
+ * RunRoundRequest's and must be fresh.
+ *
+ * @generated from message custody.v1.EcdsaPresignParams
+ */
+export type EcdsaPresignParams = Message<"custody.v1.EcdsaPresignParams"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * Party indexes of the signing set (at least the threshold, including the receiving node).
+   *
+   * @generated from field: repeated uint32 signers = 2;
+   */
+  signers: number[];
+};
+
+/**
+ * Describes the message custody.v1.EcdsaPresignParams.
+ * Use `create(EcdsaPresignParamsSchema)` to create a new message.
+ */
+export const EcdsaPresignParamsSchema: GenMessage<EcdsaPresignParams> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 3);
+
+/**
+ * What a node reports when its presignature is sealed. Public values only; R and sid must agree
+ * across the signing set.
+ *
+ * @generated from message custody.v1.PresignResult
+ */
+export type PresignResult = Message<"custody.v1.PresignResult"> & {
+  /**
+   * Id of the sealed presignature in this node's pool (single use).
+   *
+   * @generated from field: string presignature_id = 1;
+   */
+  presignatureId: string;
+
+  /**
+   * 32-byte session binding of the presignature.
+   *
+   * @generated from field: bytes sid = 2;
+   */
+  sid: Uint8Array;
+
+  /**
+   * R = sum R_i, 33-byte compressed.
+   *
+   * @generated from field: bytes big_r = 3;
+   */
+  bigR: Uint8Array;
+
+  /**
+   * The key the signature will verify under, 33-byte compressed.
+   *
+   * @generated from field: bytes public_key = 4;
+   */
+  publicKey: Uint8Array;
+};
+
+/**
+ * Describes the message custody.v1.PresignResult.
+ * Use `create(PresignResultSchema)` to create a new message.
+ */
+export const PresignResultSchema: GenMessage<PresignResult> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 4);
+
+/**
  * What a node reports when its part of a DKG completes. Public values only.
  *
  * @generated from message custody.v1.DkgResult
@@ -154,7 +224,7 @@ export type DkgResult = Message<"custody.v1.DkgResult"> & {
  * Use `create(DkgResultSchema)` to create a new message.
  */
 export const DkgResultSchema: GenMessage<DkgResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 3);
+  messageDesc(file_custody_v1_node, 5);
 
 /**
  * @generated from message custody.v1.GetNodeInfoRequest
@@ -167,7 +237,7 @@ export type GetNodeInfoRequest = Message<"custody.v1.GetNodeInfoRequest"> & {
  * Use `create(GetNodeInfoRequestSchema)` to create a new message.
  */
 export const GetNodeInfoRequestSchema: GenMessage<GetNodeInfoRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 4);
+  messageDesc(file_custody_v1_node, 6);
 
 /**
  * @generated from message custody.v1.GetNodeInfoResponse
@@ -226,7 +296,7 @@ export type GetNodeInfoResponse = Message<"custody.v1.GetNodeInfoResponse"> & {
  * Use `create(GetNodeInfoResponseSchema)` to create a new message.
  */
 export const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 5);
+  messageDesc(file_custody_v1_node, 7);
 
 /**
  * @generated from message custody.v1.RunRoundRequest
@@ -253,6 +323,12 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
      */
     value: DkgParams;
     case: "dkg";
+  } | {
+    /**
+     * @generated from field: custody.v1.EcdsaPresignParams presign = 5;
+     */
+    value: EcdsaPresignParams;
+    case: "presign";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -266,7 +342,7 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
  * Use `create(RunRoundRequestSchema)` to create a new message.
  */
 export const RunRoundRequestSchema: GenMessage<RunRoundRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 6);
+  messageDesc(file_custody_v1_node, 8);
 
 /**
  * @generated from message custody.v1.RunRoundResponse
@@ -288,6 +364,12 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
      */
     value: DkgResult;
     case: "dkg";
+  } | {
+    /**
+     * @generated from field: custody.v1.PresignResult presign = 3;
+     */
+    value: PresignResult;
+    case: "presign";
   } | { case: undefined; value?: undefined };
 };
 
@@ -296,7 +378,7 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
  * Use `create(RunRoundResponseSchema)` to create a new message.
  */
 export const RunRoundResponseSchema: GenMessage<RunRoundResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 7);
+  messageDesc(file_custody_v1_node, 9);
 
 /**
  * @generated from message custody.v1.FinishSessionRequest
@@ -318,7 +400,7 @@ export type FinishSessionRequest = Message<"custody.v1.FinishSessionRequest"> & 
  * Use `create(FinishSessionRequestSchema)` to create a new message.
  */
 export const FinishSessionRequestSchema: GenMessage<FinishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 8);
+  messageDesc(file_custody_v1_node, 10);
 
 /**
  * @generated from message custody.v1.FinishSessionResponse
@@ -331,7 +413,7 @@ export type FinishSessionResponse = Message<"custody.v1.FinishSessionResponse"> 
  * Use `create(FinishSessionResponseSchema)` to create a new message.
  */
 export const FinishSessionResponseSchema: GenMessage<FinishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 9);
+  messageDesc(file_custody_v1_node, 11);
 
 /**
  * @generated from message custody.v1.ReserveNoncesRequest
@@ -353,7 +435,7 @@ export type ReserveNoncesRequest = Message<"custody.v1.ReserveNoncesRequest"> & 
  * Use `create(ReserveNoncesRequestSchema)` to create a new message.
  */
 export const ReserveNoncesRequestSchema: GenMessage<ReserveNoncesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 10);
+  messageDesc(file_custody_v1_node, 12);
 
 /**
  * @generated from message custody.v1.NonceCommitment
@@ -380,7 +462,7 @@ export type NonceCommitment = Message<"custody.v1.NonceCommitment"> & {
  * Use `create(NonceCommitmentSchema)` to create a new message.
  */
 export const NonceCommitmentSchema: GenMessage<NonceCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 11);
+  messageDesc(file_custody_v1_node, 13);
 
 /**
  * @generated from message custody.v1.ReserveNoncesResponse
@@ -397,7 +479,7 @@ export type ReserveNoncesResponse = Message<"custody.v1.ReserveNoncesResponse"> 
  * Use `create(ReserveNoncesResponseSchema)` to create a new message.
  */
 export const ReserveNoncesResponseSchema: GenMessage<ReserveNoncesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 12);
+  messageDesc(file_custody_v1_node, 14);
 
 /**
  * @generated from message custody.v1.SignerCommitment
@@ -434,7 +516,36 @@ export type SignerCommitment = Message<"custody.v1.SignerCommitment"> & {
  * Use `create(SignerCommitmentSchema)` to create a new message.
  */
 export const SignerCommitmentSchema: GenMessage<SignerCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 13);
+  messageDesc(file_custody_v1_node, 15);
+
+/**
+ * An ECDSA signer and the presignature it must use (ids are per node).
+ *
+ * @generated from message custody.v1.EcdsaSigner
+ */
+export type EcdsaSigner = Message<"custody.v1.EcdsaSigner"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * @generated from field: string node_id = 2;
+   */
+  nodeId: string;
+
+  /**
+   * @generated from field: string presignature_id = 3;
+   */
+  presignatureId: string;
+};
+
+/**
+ * Describes the message custody.v1.EcdsaSigner.
+ * Use `create(EcdsaSignerSchema)` to create a new message.
+ */
+export const EcdsaSignerSchema: GenMessage<EcdsaSigner> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 16);
 
 /**
  * What the coordinator asks a node to sign; serialized and signed by the coordinator's key so a
@@ -486,6 +597,19 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
    * @generated from field: int64 expires_at_ms = 8;
    */
   expiresAtMs: bigint;
+
+  /**
+   * ECDSA only (commitments stay empty): the signing set with each signer's presignature, in
+   * index order, and the presignatures' common session binding.
+   *
+   * @generated from field: repeated custody.v1.EcdsaSigner ecdsa_signers = 9;
+   */
+  ecdsaSigners: EcdsaSigner[];
+
+  /**
+   * @generated from field: bytes presign_sid = 10;
+   */
+  presignSid: Uint8Array;
 };
 
 /**
@@ -493,7 +617,7 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
  * Use `create(SignAuthorizationSchema)` to create a new message.
  */
 export const SignAuthorizationSchema: GenMessage<SignAuthorization> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 14);
+  messageDesc(file_custody_v1_node, 17);
 
 /**
  * @generated from message custody.v1.SignShareItem
@@ -519,7 +643,7 @@ export type SignShareItem = Message<"custody.v1.SignShareItem"> & {
  * Use `create(SignShareItemSchema)` to create a new message.
  */
 export const SignShareItemSchema: GenMessage<SignShareItem> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 15);
+  messageDesc(file_custody_v1_node, 18);
 
 /**
  * @generated from message custody.v1.SignSharesRequest
@@ -536,7 +660,7 @@ export type SignSharesRequest = Message<"custody.v1.SignSharesRequest"> & {
  * Use `create(SignSharesRequestSchema)` to create a new message.
  */
 export const SignSharesRequestSchema: GenMessage<SignSharesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 16);
+  messageDesc(file_custody_v1_node, 19);
 
 /**
  * @generated from message custody.v1.SignShareError
@@ -560,7 +684,7 @@ export type SignShareError = Message<"custody.v1.SignShareError"> & {
  * Use `create(SignShareErrorSchema)` to create a new message.
  */
 export const SignShareErrorSchema: GenMessage<SignShareError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 17);
+  messageDesc(file_custody_v1_node, 20);
 
 /**
  * @generated from message custody.v1.SignShareResult
@@ -589,7 +713,7 @@ export type SignShareResult = Message<"custody.v1.SignShareResult"> & {
  * Use `create(SignShareResultSchema)` to create a new message.
  */
 export const SignShareResultSchema: GenMessage<SignShareResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 18);
+  messageDesc(file_custody_v1_node, 21);
 
 /**
  * @generated from message custody.v1.SignSharesResponse
@@ -608,7 +732,7 @@ export type SignSharesResponse = Message<"custody.v1.SignSharesResponse"> & {
  * Use `create(SignSharesResponseSchema)` to create a new message.
  */
 export const SignSharesResponseSchema: GenMessage<SignSharesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 19);
+  messageDesc(file_custody_v1_node, 22);
 
 /**
  * @generated from service custody.v1.NodeService
