@@ -3,6 +3,7 @@
  * cached in memory for the signing hot path.
  */
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
+import { decodeEcdsaKeyShare, encodeEcdsaKeyShare, type EcdsaKeyShare } from '../crypto/ecdsa/keygen.js';
 import type { Scheme } from '../crypto/schemes.js';
 import type { ShareStore } from './store/share-store.js';
 
@@ -17,10 +18,13 @@ export interface KeyShare {
   groupPublicKey: Uint8Array;
   verifyingShares: Map<number, Uint8Array>;
   chainCode: Uint8Array;
+  /** ECDSA keysets: the DKLs23 share (Shamir share plus pairwise multiplication setups and zero seeds). */
+  ecdsa?: EcdsaKeyShare;
 }
 
+/** v1: FROST only. v2 adds `ecdsa` (encodeEcdsaKeyShare, hex) for ECDSA keysets; v1 records stay readable. */
 interface KeyShareRecord {
-  v: 1;
+  v: 1 | 2;
   keysetId: string;
   scheme: Scheme;
   threshold: number;
@@ -30,6 +34,7 @@ interface KeyShareRecord {
   groupPublicKey: string;
   verifyingShares: [number, string][];
   chainCode: string;
+  ecdsa?: string;
 }
 
 const encoder = new TextEncoder();
@@ -37,7 +42,7 @@ const decoder = new TextDecoder();
 
 function encode(k: KeyShare): Uint8Array {
   const rec: KeyShareRecord = {
-    v: 1,
+    v: k.ecdsa ? 2 : 1,
     keysetId: k.keysetId,
     scheme: k.scheme,
     threshold: k.threshold,
@@ -48,13 +53,15 @@ function encode(k: KeyShare): Uint8Array {
     verifyingShares: [...k.verifyingShares].map(([i, b]) => [i, bytesToHex(b)]),
     chainCode: bytesToHex(k.chainCode),
   };
+  if (k.ecdsa) rec.ecdsa = bytesToHex(encodeEcdsaKeyShare(k.ecdsa));
   return encoder.encode(JSON.stringify(rec));
 }
 
 function decode(bytes: Uint8Array): KeyShare {
   const rec = JSON.parse(decoder.decode(bytes)) as KeyShareRecord;
-  if (rec.v !== 1) throw new Error(`unsupported key share record version ${String(rec.v)}`);
-  return {
+  if (rec.v !== 1 && rec.v !== 2) throw new Error(`unsupported key share record version ${String(rec.v)}`);
+  if (rec.scheme === 'ecdsa' && (rec.v !== 2 || !rec.ecdsa)) throw new Error(`ecdsa key share record for ${rec.keysetId} has no DKLs23 share`);
+  const share: KeyShare = {
     keysetId: rec.keysetId,
     scheme: rec.scheme,
     threshold: rec.threshold,
@@ -65,6 +72,8 @@ function decode(bytes: Uint8Array): KeyShare {
     verifyingShares: new Map(rec.verifyingShares.map(([i, h]) => [i, hexToBytes(h)])),
     chainCode: hexToBytes(rec.chainCode),
   };
+  if (rec.ecdsa) share.ecdsa = decodeEcdsaKeyShare(hexToBytes(rec.ecdsa));
+  return share;
 }
 
 const activeName = (keysetId: string) => `keysets/${keysetId}`;

@@ -72,7 +72,7 @@ async function main(): Promise<void> {
   addService(
     server,
     NodeService,
-    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, nonces, signer, shareStoreKind: sealer.kind, log }),
+    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, nonces, signer, shareStoreKind: sealer.kind, log, fault }),
     ['coordinator'],
     { logger: log },
   );

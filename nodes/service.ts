@@ -1,15 +1,22 @@
 /** The node API (custody.v1.NodeService): what the coordinator may ask of a signer node. */
 import { create } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
+import { ecdsaKeygen, type EcdsaKeygenParams, type EcdsaKeyShare } from '../crypto/ecdsa/keygen.js';
+import { ecdsaPresign, encodePresignature, type PresignParams, type Presignature } from '../crypto/ecdsa/presign.js';
+import { decodeFields } from '../crypto/ecdsa/wire.js';
+import { encodeFields } from '../crypto/transcript.js';
 import { frostDkg, type DkgOutput, type DkgParams as CryptoDkgParams } from '../crypto/frost/dkg.js';
 import { isScheme, type Scheme } from '../crypto/schemes.js';
 import { curveFromProto, schemeFromProto } from '../proto/convert.js';
 import {
   DkgResultSchema,
   NodeService,
+  PresignResultSchema,
   SignShareResultSchema,
   type DkgParams,
   type DkgResult,
+  type EcdsaPresignParams,
+  type PresignResult,
 } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError, type ServiceImpl } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
@@ -17,7 +24,8 @@ import type { IdentityKeys } from '../crypto/peer-box.js';
 import type { KeyShares, KeyShare } from './keyshares.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
-import type { FrostSigner } from './signer.js';
+import { presigPool } from './ecdsa-signer.js';
+import type { Fault, FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
 
 export interface NodeContext {
@@ -30,6 +38,7 @@ export interface NodeContext {
   nonces: NonceStore;
   signer: FrostSigner;
   shareStoreKind: string;
+  fault?: Fault;
   log: Logger;
 }
 
@@ -67,6 +76,98 @@ function dkgKind(ctx: NodeContext, params: DkgParams, scheme: Scheme, selfIndex:
   };
 }
 
+/** ECDSA keygen: the same public result as the FROST DKG, so the coordinator's agreement checks apply unchanged. */
+function ecdsaKeygenKind(ctx: NodeContext, params: DkgParams): SessionKind<EcdsaKeygenParams, unknown, EcdsaKeyShare, DkgResult> {
+  return {
+    protocol: ecdsaKeygen as SessionKind<EcdsaKeygenParams, unknown, EcdsaKeyShare, DkgResult>['protocol'],
+    async complete(sessionId, out) {
+      const share: KeyShare = {
+        keysetId: params.keysetId,
+        scheme: 'ecdsa',
+        threshold: out.threshold,
+        index: out.index,
+        participants: params.participants.map((p) => ({ index: p.index, nodeId: p.nodeId })),
+        secretShare: out.secretShare,
+        groupPublicKey: out.publicKey,
+        verifyingShares: new Map(out.verifyingShares),
+        chainCode: out.chainCode,
+        ecdsa: out,
+      };
+      await ctx.shares.putPending(sessionId, share);
+      return create(DkgResultSchema, {
+        publicKey: out.publicKey,
+        verifyingShares: out.participants.map((i) => out.verifyingShares.get(i)!),
+        chainCode: out.chainCode,
+        transcriptHash: out.transcriptHash,
+      });
+    },
+    commit: async (sessionId) => {
+      if (!(await ctx.shares.commit(sessionId))) throw new RpcError(status.NOT_FOUND, `no pending output for session ${sessionId}`);
+    },
+    abort: (sessionId) => ctx.shares.abort(sessionId),
+  };
+}
+
+/**
+ * DKLs23 presigning. The presignature is sealed into the single-use pool as soon as it exists
+ * (before its public part leaves the node); commit and abort have nothing left to do: an unused
+ * presignature is harmless and the pool caps its size.
+ */
+function presignKind(ctx: NodeContext, keysetId: string): SessionKind<PresignParams, unknown, Presignature, PresignResult> {
+  const protocol = ctx.fault === 'bad-mul' ? corruptMultiplication(ecdsaPresign) : ecdsaPresign;
+  return {
+    protocol: protocol as SessionKind<PresignParams, unknown, Presignature, PresignResult>['protocol'],
+    async complete(_sessionId, out) {
+      const secret = encodePresignature(out);
+      let id: string;
+      try {
+        [id] = (await ctx.nonces.add(presigPool(keysetId), [secret])) as [string];
+      } finally {
+        secret.fill(0);
+      }
+      return create(PresignResultSchema, { presignatureId: id, sid: out.sid, bigR: out.R, publicKey: out.publicKey });
+    },
+    commit: async () => undefined,
+    abort: async () => undefined,
+  };
+}
+
+/** Test-only ('bad-mul'): flips a bit of the multiplication message in every round-2 point-to-point payload. */
+function corruptMultiplication(p: typeof ecdsaPresign): typeof ecdsaPresign {
+  const MUL_FIELD = 3; // presign round-2 p2p layout: tag, sid, echo, mul, Gamma_u, Gamma_v, psi
+  return {
+    ...p,
+    step(state, incoming) {
+      const r = p.step(state, incoming);
+      const outgoing = r.outgoing.map((m) => {
+        if (m.round !== 2 || m.to === 0) return m;
+        const fields = decodeFields(m.payload);
+        const f = fields[MUL_FIELD]!.slice();
+        f[f.length - 3]! ^= 0x01;
+        fields[MUL_FIELD] = f;
+        return { ...m, payload: encodeFields(fields) };
+      });
+      return { ...r, outgoing };
+    },
+  };
+}
+
+function startPresign(ctx: NodeContext, p: EcdsaPresignParams): { key: KeyShare & { ecdsa: EcdsaKeyShare }; nodeIds: Map<number, string> } {
+  const key = ctx.shares.get(p.keysetId);
+  if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${p.keysetId}`);
+  if (key.scheme !== 'ecdsa' || !key.ecdsa) throw new RpcError(status.INVALID_ARGUMENT, `keyset ${p.keysetId} is ${key.scheme}, not ecdsa`);
+  const members = new Map(key.participants.map((x) => [x.index, x.nodeId]));
+  const nodeIds = new Map<number, string>();
+  for (const i of p.signers) {
+    const id = members.get(i);
+    if (!id || nodeIds.has(i)) throw new RpcError(status.INVALID_ARGUMENT, `signer ${i} is not a distinct member of keyset ${p.keysetId}`);
+    nodeIds.set(i, id);
+  }
+  if (!nodeIds.has(key.index)) throw new RpcError(status.INVALID_ARGUMENT, `node ${ctx.nodeId} is not in the signing set`);
+  if (nodeIds.size < key.threshold) throw new RpcError(status.INVALID_ARGUMENT, `${nodeIds.size} signers is below the threshold ${key.threshold}`);
+  return { key: key as KeyShare & { ecdsa: EcdsaKeyShare }, nodeIds };
+}
+
 export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
   return {
     async getNodeInfo() {
@@ -88,10 +189,21 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
       if (!roster) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
       if (!req.sessionId || req.sessionId.length > 128) throw new RpcError(status.INVALID_ARGUMENT, 'session_id must be 1 to 128 characters');
       if (req.round === 0) {
+        if (req.params.case === 'presign') {
+          const { key, nodeIds } = startPresign(ctx, req.params.value);
+          const peers = { sessionId: req.sessionId, selfIndex: key.index, selfNodeId: ctx.nodeId, nodeIds };
+          const outgoing = await ctx.sessions.start(roster, peers, presignKind(ctx, key.keysetId), {
+            key: key.ecdsa,
+            signers: [...nodeIds.keys()],
+            // Bound into the presignature's sid together with the keyset and signer set.
+            sessionId: req.sessionId,
+          });
+          return { outgoing };
+        }
         if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
         const p = req.params.value;
         const scheme = schemeFromProto(p.scheme);
-        if (!scheme || !isScheme(scheme) || scheme === 'ecdsa') throw new RpcError(status.INVALID_ARGUMENT, 'DKG scheme must be ed25519, secp256k1 or bip340');
+        if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'DKG scheme must be ed25519, secp256k1, bip340 or ecdsa');
         if (ctx.shares.get(p.keysetId)) throw new RpcError(status.ALREADY_EXISTS, `keyset ${p.keysetId} already exists on this node`);
         const nodeIds = new Map<number, string>();
         for (const part of p.participants) {
@@ -103,6 +215,16 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
         if (!self) throw new RpcError(status.INVALID_ARGUMENT, `node ${ctx.nodeId} is not a participant`);
         if (p.threshold < 1 || p.threshold > p.participants.length) throw new RpcError(status.INVALID_ARGUMENT, `threshold ${p.threshold} is not between 1 and ${p.participants.length}`);
         const peers = { sessionId: req.sessionId, selfIndex: self.index, selfNodeId: ctx.nodeId, nodeIds };
+        if (scheme === 'ecdsa') {
+          // Keygen for DKLs23: the FROST DKG on secp256k1 plus pairwise OT setups (seconds of CPU).
+          const outgoing = await ctx.sessions.start(roster, peers, ecdsaKeygenKind(ctx, p), {
+            sessionId: req.sessionId,
+            self: self.index,
+            participants: [...nodeIds.keys()].sort((a, b) => a - b),
+            threshold: p.threshold,
+          });
+          return { outgoing };
+        }
         const outgoing = await ctx.sessions.start(roster, peers, dkgKind(ctx, p, scheme, self.index), {
           scheme: scheme as CryptoDkgParams['scheme'],
           sessionId: req.sessionId,
@@ -113,7 +235,12 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
         return { outgoing };
       }
       const { outgoing, result } = await ctx.sessions.step(roster, req.sessionId, req.round, req.incoming);
-      if (result) return { outgoing, output: { case: 'dkg', value: result as DkgResult } };
+      if (result) {
+        // The session kind decides the output type; tell the two result messages apart by their schema.
+        const r = result as DkgResult | PresignResult;
+        if (r.$typeName === 'custody.v1.PresignResult') return { outgoing, output: { case: 'presign', value: r } };
+        return { outgoing, output: { case: 'dkg', value: r } };
+      }
       return { outgoing };
     },
 

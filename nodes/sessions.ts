@@ -36,7 +36,8 @@ const SESSION_TTL_MS = 5 * 60_000;
 export function abortToRpc(e: ProtocolAbort): RpcError {
   const code = e.reason === 'unexpected-message' || e.reason === 'missing-message' ? status.FAILED_PRECONDITION : status.INVALID_ARGUMENT;
   const blame = e.blame.length ? ` (blame: party ${e.blame.join(', ')})` : '';
-  return new RpcError(code, `protocol aborted, ${e.reason}: ${e.message}${blame}`, { 'custody-blame': e.blame.join(',') });
+  // The reason travels too: an OT or multiplication check failure gets the blamed party banned for the keyset.
+  return new RpcError(code, `protocol aborted, ${e.reason}: ${e.message}${blame}`, { 'custody-blame': e.blame.join(','), 'custody-abort-reason': e.reason });
 }
 
 export class Sessions {

@@ -14,6 +14,7 @@ import { checkMessageLength, curveOfScheme } from '../crypto/schemes.js';
 import { schemeFromProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type SignAuthorization, type SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
+import { ecdsaSignItem } from './ecdsa-signer.js';
 import type { KeyShares } from './keyshares.js';
 import type { NonceStore } from './store/nonce-store.js';
 
@@ -24,8 +25,11 @@ export interface Commitment {
   binding: Uint8Array;
 }
 
-/** Test-only fault injection: a node that returns wrong shares, to exercise blame and retry. */
-export type Fault = 'bad-share' | undefined;
+/**
+ * Test-only fault injection: a node that returns wrong shares ('bad-share', to exercise blame and
+ * retry), or that corrupts its DKLs23 multiplication messages ('bad-mul', to exercise bans).
+ */
+export type Fault = 'bad-share' | 'bad-mul' | undefined;
 
 export class FrostSigner {
   constructor(
@@ -76,6 +80,11 @@ export class FrostSigner {
     const key = this.shares.get(auth.keysetId);
     if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${auth.keysetId}`);
     const scheme = schemeFromProto(auth.scheme);
+    if (scheme === 'ecdsa' && key.scheme === 'ecdsa') {
+      if (auth.digest.length !== 32) throw new RpcError(status.INVALID_ARGUMENT, `ecdsa signs a 32-byte digest, got ${auth.digest.length} bytes`);
+      if (auth.derivationPath !== '') throw new RpcError(status.UNIMPLEMENTED, 'derivation paths are not supported yet');
+      return ecdsaSignItem(this.nodeId, this.nonces, key, auth);
+    }
     if (scheme !== key.scheme || scheme === 'ecdsa') {
       throw new RpcError(status.INVALID_ARGUMENT, `keyset ${auth.keysetId} is ${key.scheme}, authorization says ${scheme ?? 'unspecified'}`);
     }
