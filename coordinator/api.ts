@@ -24,7 +24,8 @@ import type { NodeRegistry } from './node-registry.js';
 import type { Accepted, RequestService, Submitter } from './requests.js';
 import { listAudit, verifyAudit } from './store/audit.js';
 import type { Db } from './store/db.js';
-import { getKeyset, getSignRequest, listKeysets, nodeFaultCounts, type KeysetRow, type SignRequestRow, type SignStatus as RowStatus } from './store/repo.js';
+import { getKeyset, getSignRequest, listKeysets, nodeFaultCounts,
+  listKeysetBans, type KeysetRow, type SignRequestRow, type SignStatus as RowStatus } from './store/repo.js';
 
 export interface ApiContext {
   db: Db;
@@ -189,6 +190,8 @@ export function clusterApi(c: ApiContext): ServiceImpl<typeof ClusterService> {
     },
     async listNodes() {
       const faults = await nodeFaultCounts(c.db);
+      // From the database, not this coordinator's memory: another coordinator may have recorded the ban.
+      const bans = await listKeysetBans(c.db);
       return {
         nodes: [...c.registry.nodes.values()].map((n) => ({
           nodeId: n.nodeId,
@@ -200,6 +203,7 @@ export function clusterApi(c: ApiContext): ServiceImpl<typeof ClusterService> {
           ed25519Nonces: c.nonces.size(n.nodeId, 'ed25519'),
           secp256k1Nonces: c.nonces.size(n.nodeId, 'secp256k1'),
           faults: faults.get(n.nodeId) ?? 0,
+          bannedKeysets: bans.filter((b) => b.nodeId === n.nodeId).map((b) => b.keysetId),
           lastError: n.up ? '' : (n.lastError ?? ''),
         })),
       };

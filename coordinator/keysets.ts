@@ -32,7 +32,6 @@ export function displayPublicKey(scheme: Scheme, groupKey: Uint8Array): Uint8Arr
 }
 
 export async function createKeyset(db: Db, registry: NodeRegistry, log: Logger, input: CreateKeysetInput): Promise<KeysetRow> {
-  if (input.scheme === 'ecdsa') throw new RpcError(status.UNIMPLEMENTED, 'scheme ecdsa is not available yet');
   const n = input.nodeIds.length;
   if (input.threshold < 2 || input.threshold > n) {
     throw new RpcError(status.INVALID_ARGUMENT, `threshold must be between 2 and the number of nodes (${n}), got ${input.threshold}`);
@@ -110,7 +109,8 @@ export async function createKeyset(db: Db, registry: NodeRegistry, log: Logger, 
 
 /** Any t verifying shares must interpolate to the group key; a cheap end-to-end sanity check. */
 function checkVerifyingShares(scheme: Scheme, publicKey: Uint8Array, shares: Uint8Array[], t: number): void {
-  const g = ciphersuite(scheme as FrostScheme).group;
+  // ECDSA keysets live on secp256k1 like the FROST secp256k1 scheme.
+  const g = ciphersuite(scheme === 'ecdsa' ? 'secp256k1' : (scheme as FrostScheme)).group;
   const indices = Array.from({ length: t }, (_, i) => i + 1);
   const sum = g.msm(
     indices.map((i) => g.decode(shares[i - 1]!)),

@@ -28,6 +28,10 @@ import { NodeRegistry } from './node-registry.js';
 import { NonceCache } from './nonce-cache.js';
 import { NatsPipeline } from './pipeline.js';
 import { RequestService } from './requests.js';
+import { EcdsaSigning } from './ecdsa-signing.js';
+import { Quorums } from './quorum.js';
+import { ShareBatcher } from './share-batcher.js';
+import { Signers } from './signers.js';
 import { FrostSigning } from './signing.js';
 import { openDb } from './store/db.js';
 
@@ -71,7 +75,15 @@ async function main(): Promise<void> {
   await registry.probeAll();
   registry.start();
   const nonces = new NonceCache(registry, { ed25519: groupFor('ed25519'), secp256k1: groupFor('secp256k1') });
-  const signing = new FrostSigning(db, registry, nonces, (bytes) => sign(SIGN_AUTHORIZATION_DOMAIN, bytes), log);
+  const signAuthorization = (bytes: Uint8Array) => sign(SIGN_AUTHORIZATION_DOMAIN, bytes);
+  const quorums = new Quorums(db, registry, log);
+  await quorums.load();
+  const batcher = new ShareBatcher(registry);
+  const signing = new Signers(
+    db,
+    new FrostSigning(registry, nonces, signAuthorization, quorums, batcher),
+    new EcdsaSigning(registry, signAuthorization, quorums, batcher, log),
+  );
   let pipeline: NatsPipeline | undefined;
   const requests = new RequestService(db, signing, log, { owner: values.id!, onFinished: (row) => pipeline?.onFinished(row) });
   const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log };

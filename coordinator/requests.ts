@@ -17,7 +17,7 @@ import { checkMessageLength } from '../crypto/schemes.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
 import { CompletionWriter } from './completion-writer.js';
-import type { FrostSigning, LoadedKeyset } from './signing.js';
+import type { LoadedKeyset, Signers } from './signers.js';
 import { appendAuditMany, type AuditEntry } from './store/audit.js';
 import type { Db, Queryable } from './store/db.js';
 import { durably } from './store/durably.js';
@@ -72,7 +72,7 @@ export class RequestService {
 
   constructor(
     private readonly db: Db,
-    private readonly signing: FrostSigning,
+    private readonly signing: Signers,
     private readonly log: Logger,
     private readonly opts: RequestServiceOptions,
   ) {

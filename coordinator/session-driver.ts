@@ -24,6 +24,8 @@ export class SessionFailed extends Error {
     /** Node ids that could not be reached. */
     readonly unreachable: string[],
     readonly code?: number,
+    /** The protocol's abort reason as a node reported it (`custody-abort-reason`), e.g. 'ot-check-failed'. */
+    readonly reason?: string,
   ) {
     super(message);
   }
@@ -108,6 +110,7 @@ function toSessionFailed(failures: unknown, byIndex: Map<number, string>): Sessi
   const unreachable: string[] = [];
   const messages: string[] = [];
   let code: number | undefined;
+  let reason: string | undefined;
   for (const f of failures as { participant: SessionParticipant; error: unknown }[]) {
     const c = errorCode(f.error);
     code ??= c;
@@ -117,18 +120,24 @@ function toSessionFailed(failures: unknown, byIndex: Map<number, string>): Sessi
       continue;
     }
     // A node that verified a peer's message names the faulty party in trailing metadata.
+    reason ??= trailer(f.error, 'custody-abort-reason');
     for (const idx of blameOf(f.error)) {
       const id = byIndex.get(idx);
       if (id) blamed.add(id);
     }
   }
-  return new SessionFailed(messages.join('; '), [...blamed], unreachable, code);
+  return new SessionFailed(messages.join('; '), [...blamed], unreachable, code, reason);
+}
+
+function trailer(e: unknown, key: string): string | undefined {
+  const md = (e as { metadata?: { get(key: string): unknown[] } }).metadata;
+  const raw = md?.get?.(key)?.[0];
+  return typeof raw === 'string' && raw !== '' ? raw : undefined;
 }
 
 function blameOf(e: unknown): number[] {
-  const md = (e as { metadata?: { get(key: string): unknown[] } }).metadata;
-  const raw = md?.get?.('custody-blame')?.[0];
-  if (typeof raw !== 'string' || raw === '') return [];
+  const raw = trailer(e, 'custody-blame');
+  if (raw === undefined) return [];
   return raw.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
 }
 

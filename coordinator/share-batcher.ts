@@ -5,7 +5,7 @@
 import type { SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { SignShareItemSchema } from '../proto/gen/custody/v1/node_pb.js';
-import type { NodeRegistry } from './node-registry.js';
+import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
 
 type Item = MessageInitShape<typeof SignShareItemSchema>;
 
@@ -44,6 +44,30 @@ export class ShareBatcher {
       }
       q.push({ item, resolve, reject });
     });
+  }
+
+  /**
+   * Sends one authorization to every signer and gathers the shares in order. On any failure, says
+   * which nodes refused and which could not be reached (those are marked down).
+   */
+  async collect(nodeIds: readonly string[], item: Item): Promise<{ shares: Uint8Array[] } | { problem: string; refused: string[]; unreachable: string[] }> {
+    const results = await Promise.allSettled(nodeIds.map((id) => this.request(id, item)));
+    const refused: string[] = [];
+    const unreachable: string[] = [];
+    const reasons: string[] = [];
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      const nodeId = nodeIds[i]!;
+      reasons.push(`${nodeId}: ${errorMessage(r.reason)}`);
+      if (!(r.reason instanceof ShareRefused) && isUnreachable(errorCode(r.reason))) {
+        unreachable.push(nodeId);
+        this.registry.markDown(nodeId, r.reason);
+      } else {
+        refused.push(nodeId);
+      }
+    });
+    if (reasons.length) return { problem: reasons.join('; '), refused, unreachable };
+    return { shares: results.map((r) => (r as PromiseFulfilledResult<Uint8Array>).value) };
   }
 
   private flush(nodeId: string): void {

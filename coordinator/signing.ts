@@ -5,108 +5,61 @@
  */
 import { randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
-import { status } from '@grpc/grpc-js';
 import { ciphersuite, type Ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
 import { aggregate, type SignerCommitment } from '../crypto/frost/sign.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
 import { curveOfScheme } from '../crypto/schemes.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
-import { RpcError } from '../runtime/grpc.js';
-import type { Logger } from '../runtime/log.js';
 import { displayPublicKey } from './keysets.js';
 import type { NonceCache } from './nonce-cache.js';
-import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
-import { ShareBatcher, ShareRefused } from './share-batcher.js';
-import { appendAudit } from './store/audit.js';
-import type { Db } from './store/db.js';
-import { durably } from './store/durably.js';
-import { getKeyset, recordNodeFault, type KeysetRow } from './store/repo.js';
+import type { NodeRegistry } from './node-registry.js';
+import type { ShareBatcher } from './share-batcher.js';
+import type { KeysetRow } from './store/repo.js';
+import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
 
-const AUTHORIZATION_TTL_MS = 30_000;
-const MAX_ATTEMPTS = 4;
-/** How long a node caught with a bad share is left out of quorums, unless it is needed for one. */
-const QUARANTINE_MS = 10 * 60_000;
+export const AUTHORIZATION_TTL_MS = 30_000;
 
-export interface LoadedKeyset {
+export interface FrostKeyset extends QuorumKeyset {
   row: KeysetRow;
   cs: Ciphersuite<unknown>;
   groupKey: unknown;
   verifyingShares: Map<number, unknown>;
-  /** Rotates through the possible quorums to spread load. */
-  turn: number;
 }
 
-export interface SignOutcome {
-  signature?: Uint8Array;
-  signers: string[];
-  attempts: number;
-  error?: string;
-  /** The failure was only a lack of reachable nodes: trying again later may work. */
-  transient?: boolean;
-}
+export type { SignOutcome };
 
 /**
  * Makes one FROST signature for a digest with a keyset: quorum choice, retries, blame. The request
  * lifecycle around it (idempotency, states, audit of transitions) lives in requests.ts.
  */
 export class FrostSigning {
-  private readonly keysets = new Map<string, LoadedKeyset>();
-  private readonly batcher: ShareBatcher;
-  /** Node id -> time until which it is avoided: a node that sent a bad share is probably compromised. */
-  private readonly quarantined = new Map<string, number>();
+  private readonly keysets = new Map<string, FrostKeyset>();
 
   constructor(
-    private readonly db: Db,
     private readonly registry: NodeRegistry,
     private readonly nonces: NonceCache,
     private readonly signAuthorization: (bytes: Uint8Array) => Uint8Array,
-    private readonly log: Logger,
-  ) {
-    this.batcher = new ShareBatcher(registry);
-  }
+    private readonly quorums: Quorums,
+    private readonly batcher: ShareBatcher,
+  ) {}
 
   /** The key a signature by this keyset verifies under, as clients use it. */
-  publicKeyOf(ks: LoadedKeyset): Uint8Array {
+  publicKeyOf(ks: FrostKeyset): Uint8Array {
     return displayPublicKey(ks.row.scheme, ks.row.publicKey);
   }
 
-  async sign(ks: LoadedKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
-    // Blamed or refusing nodes sit out the rest of this request; unreachable ones are re-probed
-    // once before giving up, since a node that just restarted fails its first call on a stale channel.
-    const excluded = new Set<string>();
-    const unreachable = new Set<string>();
-    const problems: string[] = [];
-    let reprobed = false;
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      let quorum = this.pickQuorum(ks, new Set([...excluded, ...unreachable]));
-      if (!quorum && !reprobed) {
-        reprobed = true;
-        const down = ks.row.members.map((m) => m.nodeId).filter((id) => !excluded.has(id) && (unreachable.has(id) || !this.registry.nodes.get(id)?.up));
-        for (const id of await this.registry.reprobe(down)) unreachable.delete(id);
-        quorum = this.pickQuorum(ks, new Set([...excluded, ...unreachable]));
-      }
-      if (!quorum) {
-        problems.push(`not enough healthy nodes for threshold ${ks.row.threshold}`);
-        return { signers: [], attempts: attempt - 1, error: `signing failed: ${problems.join('; ')}`, transient: excluded.size === 0 };
-      }
-      const outcome = await this.attempt(ks, requestId, digest, quorum);
-      if (outcome.signature) return { signature: outcome.signature, signers: quorum.map((m) => m.nodeId), attempts: attempt };
-      problems.push(outcome.problem!);
-      for (const id of outcome.exclude) excluded.add(id);
-      for (const id of outcome.unreachable) unreachable.add(id);
-      if (outcome.blamed.length) await this.blame(ks, requestId, outcome.blamed, outcome.problem!);
-    }
-    return { signers: [], attempts: MAX_ATTEMPTS, error: `signing failed: ${problems.join('; ')}` };
+  sign(ks: FrostKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
+    return this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, quorum));
   }
 
   /** One signing round with one quorum. */
   private async attempt(
-    ks: LoadedKeyset,
+    ks: FrostKeyset,
     requestId: string,
     digest: Uint8Array,
-    quorum: KeysetRow['members'],
-  ): Promise<{ signature?: Uint8Array; problem?: string; exclude: string[]; unreachable: string[]; blamed: string[] }> {
+    quorum: Quorum,
+  ): Promise<AttemptResult> {
     const curve = curveOfScheme(ks.row.scheme);
     const taken = await Promise.allSettled(quorum.map((m) => this.nonces.take(m.nodeId, curve)));
     const noNonces = quorum.filter((_, i) => taken[i]!.status === 'rejected').map((m) => m.nodeId);
@@ -129,31 +82,19 @@ export class FrostSigning {
       }),
     );
     const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };
-    const results = await Promise.allSettled(quorum.map((m) => this.batcher.request(m.nodeId, item)));
-
-    const exclude: string[] = [];
-    const gone: string[] = [];
-    const reasons: string[] = [];
-    results.forEach((r, i) => {
-      if (r.status === 'fulfilled') return;
-      const nodeId = quorum[i]!.nodeId;
-      reasons.push(`${nodeId}: ${errorMessage(r.reason)}`);
-      if (!(r.reason instanceof ShareRefused) && isUnreachable(errorCode(r.reason))) {
-        gone.push(nodeId);
-        this.registry.markDown(nodeId, r.reason);
-      } else {
-        exclude.push(nodeId);
-        this.nonces.forget(nodeId);
-      }
-    });
-    if (reasons.length) return { problem: reasons.join('; '), exclude, unreachable: gone, blamed: [] };
+    const got = await this.batcher.collect(quorum.map((m) => m.nodeId), item);
+    if ('problem' in got) {
+      // A node that refused may have restarted or lost our commitments: fetch fresh ones next time.
+      for (const id of got.refused) this.nonces.forget(id);
+      return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [] };
+    }
 
     const commitments: SignerCommitment<unknown>[] = quorum.map((m, i) => ({ index: m.index, hiding: picked[i]!.hidingPoint, binding: picked[i]!.bindingPoint }));
     const shares = new Map<number, bigint>();
     const malformed: string[] = [];
-    results.forEach((r, i) => {
+    got.shares.forEach((share, i) => {
       try {
-        shares.set(quorum[i]!.index, ks.cs.group.scalarFromBytes((r as PromiseFulfilledResult<Uint8Array>).value));
+        shares.set(quorum[i]!.index, ks.cs.group.scalarFromBytes(share));
       } catch {
         malformed.push(quorum[i]!.nodeId);
       }
@@ -173,42 +114,13 @@ export class FrostSigning {
     }
   }
 
-  private async blame(ks: LoadedKeyset, requestId: string, nodeIds: string[], reason: string): Promise<void> {
-    this.log.warn({ requestId, keysetId: ks.row.keysetId, blamed: nodeIds }, 'node blamed for an invalid signature share');
-    for (const id of nodeIds) this.quarantined.set(id, Date.now() + QUARANTINE_MS);
-    await durably(this.log, 'record blame', () => this.db.tx(async (q) => {
-      for (const nodeId of nodeIds) {
-        await recordNodeFault(q, { nodeId, keysetId: ks.row.keysetId, requestId, reason });
-        await appendAudit(q, { actor: 'coordinator', action: 'node.blamed', subject: nodeId, details: { keysetId: ks.row.keysetId, requestId, reason } });
-      }
-    }));
-  }
-
-  /**
-   * Healthy members not excluded, leaving out quarantined nodes when the rest still make a quorum;
-   * the quorum rotates across requests so every node does its share.
-   */
-  private pickQuorum(ks: LoadedKeyset, excluded: Set<string>): KeysetRow['members'] | undefined {
-    const healthy = ks.row.members.filter((m) => !excluded.has(m.nodeId) && this.registry.nodes.get(m.nodeId)?.up);
-    const t = ks.row.threshold;
-    const now = Date.now();
-    const trusted = healthy.filter((m) => (this.quarantined.get(m.nodeId) ?? 0) < now);
-    const candidates = trusted.length >= t ? trusted : healthy;
-    if (candidates.length < t) return undefined;
-    const combos = combinations(candidates.length, t);
-    const pick = combos[ks.turn++ % combos.length]!;
-    return pick.map((i) => candidates[i]!);
-  }
-
-  async loadKeyset(keysetId: string): Promise<LoadedKeyset> {
+  /** Decodes a FROST keyset row once (points validated at the boundary) and caches it. */
+  load(row: KeysetRow): FrostKeyset {
+    const keysetId = row.keysetId;
     const cached = this.keysets.get(keysetId);
     if (cached) return cached;
-    if (!/^[0-9a-f-]{36}$/i.test(keysetId)) throw new RpcError(status.INVALID_ARGUMENT, `keyset id ${JSON.stringify(keysetId.slice(0, 64))} is not a UUID`);
-    const row = await getKeyset(this.db, keysetId);
-    if (!row) throw new RpcError(status.NOT_FOUND, `keyset ${keysetId} not found`);
-    if (row.scheme === 'ecdsa') throw new RpcError(status.UNIMPLEMENTED, 'ecdsa signing is not available yet');
     const cs = ciphersuite(row.scheme as FrostScheme);
-    const loaded: LoadedKeyset = {
+    const loaded: FrostKeyset = {
       row,
       cs,
       groupKey: cs.group.decode(row.publicKey),
@@ -219,18 +131,3 @@ export class FrostSigning {
     return loaded;
   }
 }
-
-/** All k-subsets of {0..n-1}, in lexicographic order. */
-function combinations(n: number, k: number): number[][] {
-  const out: number[][] = [];
-  const rec = (start: number, acc: number[]) => {
-    if (acc.length === k) {
-      out.push([...acc]);
-      return;
-    }
-    for (let i = start; i < n; i++) rec(i + 1, [...acc, i]);
-  };
-  rec(0, []);
-  return out;
-}
-

@@ -510,3 +510,28 @@ export async function nodeFaultCounts(q: Queryable, opts: { since?: Date } = {})
         ]);
   return new Map(rows.map((r) => [r.node_id, r.n]));
 }
+
+export interface KeysetBan {
+  keysetId: string;
+  nodeId: string;
+  reason: string;
+  requestId: string | null;
+  at: Date;
+}
+
+/** Records a ban; a node already banned for the keyset keeps its first record. Returns whether it is new. */
+export async function recordKeysetBan(q: Queryable, b: { keysetId: string; nodeId: string; reason: string; requestId?: string | null; at?: Date }): Promise<boolean> {
+  const rows = await q.query<{ node_id: string }>(
+    `INSERT INTO keyset_bans (keyset_id, node_id, reason, request_id, at) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (keyset_id, node_id) DO NOTHING RETURNING node_id`,
+    [b.keysetId, b.nodeId, b.reason, b.requestId ?? null, b.at ?? new Date()],
+  );
+  return rows.length > 0;
+}
+
+export async function listKeysetBans(q: Queryable): Promise<KeysetBan[]> {
+  const rows = await q.query<{ keyset_id: string; node_id: string; reason: string; request_id: string | null; at: Date }>(
+    'SELECT keyset_id, node_id, reason, request_id, at FROM keyset_bans ORDER BY keyset_id, node_id',
+  );
+  return rows.map((r) => ({ keysetId: r.keyset_id, nodeId: r.node_id, reason: r.reason, requestId: r.request_id, at: r.at }));
+}

@@ -124,6 +124,22 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX IF NOT EXISTS sign_requests_outbox_idx ON sign_requests (source, result_published, status)`,
     ],
   },
+  {
+    version: 3,
+    name: 'keyset bans (DKLs23 OT / multiplication check failures)',
+    statements: () => [
+      // A node that failed an OT or multiplication check is left out of that keyset's quorums until
+      // an operator acts: retrying with it would let it run a selective-abort attack on the key.
+      `CREATE TABLE IF NOT EXISTS keyset_bans (
+        keyset_id UUID NOT NULL REFERENCES keysets (keyset_id),
+        node_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        request_id UUID NULL,
+        at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (keyset_id, node_id)
+      )`,
+    ],
+  },
 ];
 
 const BOOTSTRAP = [
