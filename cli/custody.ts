@@ -30,7 +30,7 @@ const USAGE = `custody: threshold-signing custody cluster
   custody up [--nodes N] [--threshold T] [--database-url URL] [--nats URL] [--trace-files]
                                            start a local cluster (coordinator + N nodes); --trace-files
                                            writes each process's spans to logs/<name>.spans.jsonl
-  custody keyset create --scheme ed25519|secp256k1|bip340 [--threshold T] [--nodes a,b,c] [--label L]
+  custody keyset create --scheme ed25519|secp256k1|bip340|ecdsa [--threshold T] [--nodes a,b,c] [--label L]
   custody keyset show ID
   custody keyset list [--limit N] [--after ID]
   custody sign --keyset ID --digest HEX [--idempotency-key K]
@@ -148,8 +148,8 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
   switch (cmd) {
     case 'keyset': {
       if (sub === 'create') {
-        const scheme = need(flags, 'scheme', 'ed25519, secp256k1 or bip340');
-        if (!isScheme(scheme)) throw new CliError(`unknown scheme ${scheme}: use ed25519, secp256k1 or bip340`, 'INVALID_ARGUMENT');
+        const scheme = need(flags, 'scheme', 'ed25519, secp256k1, bip340 or ecdsa');
+        if (!isScheme(scheme)) throw new CliError(`unknown scheme ${scheme}: use ed25519, secp256k1, bip340 or ecdsa`, 'INVALID_ARGUMENT');
         const c = await connect(KeysetService, dir, role('operator'));
         const res = await c.createKeyset(
           { scheme: schemeToProto(scheme), threshold: flags.threshold ? Number(flags.threshold) : 0, nodeIds: flags.nodes ? flags.nodes.split(',') : [], label: flags.label ?? '' },
@@ -199,6 +199,7 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
         status: n.state === NodeState.UP ? 'up' : 'down',
         version: n.version,
         faults: n.faults,
+        bans: n.bannedKeysets,
         nonces: { ed25519: n.ed25519Nonces, secp256k1: n.secp256k1Nonces },
         ...(n.lastError ? { lastError: n.lastError } : {}),
       }));

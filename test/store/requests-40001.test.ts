@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { createLogger } from '../../runtime/log.js';
 import { RequestService } from '../../coordinator/requests.js';
-import type { FrostSigning, LoadedKeyset, SignOutcome } from '../../coordinator/signing.js';
+import type { SignOutcome } from '../../coordinator/quorum.js';
+import type { LoadedKeyset, Signers } from '../../coordinator/signers.js';
 import { verifyAudit } from '../../coordinator/store/audit.js';
 import { openDb, type Db } from '../../coordinator/store/db.js';
 import { insertKeyset, type KeysetRow } from '../../coordinator/store/repo.js';
@@ -67,7 +68,7 @@ describe('request lifecycle under injected 40001 failures', () => {
         produced.set(requestId, [...(produced.get(requestId) ?? []), signature]);
         return { signature, signers: ['node-1', 'node-2'], attempts: 1 };
       },
-    } as unknown as FrostSigning;
+    } as unknown as Signers;
     const requests = new RequestService(flaky, signing, createLogger('test', { level: 'silent' }), { owner: 'test' });
     const who = { actor: 'payment:test', source: 'grpc' as const, clientId: 'test' };
 

@@ -1,0 +1,58 @@
+/**
+ * DKLs23 bans: a node whose multiplication messages fail the check (fault injection 'bad-mul') is
+ * banned for the keyset on the first abort, recorded (keyset_bans, audit node.banned), shown by
+ * `custody nodes`, and never picked for that keyset again; signing continues without it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
+import { startTestCluster, type TestCluster } from '../support/cluster.js';
+
+describe('DKLs23 ban after a failed multiplication check', () => {
+  let t: TestCluster;
+  beforeAll(async () => {
+    t = await startTestCluster({ nodes: 3, threshold: 2, env: { 'node-2': { CUSTODY_FAULT_INJECTION: 'bad-mul' } } });
+  }, 120_000);
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('bans the cheating node for the keyset and keeps signing without it', async () => {
+    const ks = await t.cli('keyset', 'create', '--scheme', 'ecdsa');
+    expect(ks.code, ks.stderr).toBe(0);
+    const keysetId = ks.json.keysetId as string;
+    const pub = hexToBytes(ks.json.publicKey as string);
+    const attempts: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const digest = randomBytes(32);
+      const { json, code, stderr } = await t.cli('sign', '--keyset', keysetId, '--digest', bytesToHex(digest));
+      expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
+      const sig = hexToBytes(json.signature as string);
+      expect(secp256k1.verify(sig.subarray(0, 64), digest, pub, { prehash: false, lowS: true })).toBe(true);
+      expect(json.signers).not.toContain('node-2');
+      attempts.push(json.attempts as number);
+    }
+    // Quorums rotate from {node-1, node-2}: the first request meets the cheater, then it is banned.
+    expect(attempts).toEqual([2, 1, 1, 1]);
+
+    const nodes = (await t.cli('nodes')).json.nodes as { nodeId: string; bans: string[] }[];
+    expect(Object.fromEntries(nodes.map((n) => [n.nodeId, n.bans]))).toEqual({ 'node-1': [], 'node-2': [keysetId], 'node-3': [] });
+    const audit = (await t.cli('audit', 'list', '--limit', '1000')).json.records as { action: string; subject: string; details: { keysetId: string; reason: string } }[];
+    const banned = audit.filter((r) => r.action === 'node.banned');
+    expect(banned.map((r) => [r.subject, r.details.keysetId])).toEqual([['node-2', keysetId]]);
+    expect(banned[0]!.details.reason).toMatch(/mul-check-failed/);
+  }, 180_000);
+
+  it('keeps the ban across a coordinator restart', async () => {
+    await t.restart();
+    const nodes = (await t.cli('nodes')).json.nodes as { nodeId: string; bans: string[] }[];
+    expect(nodes.find((n) => n.nodeId === 'node-2')!.bans).toHaveLength(1);
+    const keysetId = nodes.find((n) => n.nodeId === 'node-2')!.bans[0]!;
+    for (let i = 0; i < 3; i++) {
+      const { json, code, stderr } = await t.cli('sign', '--keyset', keysetId, '--digest', bytesToHex(randomBytes(32)));
+      expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
+      expect(json.signers).toEqual(['node-1', 'node-3']);
+      expect(json.attempts).toBe(1);
+    }
+  }, 180_000);
+});
