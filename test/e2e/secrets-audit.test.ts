@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytesToHex, randomBytes } from '@noble/hashes/utils.js';
 import { layout } from '../../cli/layout.js';
-import { ciphersuite } from '../../crypto/frost/ciphersuite.js';
+import { encodeReceiverSetup, encodeSenderSetup } from '../../crypto/ecdsa/mul.js';
+import { groupFor } from '../../crypto/group/index.js';
 import { lagrangeAtZero } from '../../crypto/shamir.js';
 import { openDb } from '../../coordinator/store/db.js';
 import { loadOrCreateIdentity } from '../../nodes/identity.js';
@@ -28,7 +29,7 @@ describe('secrets at rest and audit integrity', () => {
   beforeAll(async () => {
     // Span files on too, so the scan covers every log and every span the processes wrote.
     t = await startTestCluster({ nodes: 3, threshold: 2, traceFiles: true });
-    for (const scheme of ['ed25519', 'secp256k1', 'bip340']) {
+    for (const scheme of ['ed25519', 'secp256k1', 'bip340', 'ecdsa']) {
       const { json, code, stderr } = await t.cli('keyset', 'create', '--scheme', scheme);
       expect(code, stderr).toBe(0);
       keysetIds.push(json.keysetId as string);
@@ -37,7 +38,7 @@ describe('secrets at rest and audit integrity', () => {
         expect(s.code, s.stderr).toBe(0);
       }
     }
-  }, 180_000);
+  }, 240_000);
   afterAll(async () => {
     await t?.stop();
   });
@@ -47,6 +48,7 @@ describe('secrets at rest and audit integrity', () => {
     const L = layout(t.dir);
     const secrets: Uint8Array[] = [];
     const sharesByKeyset = new Map<string, { index: number; share: bigint }[]>();
+    let ecdsaSecrets = 0;
     for (const nodeId of ['node-1', 'node-2', 'node-3']) {
       const passphrase = (await readFile(L.passphrase(nodeId), 'utf8')).trim();
       const sealer = await LocalSealer.open(join(L.nodeData(nodeId), 'keystore'), passphrase);
@@ -57,15 +59,22 @@ describe('secrets at rest and audit integrity', () => {
       await shares.load();
       for (const id of keysetIds) {
         const k = shares.get(id)!;
-        const g = ciphersuite(k.scheme as 'ed25519').group;
+        const g = groupFor(k.scheme === 'ed25519' ? 'ed25519' : 'secp256k1');
         secrets.push(g.scalarToBytes(k.secretShare));
         sharesByKeyset.set(id, [...(sharesByKeyset.get(id) ?? []), { index: k.index, share: k.secretShare }]);
+        if (k.ecdsa) {
+          // DKLs23 material sealed with the share: zero-sharing seeds and the pairwise OT setups.
+          secrets.push(g.scalarToBytes(k.ecdsa.secretShare), ...k.ecdsa.zeroSeeds.values());
+          for (const setup of k.ecdsa.senderSetups.values()) secrets.push(encodeSenderSetup(setup));
+          for (const setup of k.ecdsa.receiverSetups.values()) secrets.push(encodeReceiverSetup(setup));
+          ecdsaSecrets++;
+        }
       }
       const nonces = await NonceStore.open(store, join(L.nodeData(nodeId), 'nonces'));
-      for (const pool of ['ed25519', 'secp256k1']) {
+      for (const pool of ['ed25519', 'secp256k1', ...keysetIds.map((id) => `presig-${id}`)]) {
         for (const id of nonces.ids(pool, 20)) {
           const r = await nonces.take(pool, id);
-          if (r.status === 'ok') secrets.push(r.secret.slice(0, 32), r.secret.slice(32, 64));
+          if (r.status === 'ok') secrets.push(...(pool.startsWith('presig-') ? [r.secret] : [r.secret.slice(0, 32), r.secret.slice(32, 64)]));
         }
       }
       await nonces.close();
@@ -75,7 +84,7 @@ describe('secrets at rest and audit integrity', () => {
     try {
       for (const id of keysetIds) {
         const rows = await db.query<{ scheme: string; public_key: Uint8Array }>('SELECT scheme, public_key FROM keysets WHERE keyset_id = $1', [id]);
-        const g = ciphersuite(rows[0]!.scheme as 'ed25519').group;
+        const g = groupFor(rows[0]!.scheme === 'ed25519' ? 'ed25519' : 'secp256k1');
         const two = sharesByKeyset.get(id)!.slice(0, 2);
         const secret = two.reduce((acc, s) => g.Fn.add(acc, g.Fn.mul(s.share, lagrangeAtZero(g.Fn, s.index, two.map((x) => x.index)))), 0n);
         expect(bytesToHex(g.encode(g.baseMul(secret)))).toBe(bytesToHex(rows[0]!.public_key));
@@ -83,7 +92,8 @@ describe('secrets at rest and audit integrity', () => {
     } finally {
       await db.close();
     }
-    expect(secrets.length).toBeGreaterThan(3 * 2 + 9 + 10);
+    expect(secrets.length).toBeGreaterThan(3 * 2 + 12 + 10);
+    expect(ecdsaSecrets).toBe(3);
     expect((await readdir(L.logs)).filter((f) => f.endsWith('.spans.jsonl'))).toHaveLength(4);
 
     const folders = [join(t.dir, 'nodes'), L.coordinatorData, L.logs, L.roster, L.endpoint];
