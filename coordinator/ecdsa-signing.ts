@@ -1,8 +1,10 @@
 /**
- * Making a threshold ECDSA (DKLs23) signature, simplest correct path: per request, a presigning
- * session over the chosen quorum (runSession; each node seals its presignature in its single-use
- * pool and reports the id and the public part), then one SignShares round with a coordinator-signed
- * authorization naming every signer's presignature and the digest, then combine (which verifies).
+ * Making a threshold ECDSA (DKLs23) signature: a presignature for the chosen quorum, taken from the
+ * coordinator's pool (presign-pool.ts, refilled in the background after signatures) or, when the
+ * pool has none for that quorum, made on the request path by a presigning session (runSession; each
+ * node seals its presignature in its single-use pool and reports the id and the public part); then
+ * one SignShares round with a coordinator-signed authorization naming every signer's presignature
+ * and the digest, then combine (which verifies).
  *
  * A presigning abort for a failed OT or multiplication check bans the blamed node for the keyset
  * (PROTOCOLS.md: retrying with it would let it run a selective-abort attack on the key).
@@ -16,6 +18,7 @@ import { SignAuthorizationSchema, type PresignResult } from '../proto/gen/custod
 import type { Logger } from '../runtime/log.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
+import { DEFAULT_POOL, PresignPool, type PoolOptions, type ReadyPresignature } from './presign-pool.js';
 import { finishAll, runSession, SessionFailed } from './session-driver.js';
 import type { ShareBatcher } from './share-batcher.js';
 import { AUTHORIZATION_TTL_MS } from './signing.js';
@@ -26,10 +29,15 @@ const BAN_REASONS = new Set(['ot-check-failed', 'mul-check-failed']);
 
 export interface EcdsaKeyset extends QuorumKeyset {
   row: KeysetRow;
+  /** The refill's own rotation, so background presigning does not shift request quorums. */
+  refillTurn: number;
 }
+
+type Presigned = { ok: ReadyPresignature } | { fail: AttemptResult };
 
 export class EcdsaSigning {
   private readonly keysets = new Map<string, EcdsaKeyset>();
+  readonly pool: PresignPool;
 
   constructor(
     private readonly registry: NodeRegistry,
@@ -37,11 +45,14 @@ export class EcdsaSigning {
     private readonly quorums: Quorums,
     private readonly batcher: ShareBatcher,
     private readonly log: Logger,
-  ) {}
+    poolOptions: PoolOptions = DEFAULT_POOL,
+  ) {
+    this.pool = new PresignPool(log, poolOptions);
+  }
 
   load(row: KeysetRow): EcdsaKeyset {
     let ks = this.keysets.get(row.keysetId);
-    if (!ks) this.keysets.set(row.keysetId, (ks = { row, turn: 0 }));
+    if (!ks) this.keysets.set(row.keysetId, (ks = { row, turn: 0, refillTurn: 0 }));
     return ks;
   }
 
@@ -50,14 +61,36 @@ export class EcdsaSigning {
     return ks.row.publicKey;
   }
 
-  sign(ks: EcdsaKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
-    return this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, quorum));
+  async sign(ks: EcdsaKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
+    try {
+      return await this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, quorum));
+    } finally {
+      // The pool starts filling after a keyset's first signature and is topped up as it drains.
+      this.pool.maybeRefill(ks.row.keysetId, () => this.produce(ks));
+    }
   }
 
-  private async attempt(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, quorum: Quorum): Promise<AttemptResult> {
+  /** One background presignature over the next quorum of the refill rotation, or undefined to stop. */
+  private async produce(ks: EcdsaKeyset): Promise<ReadyPresignature | undefined> {
+    const view = { row: ks.row, turn: ks.refillTurn };
+    const quorum = this.quorums.pick(view, new Set());
+    ks.refillTurn = view.turn;
+    if (!quorum) return undefined;
+    const r = await this.presign(ks, quorum);
+    if ('ok' in r) return r.ok;
+    const f = r.fail;
+    this.log.warn({ keysetId: ks.row.keysetId, problem: f.problem }, 'background presigning failed');
+    if (f.banned?.length) {
+      await this.quorums.ban(ks, null, f.banned, f.problem!);
+      this.pool.dropInvolving(ks.row.keysetId, f.banned);
+    } else if (f.blamed.length) await this.quorums.blame(ks, null, f.blamed, f.problem!);
+    return undefined;
+  }
+
+  /** A presigning session over the quorum: every node's presignature id and the shared public part. */
+  private async presign(ks: EcdsaKeyset, quorum: Quorum): Promise<Presigned> {
     const keysetId = ks.row.keysetId;
     const participants = quorum.map((m) => ({ index: m.index, nodeId: m.nodeId }));
-    const started = Date.now();
     let session: Awaited<ReturnType<typeof runSession>>;
     try {
       session = await runSession(this.registry, participants, { case: 'presign', value: { keysetId, signers: participants.map((p) => p.index) } });
@@ -66,12 +99,12 @@ export class EcdsaSigning {
       for (const id of e.unreachable) this.registry.markDown(id, e);
       const banned = e.reason !== undefined && BAN_REASONS.has(e.reason) ? e.blamed : [];
       // Without blame nobody is excluded, so a retry picks a fresh quorum from the rotation.
-      return { problem: `presigning failed: ${e.message}`, exclude: e.blamed, unreachable: e.unreachable, blamed: e.blamed, banned };
+      return { fail: { problem: `presigning failed: ${e.message}`, exclude: e.blamed, unreachable: e.unreachable, blamed: e.blamed, banned } };
     }
     const outputs: PresignResult[] = [];
     for (const p of participants) {
       const o = session.outputs.get(p.nodeId);
-      if (o?.case !== 'presign') return { problem: `node ${p.nodeId} returned no presignature`, exclude: [p.nodeId], unreachable: [], blamed: [] };
+      if (o?.case !== 'presign') return { fail: { problem: `node ${p.nodeId} returned no presignature`, exclude: [p.nodeId], unreachable: [], blamed: [] } };
       outputs.push(o.value);
     }
     // Nodes keep a completed session until it is finished; there is nothing to commit (the
@@ -80,7 +113,31 @@ export class EcdsaSigning {
     const first = outputs[0]!;
     const fingerprint = (o: PresignResult) => [o.sid, o.bigR, o.publicKey].map((b) => bytesToHex(b)).join('|');
     if (outputs.some((o) => fingerprint(o) !== fingerprint(first)) || bytesToHex(first.publicKey) !== bytesToHex(ks.row.publicKey)) {
-      return { problem: 'presigning aborted: nodes disagree on the presignature', exclude: [], unreachable: [], blamed: [] };
+      return { fail: { problem: 'presigning aborted: nodes disagree on the presignature', exclude: [], unreachable: [], blamed: [] } };
+    }
+    return {
+      ok: {
+        signers: participants.map((p, i) => ({ ...p, presignatureId: outputs[i]!.presignatureId })),
+        sessionId: session.sessionId,
+        sid: first.sid,
+        bigR: first.bigR,
+      },
+    };
+  }
+
+  private async attempt(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, quorum: Quorum): Promise<AttemptResult> {
+    const keysetId = ks.row.keysetId;
+    const started = Date.now();
+    // Presignatures made with a node since banned are never used (the ban may come from a request).
+    this.pool.dropInvolving(keysetId, ks.row.members.map((m) => m.nodeId).filter((id) => this.quorums.isBanned(keysetId, id)));
+    // Only an exact match for the quorum chosen (healthy, unbanned, rotating): quorum choice stays
+    // in one place, and the pool is filled from the same rotation so matches are the rule.
+    let pre = this.pool.take(keysetId, quorum.map((m) => m.nodeId));
+    const presigned = pre !== undefined;
+    if (!pre) {
+      const r = await this.presign(ks, quorum);
+      if ('fail' in r) return r.fail;
+      pre = r.ok;
     }
     const presignMs = Date.now() - started;
 
@@ -88,33 +145,34 @@ export class EcdsaSigning {
       SignAuthorizationSchema,
       create(SignAuthorizationSchema, {
         requestId,
-        sessionId: session.sessionId,
+        sessionId: pre.sessionId,
         keysetId,
         scheme: schemeToProto('ecdsa'),
         digest,
         derivationPath: '',
-        ecdsaSigners: participants.map((p, i) => ({ index: p.index, nodeId: p.nodeId, presignatureId: outputs[i]!.presignatureId })),
-        presignSid: first.sid,
+        ecdsaSigners: pre.signers,
+        presignSid: pre.sid,
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
       }),
     );
     const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };
-    const got = await this.batcher.collect(quorum.map((m) => m.nodeId), item);
-    if ('problem' in got) return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [] };
+    const got = await this.batcher.collect(pre.signers.map((s) => s.nodeId), item);
+    // A refused pooled presignature (e.g. already consumed) is gone either way: the node sits out and we retry.
+    if ('problem' in got) return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [], presigned };
 
-    const shares = new Map(quorum.map((m, i) => [m.index, got.shares[i]!]));
+    const shares = new Map(pre.signers.map((s, i) => [s.index, got.shares[i]!]));
     try {
-      const sig = combine({ sid: first.sid, signers: participants.map((p) => p.index), R: first.bigR, publicKey: ks.row.publicKey }, digest, shares);
+      const sig = combine({ sid: pre.sid, signers: pre.signers.map((s) => s.index), R: pre.bigR, publicKey: ks.row.publicKey }, digest, shares);
       const signature = new Uint8Array(65);
       signature.set(sig.signature, 0);
       signature[64] = sig.recovery;
-      this.log.debug({ requestId, keysetId, presignMs, ms: Date.now() - started }, 'ecdsa signature');
-      return { signature, exclude: [], unreachable: [], blamed: [] };
+      this.log.debug({ requestId, keysetId, presigned, poolLevel: this.pool.level(keysetId), presignMs, ms: Date.now() - started }, 'ecdsa signature');
+      return { signature, exclude: [], unreachable: [], blamed: [], presigned };
     } catch (e) {
       if (!(e instanceof ProtocolAbort)) throw e;
-      const byIndex = new Map(quorum.map((m) => [m.index, m.nodeId]));
+      const byIndex = new Map(pre.signers.map((s) => [s.index, s.nodeId]));
       const blamed = e.blame.map((i) => byIndex.get(i)).filter((id): id is string => id !== undefined);
-      return { problem: e.message, exclude: blamed, unreachable: [], blamed };
+      return { problem: e.message, exclude: blamed, unreachable: [], blamed, presigned };
     }
   }
 }

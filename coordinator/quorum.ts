@@ -22,6 +22,8 @@ export interface SignOutcome {
   error?: string;
   /** The failure was only a lack of reachable nodes: trying again later may work. */
   transient?: boolean;
+  /** DKLs23: the signature used a presignature from the coordinator's pool (no presigning on the request path). */
+  presigned?: boolean;
 }
 
 /** A keyset as quorum choice sees it. */
@@ -43,6 +45,7 @@ export interface AttemptResult {
   blamed: string[];
   /** Failed a DKLs23 OT or multiplication check: banned for the keyset until an operator acts. */
   banned?: string[];
+  presigned?: boolean;
 }
 
 export class Quorums {
@@ -97,7 +100,11 @@ export class Quorums {
         return { signers: [], attempts: n - 1, error: `signing failed: ${problems.join('; ')}`, transient: excluded.size === 0 };
       }
       const outcome = await attempt(quorum);
-      if (outcome.signature) return { signature: outcome.signature, signers: quorum.map((m) => m.nodeId), attempts: n };
+      if (outcome.signature) {
+        const done: SignOutcome = { signature: outcome.signature, signers: quorum.map((m) => m.nodeId), attempts: n };
+        if (outcome.presigned !== undefined) done.presigned = outcome.presigned;
+        return done;
+      }
       problems.push(outcome.problem!);
       for (const id of outcome.exclude) excluded.add(id);
       for (const id of outcome.unreachable) unreachable.add(id);
@@ -107,7 +114,8 @@ export class Quorums {
     return { signers: [], attempts: MAX_ATTEMPTS, error: `signing failed: ${problems.join('; ')}` };
   }
 
-  private async blame(ks: QuorumKeyset, requestId: string, nodeIds: string[], reason: string): Promise<void> {
+  /** Records blame and quarantines; requestId is null for background work (presignature refills). */
+  async blame(ks: QuorumKeyset, requestId: string | null, nodeIds: string[], reason: string): Promise<void> {
     this.log.warn({ requestId, keysetId: ks.row.keysetId, blamed: nodeIds }, 'node blamed for an invalid signature share');
     for (const id of nodeIds) this.quarantined.set(id, Date.now() + QUARANTINE_MS);
     await durably(this.log, 'record blame', () => this.db.tx(async (q) => {
@@ -119,7 +127,7 @@ export class Quorums {
   }
 
   /** Bans for the keyset (durably first: a restarted coordinator must not use the node again), and records the fault. */
-  private async ban(ks: QuorumKeyset, requestId: string, nodeIds: string[], reason: string): Promise<void> {
+  async ban(ks: QuorumKeyset, requestId: string | null, nodeIds: string[], reason: string): Promise<void> {
     const keysetId = ks.row.keysetId;
     this.log.warn({ requestId, keysetId, banned: nodeIds }, 'node banned for the keyset after a failed OT or multiplication check');
     await durably(this.log, 'record ban', () => this.db.tx(async (q) => {

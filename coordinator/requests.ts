@@ -198,7 +198,19 @@ export class RequestService {
       ? await this.writer.complete(
           row.requestId,
           { status: 'signed', signature: outcome.signature, publicKey: this.signing.publicKeyOf(ks), signers: outcome.signers, attempts: outcome.attempts, error: null },
-          { actor: 'coordinator', action: 'sign.completed', subject: row.requestId, details: { keysetId: row.keysetId, signers: outcome.signers, attempts: outcome.attempts, signature: bytesToHex(outcome.signature) } },
+          {
+            actor: 'coordinator',
+            action: 'sign.completed',
+            subject: row.requestId,
+            details: {
+              keysetId: row.keysetId,
+              signers: outcome.signers,
+              attempts: outcome.attempts,
+              signature: bytesToHex(outcome.signature),
+              // ECDSA only: whether a pooled presignature was used (absent for FROST).
+              ...(outcome.presigned !== undefined ? { presigned: outcome.presigned } : {}),
+            },
+          },
         )
       : await this.writer.complete(
           row.requestId,
