@@ -8,6 +8,7 @@ import { frostDkg, type DkgOutput, type DkgScheme, type DkgState } from '../../c
 import { groupFor } from '../../crypto/group/index.js';
 import { ProtocolAbort, type ProtocolMessage } from '../../crypto/protocol.js';
 import { lagrangeAtZero } from '../../crypto/shamir.js';
+import { runProtocol, type RunResult as DriverResult, type Tamper } from '../support/protocol-driver.js';
 import {
   DkgRound1Schema,
   DkgRound2RevealSchema,
@@ -18,50 +19,11 @@ const SCHEMES: DkgScheme[] = ['ed25519', 'secp256k1', 'bip340'];
 const curveOf = (s: DkgScheme) => (s === 'ed25519' ? 'ed25519' : 'secp256k1');
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
-/**
- * Routes each message to its receivers. `tamper` sees every (message, receiver) delivery and
- * returns the messages that receiver actually gets (empty to drop, two to duplicate).
- */
-type Tamper = (m: ProtocolMessage, receiver: number) => ProtocolMessage[];
-
-interface RunResult {
-  outputs: Map<number, DkgOutput>;
-  aborts: Map<number, ProtocolAbort>;
-}
+type RunResult = DriverResult<DkgOutput>;
 
 function runDkg(scheme: DkgScheme, n: number, t: number, tamper: Tamper = (m) => [m], sessionId = 'sess-1'): RunResult {
   const parties = range(n);
-  const states = new Map<number, DkgState>();
-  let outgoing: ProtocolMessage[] = [];
-  for (const i of parties) {
-    const r = frostDkg.start({ scheme, sessionId, self: i, participants: parties, threshold: t });
-    states.set(i, r.state);
-    outgoing.push(...r.outgoing);
-  }
-  const outputs = new Map<number, DkgOutput>();
-  const aborts = new Map<number, ProtocolAbort>();
-  for (let round = 1; round <= frostDkg.rounds; round++) {
-    const next: ProtocolMessage[] = [];
-    for (const i of parties) {
-      if (aborts.has(i)) continue;
-      const inbox: ProtocolMessage[] = [];
-      for (const m of outgoing) {
-        if (m.from === i || (m.to !== 0 && m.to !== i)) continue;
-        inbox.push(...tamper(m, i));
-      }
-      try {
-        const r = frostDkg.step(states.get(i)!, inbox);
-        next.push(...r.outgoing);
-        if (r.done) outputs.set(i, r.output);
-        else states.set(i, r.state);
-      } catch (e) {
-        if (!(e instanceof ProtocolAbort)) throw e;
-        aborts.set(i, e);
-      }
-    }
-    outgoing = next;
-  }
-  return { outputs, aborts };
+  return runProtocol(frostDkg, new Map(parties.map((i) => [i, { scheme, sessionId, self: i, participants: parties, threshold: t }])), { tamper });
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');

@@ -8,54 +8,9 @@ import type { MulBackend } from '../../../crypto/ecdsa/mul-backend.js';
 import { ecdsaPresign, type Presignature, type PresignState } from '../../../crypto/ecdsa/presign.js';
 import { combine, presignaturePublic, signRound, type EcdsaSignature } from '../../../crypto/ecdsa/sign.js';
 import { ProtocolAbort, type Protocol, type ProtocolMessage } from '../../../crypto/protocol.js';
+import { runProtocol, type RunResult, type Tamper } from '../../support/protocol-driver.js';
 
-/** Sees every (message, receiver) delivery; returns what the receiver actually gets. */
-export type Tamper = (m: ProtocolMessage, receiver: number) => ProtocolMessage[];
-
-export interface RunResult<O> {
-  outputs: Map<number, O>;
-  aborts: Map<number, ProtocolAbort>;
-}
-
-export function runProtocol<P, S, O>(
-  proto: Protocol<P, S, O>,
-  params: ReadonlyMap<number, P>,
-  opts: { tamper?: Tamper; afterStart?: (states: Map<number, S>, outgoing: ProtocolMessage[]) => ProtocolMessage[] } = {},
-): RunResult<O> {
-  const tamper = opts.tamper ?? ((m) => [m]);
-  const states = new Map<number, S>();
-  let outgoing: ProtocolMessage[] = [];
-  for (const [i, p] of params) {
-    const r = proto.start(p);
-    states.set(i, r.state);
-    outgoing.push(...r.outgoing);
-  }
-  if (opts.afterStart) outgoing = opts.afterStart(states, outgoing);
-  const outputs = new Map<number, O>();
-  const aborts = new Map<number, ProtocolAbort>();
-  for (let guard = 0; guard < 64 && outputs.size + aborts.size < params.size; guard++) {
-    const next: ProtocolMessage[] = [];
-    for (const i of params.keys()) {
-      if (outputs.has(i) || aborts.has(i)) continue;
-      const inbox: ProtocolMessage[] = [];
-      for (const m of outgoing) {
-        if (m.from === i || (m.to !== 0 && m.to !== i)) continue;
-        inbox.push(...tamper(m, i));
-      }
-      try {
-        const r = proto.step(states.get(i)!, inbox);
-        next.push(...r.outgoing);
-        if (r.done) outputs.set(i, r.output);
-        else states.set(i, r.state);
-      } catch (e) {
-        if (!(e instanceof ProtocolAbort)) throw e;
-        aborts.set(i, e);
-      }
-    }
-    outgoing = next;
-  }
-  return { outputs, aborts };
-}
+export { runProtocol, type RunResult, type Tamper } from '../../support/protocol-driver.js';
 
 /**
  * Same routing, but yields to the event loop between party steps: a multi-second synchronous
