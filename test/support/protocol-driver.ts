@@ -12,11 +12,13 @@ export interface RunResult<O> {
   aborts: Map<number, ProtocolAbort>;
 }
 
-export function runProtocol<P, S, O>(
-  proto: Protocol<P, S, O>,
-  params: ReadonlyMap<number, P>,
-  opts: { tamper?: Tamper; afterStart?: (states: Map<number, S>, outgoing: ProtocolMessage[]) => ProtocolMessage[] } = {},
-): RunResult<O> {
+export interface DriveOptions<S> {
+  tamper?: Tamper;
+  afterStart?: (states: Map<number, S>, outgoing: ProtocolMessage[]) => ProtocolMessage[];
+}
+
+/** The routing loop, pausing (yield) after every party's start and step; returns the result. */
+function* drive<P, S, O>(proto: Protocol<P, S, O>, params: ReadonlyMap<number, P>, opts: DriveOptions<S>): Generator<void, RunResult<O>> {
   const tamper = opts.tamper ?? ((m) => [m]);
   const states = new Map<number, S>();
   let outgoing: ProtocolMessage[] = [];
@@ -24,6 +26,7 @@ export function runProtocol<P, S, O>(
     const r = proto.start(p);
     states.set(i, r.state);
     outgoing.push(...r.outgoing);
+    yield;
   }
   if (opts.afterStart) outgoing = opts.afterStart(states, outgoing);
   const outputs = new Map<number, O>();
@@ -32,11 +35,7 @@ export function runProtocol<P, S, O>(
     const next: ProtocolMessage[] = [];
     for (const i of params.keys()) {
       if (outputs.has(i) || aborts.has(i)) continue;
-      const inbox: ProtocolMessage[] = [];
-      for (const m of outgoing) {
-        if (m.from === i || (m.to !== 0 && m.to !== i)) continue;
-        inbox.push(...tamper(m, i));
-      }
+      const inbox = outgoing.filter((m) => m.from !== i && (m.to === 0 || m.to === i)).flatMap((m) => tamper(m, i));
       try {
         const r = proto.step(states.get(i)!, inbox);
         next.push(...r.outgoing);
@@ -46,9 +45,30 @@ export function runProtocol<P, S, O>(
         if (!(e instanceof ProtocolAbort)) throw e;
         aborts.set(i, e);
       }
+      yield;
     }
     outgoing = next;
   }
   return { outputs, aborts };
 }
 
+export function runProtocol<P, S, O>(proto: Protocol<P, S, O>, params: ReadonlyMap<number, P>, opts: DriveOptions<S> = {}): RunResult<O> {
+  const it = drive(proto, params, opts);
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * Same routing, but yields to the event loop between party steps: a multi-second synchronous
+ * keygen would otherwise starve vitest's worker RPC ("Timeout calling onTaskUpdate").
+ */
+export async function runProtocolAsync<P, S, O>(proto: Protocol<P, S, O>, params: ReadonlyMap<number, P>, opts: DriveOptions<S> = {}): Promise<RunResult<O>> {
+  const it = drive(proto, params, opts);
+  for (;;) {
+    const r = it.next();
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}

@@ -7,48 +7,10 @@ import { ecdsaKeygen, type EcdsaKeyShare } from '../../../crypto/ecdsa/keygen.js
 import type { MulBackend } from '../../../crypto/ecdsa/mul-backend.js';
 import { ecdsaPresign, type Presignature, type PresignState } from '../../../crypto/ecdsa/presign.js';
 import { combine, presignaturePublic, signRound, type EcdsaSignature } from '../../../crypto/ecdsa/sign.js';
-import { ProtocolAbort, type Protocol, type ProtocolMessage } from '../../../crypto/protocol.js';
-import { runProtocol, type RunResult, type Tamper } from '../../support/protocol-driver.js';
+import type { ProtocolMessage } from '../../../crypto/protocol.js';
+import { runProtocol, runProtocolAsync, type RunResult, type Tamper } from '../../support/protocol-driver.js';
 
-export { runProtocol, type RunResult, type Tamper } from '../../support/protocol-driver.js';
-
-/**
- * Same routing, but yields to the event loop between party steps: a multi-second synchronous
- * keygen would otherwise starve vitest's worker RPC ("Timeout calling onTaskUpdate").
- */
-export async function runProtocolAsync<P, S, O>(proto: Protocol<P, S, O>, params: ReadonlyMap<number, P>, opts: { tamper?: Tamper } = {}): Promise<RunResult<O>> {
-  const tamper = opts.tamper ?? ((m) => [m]);
-  const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
-  const states = new Map<number, S>();
-  let outgoing: ProtocolMessage[] = [];
-  for (const [i, p] of params) {
-    const r = proto.start(p);
-    states.set(i, r.state);
-    outgoing.push(...r.outgoing);
-    await tick();
-  }
-  const outputs = new Map<number, O>();
-  const aborts = new Map<number, ProtocolAbort>();
-  for (let guard = 0; guard < 64 && outputs.size + aborts.size < params.size; guard++) {
-    const next: ProtocolMessage[] = [];
-    for (const i of params.keys()) {
-      if (outputs.has(i) || aborts.has(i)) continue;
-      const inbox = outgoing.filter((m) => m.from !== i && (m.to === 0 || m.to === i)).flatMap((m) => tamper(m, i));
-      try {
-        const r = proto.step(states.get(i)!, inbox);
-        next.push(...r.outgoing);
-        if (r.done) outputs.set(i, r.output);
-        else states.set(i, r.state);
-      } catch (e) {
-        if (!(e instanceof ProtocolAbort)) throw e;
-        aborts.set(i, e);
-      }
-      await tick();
-    }
-    outgoing = next;
-  }
-  return { outputs, aborts };
-}
+export { runProtocol, runProtocolAsync, type RunResult, type Tamper } from '../../support/protocol-driver.js';
 
 export const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
