@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   const fault = process.env.CUSTODY_FAULT_INJECTION as Fault;
   if (fault) log.warn({ fault }, 'FAULT INJECTION ENABLED: this node misbehaves on purpose (tests only)');
   const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.get())?.coordinatorKey, fault);
-  const sessions = new Sessions(identity, nodeId);
+  const sessions = new Sessions(identity);
 
   const server = new grpc.Server(SERVER_OPTIONS);
   addService(

@@ -44,10 +44,7 @@ export class Sessions {
   private readonly live = new Map<string, Live>();
   private readonly timer: NodeJS.Timeout;
 
-  constructor(
-    private readonly identity: IdentityKeys,
-    private readonly selfNodeId: string,
-  ) {
+  constructor(private readonly identity: IdentityKeys) {
     this.timer = setInterval(() => void this.sweep(), 30_000);
     this.timer.unref();
   }
