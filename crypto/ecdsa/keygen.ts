@@ -18,6 +18,10 @@
  * peer (DKG share, mul flights, seed; absent parts empty) and, while the DKG runs, one broadcast
  * envelope wrapping the DKG broadcast. The DKG validates its own payloads; this layer validates
  * the envelopes and the flight schedule.
+ *
+ * The last two items (the "pairwise layer" below) are also run on their own, without a DKG, for
+ * a sharing that already exists: ecdsaSetup (setup.ts) re-runs them to replace burnt OT
+ * correlations, for a dealer-split imported key, and after resharing.
  */
 import { randomBytes } from '@noble/hashes/utils.js';
 import { frostDkg, type DkgOutput, type DkgState } from '../frost/dkg.js';
@@ -65,29 +69,9 @@ export interface EcdsaKeyShare {
   readonly zeroSeeds: ReadonlyMap<number, Uint8Array>;
 }
 
-interface SetupSlot {
-  readonly role: MulRole;
-  readonly peer: number;
-  state?: MulSetupState;
-  done?: MulSenderSetup | MulReceiverSetup;
-}
-
-export interface EcdsaKeygenState {
-  readonly sessionId: string;
-  readonly self: number;
-  readonly participants: readonly number[];
-  readonly threshold: number;
-  readonly group: Group<unknown>;
-  readonly mul: MulBackend;
-  readonly rounds: number;
-  /** The round whose messages the next step consumes. */
-  readonly round: number;
+export interface EcdsaKeygenState extends PairwiseSession {
   readonly dkg?: DkgState;
   readonly dkgOutput?: DkgOutput;
-  readonly slots: ReadonlyMap<string, SetupSlot>;
-  readonly zeroSeeds: ReadonlyMap<number, Uint8Array>;
-  /** States are single-use: a step consumes the state it was given. */
-  consumed: boolean;
 }
 
 const TAG_BCAST = 'custody-ecdsa-keygen-b/v1';
@@ -96,6 +80,76 @@ const TAG_MUL_SID = 'custody-ecdsa-keygen-mul-sid-v1';
 const TAG_SHARE = 'custody-ecdsa-keyshare/v1';
 const SEED_LENGTH = 32;
 const MAX_PARTIES = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The pairwise layer: multiplication setups for every ordered pair and zero-sharing seeds for
+// every pair, over `mul.setupFlights` rounds of point-to-point envelopes
+//   [head, flight of the instance where the sender is Alice, flight where it is Bob, seed]
+// whose tag and head belong to the protocol running the layer (ecdsaKeygen: the DKG's
+// point-to-point payload; ecdsaSetup: the digest of the public inputs). Shared with setup.ts;
+// not part of the package's API.
+
+interface SetupSlot {
+  readonly role: MulRole;
+  readonly peer: number;
+  state?: MulSetupState;
+  done?: MulSenderSetup | MulReceiverSetup;
+}
+
+/** The state every protocol running the pairwise layer carries. */
+export interface PairwiseSession {
+  readonly sessionId: string;
+  readonly self: number;
+  /** Sorted ascending. */
+  readonly participants: readonly number[];
+  readonly threshold: number;
+  readonly group: Group<unknown>;
+  readonly mul: MulBackend;
+  readonly rounds: number;
+  /** The round whose messages the next step consumes. */
+  readonly round: number;
+  readonly slots: ReadonlyMap<string, SetupSlot>;
+  readonly zeroSeeds: ReadonlyMap<number, Uint8Array>;
+  /** States are single-use: a step consumes the state it was given. */
+  consumed: boolean;
+}
+
+/** What distinguishes one protocol's use of the pairwise layer from another's. */
+export interface PairwiseSpec<C> {
+  /** Names the protocol in abort messages ("keygen round 2: ..."). */
+  readonly label: string;
+  /** Tag of the point-to-point envelope. */
+  readonly p2pTag: string;
+  /** Session id of the pair instance where `alice` is the sender and `bob` the receiver. */
+  mulSessionId(c: C, alice: number, bob: number): Uint8Array;
+}
+
+type EnvelopeSpec = Pick<PairwiseSpec<unknown>, 'label' | 'p2pTag'>;
+
+/** Pending outbound flights per peer: `asSender` is for the instance where we are Alice. */
+export interface Outbox {
+  asSender?: Uint8Array;
+  asReceiver?: Uint8Array;
+}
+
+/** A decoded point-to-point envelope. */
+export interface PairwiseEnvelope {
+  /** The protocol's own field. */
+  head: Uint8Array;
+  /** Flight of the instance where the message's sender is Alice (we are Bob). */
+  asSender: Uint8Array;
+  /** Flight of the instance where the message's sender is Bob (we are Alice). */
+  asReceiver: Uint8Array;
+  seed: Uint8Array;
+}
+
+/** One round's progress of the pairwise layer. */
+export interface PairwiseProgress {
+  slots: Map<string, SetupSlot>;
+  zeroSeeds: Map<number, Uint8Array>;
+  /** What to send in the next round. */
+  flights: Map<number, Outbox>;
+}
 
 const other = (r: MulRole): MulRole => (r === 'sender' ? 'receiver' : 'sender');
 const slotKey = (role: MulRole, peer: number) => `${role}:${peer}`;
@@ -106,11 +160,6 @@ function flightRole(mul: MulBackend, f: number): MulRole | undefined {
   return f % 2 === 1 ? mul.setupFirst : other(mul.setupFirst);
 }
 
-/** Session id of the pair instance where `sender` is Alice and `receiver` is Bob. */
-function mulSessionId(s: { sessionId: string; threshold: number; participants: readonly number[] }, sender: number, receiver: number): Uint8Array {
-  return hashFields('sha256', TAG_MUL_SID, [s.sessionId, s.threshold, s.participants.length, ...s.participants, sender, receiver]);
-}
-
 function malformed(from: number, what: string): ProtocolAbort {
   return new ProtocolAbort('malformed-message', [from], `party ${from}: ${what}`);
 }
@@ -119,108 +168,69 @@ function mulAbortToReason(r: 'malformed' | 'ot-check-failed' | 'mul-check-failed
   return r === 'malformed' ? 'malformed-message' : r;
 }
 
-/** Pending outbound flights per peer: `asSender` is for the instance where we are Alice. */
-interface Outbox {
-  asSender?: Uint8Array;
-  asReceiver?: Uint8Array;
-}
-
-function buildOutgoing(
-  s: { self: number; participants: readonly number[] },
-  round: number,
-  dkgOut: readonly ProtocolMessage[],
-  flights: ReadonlyMap<number, Outbox>,
-  seeds: ReadonlyMap<number, Uint8Array>,
-): ProtocolMessage[] {
-  const out: ProtocolMessage[] = [];
-  const empty = new Uint8Array(0);
-  const bcast = dkgOut.find((m) => m.to === 0);
-  if (bcast) out.push({ from: s.self, to: 0, round, payload: encodeMessage(TAG_BCAST, [bcast.payload]) });
-  for (const j of s.participants) {
-    if (j === s.self) continue;
-    const dkgP2p = dkgOut.find((m) => m.to === j);
-    const f = flights.get(j);
-    out.push({
-      from: s.self,
-      to: j,
-      round,
-      payload: encodeMessage(TAG_P2P, [dkgP2p?.payload ?? empty, f?.asSender ?? empty, f?.asReceiver ?? empty, seeds.get(j) ?? empty]),
-    });
-  }
-  return out;
-}
-
-function validateParams(p: EcdsaKeygenParams): { participants: number[]; group: Group<unknown>; mul: MulBackend } {
+/** Sorted copy of the participant list, and the group and multiplication the layer runs on. */
+export function pairwiseParams(p: { participants: readonly number[]; group?: Group<unknown>; mul?: MulBackend }): {
+  participants: number[];
+  group: Group<unknown>;
+  mul: MulBackend;
+} {
   const participants = [...p.participants].sort((a, b) => a - b);
   if (participants.length > MAX_PARTIES) throw new Error(`at most ${MAX_PARTIES} participants`);
   const group = p.group ?? groupFor('secp256k1');
-  if (group.curve !== 'secp256k1') throw new Error('ECDSA keygen runs on secp256k1');
+  if (group.curve !== 'secp256k1') throw new Error('DKLs23 runs on secp256k1');
   const mul = p.mul ?? defaultMul;
   // setupStart cannot finish a setup, so the last flight is always an answer: at least two flights.
   if (!Number.isInteger(mul.setupFlights) || mul.setupFlights < 2) throw new Error('multiplication setup must have at least two flights');
   if (mul.inputs !== 2) throw new Error('DKLs23 signing needs a multiplication with 2 inputs');
-  // frostDkg.start validates indices, threshold and self.
   return { participants, group, mul };
 }
 
-function start(params: EcdsaKeygenParams): { state: EcdsaKeygenState; outgoing: ProtocolMessage[] } {
-  const { participants, group, mul } = validateParams(params);
-  const dkg = frostDkg.start({
-    scheme: 'secp256k1',
-    sessionId: params.sessionId,
-    self: params.self,
-    participants,
-    threshold: params.threshold,
-    group,
-  });
-  const common = { sessionId: params.sessionId, threshold: params.threshold, participants };
+/** Opens both instances towards every peer and samples the seeds of the pairs where we are the lower index. */
+export function pairwiseStart<C>(spec: PairwiseSpec<C>, c: C & { self: number; participants: readonly number[]; mul: MulBackend }): PairwiseProgress {
   const slots = new Map<string, SetupSlot>();
   const flights = new Map<number, Outbox>();
-  const seeds = new Map<number, Uint8Array>();
-  for (const j of participants) {
-    if (j === params.self) continue;
+  const zeroSeeds = new Map<number, Uint8Array>();
+  for (const j of c.participants) {
+    if (j === c.self) continue;
     const box: Outbox = {};
     for (const role of ['sender', 'receiver'] as const) {
-      const [alice, bob] = role === 'sender' ? [params.self, j] : [j, params.self];
-      const r = mul.setupStart(role, { sessionId: mulSessionId(common, alice, bob) });
-      if ((r.msg !== undefined) !== (flightRole(mul, 1) === role)) throw new Error('multiplication setup broke its flight schedule');
+      const [alice, bob] = role === 'sender' ? [c.self, j] : [j, c.self];
+      const r = c.mul.setupStart(role, { sessionId: spec.mulSessionId(c, alice, bob) });
+      if ((r.msg !== undefined) !== (flightRole(c.mul, 1) === role)) throw new Error('multiplication setup broke its flight schedule');
       slots.set(slotKey(role, j), { role, peer: j, state: r.state });
       if (r.msg) box[role === 'sender' ? 'asSender' : 'asReceiver'] = r.msg;
     }
     flights.set(j, box);
-    if (params.self < j) seeds.set(j, randomBytes(SEED_LENGTH));
+    if (c.self < j) zeroSeeds.set(j, randomBytes(SEED_LENGTH));
   }
-  const state: EcdsaKeygenState = {
-    sessionId: params.sessionId,
-    self: params.self,
-    participants,
-    threshold: params.threshold,
-    group,
-    mul,
-    rounds: Math.max(frostDkg.rounds, mul.setupFlights),
-    round: 1,
-    dkg: dkg.state,
-    slots,
-    zeroSeeds: seeds,
-    consumed: false,
-  };
-  return { state, outgoing: buildOutgoing(state, 1, dkg.outgoing, flights, seeds) };
+  return { slots, zeroSeeds, flights };
 }
 
-interface ParsedP2p {
-  dkg: Uint8Array;
-  /** Flight of the instance where the message's sender is Alice (we are Bob). */
-  asSender: Uint8Array;
-  /** Flight of the instance where the message's sender is Bob (we are Alice). */
-  asReceiver: Uint8Array;
-  seed: Uint8Array;
+/** The round's point-to-point envelopes; our seeds travel in round 1. */
+export function pairwiseEnvelopes(
+  spec: EnvelopeSpec,
+  s: { self: number; participants: readonly number[] },
+  round: number,
+  head: (peer: number) => Uint8Array | undefined,
+  flights: ReadonlyMap<number, Outbox>,
+  zeroSeeds: ReadonlyMap<number, Uint8Array>,
+): ProtocolMessage[] {
+  const empty = new Uint8Array(0);
+  const out: ProtocolMessage[] = [];
+  for (const j of s.participants) {
+    if (j === s.self) continue;
+    const f = flights.get(j);
+    const seed = round === 1 && s.self < j ? zeroSeeds.get(j)! : empty;
+    out.push({ from: s.self, to: j, round, payload: encodeMessage(spec.p2pTag, [head(j) ?? empty, f?.asSender ?? empty, f?.asReceiver ?? empty, seed]) });
+  }
+  return out;
 }
 
-function parseP2p(s: EcdsaKeygenState, from: number, payload: Uint8Array): ParsedP2p {
-  let p: ParsedP2p;
+function parseEnvelope(spec: EnvelopeSpec, s: PairwiseSession, from: number, payload: Uint8Array): PairwiseEnvelope {
+  let p: PairwiseEnvelope;
   try {
-    const r = new FieldReader(payload, TAG_P2P);
-    p = { dkg: r.bytes(), asSender: r.bytes(), asReceiver: r.bytes(), seed: r.bytes() };
+    const r = new FieldReader(payload, spec.p2pTag);
+    p = { head: r.bytes(), asSender: r.bytes(), asReceiver: r.bytes(), seed: r.bytes() };
     r.end();
   } catch (e) {
     if (e instanceof WireError) throw malformed(from, `round ${s.round} envelope: ${e.message}`);
@@ -235,63 +245,44 @@ function parseP2p(s: EcdsaKeygenState, from: number, payload: Uint8Array): Parse
   return p;
 }
 
-function step(s: EcdsaKeygenState, incoming: readonly ProtocolMessage[]): Step<EcdsaKeygenState, EcdsaKeyShare> {
-  const round = s.round;
-  const g = s.group;
-  const others = s.participants.filter((j) => j !== s.self);
-  const p2p = collectRound(incoming, round, s.self, s.participants, 'p2p');
-  const dkgRunning = s.dkg !== undefined;
-  const bcast = dkgRunning ? collectRound(incoming, round, s.self, s.participants, 'broadcast') : new Map<number, ProtocolMessage>();
-
-  // Decode every envelope first so the blame names every malformed sender.
-  const parsed = new Map<number, ParsedP2p>();
+/**
+ * Decodes every peer's envelope, then runs `inspect` (the protocol's own checks of the head, which
+ * throw ProtocolAbort), so the blame names every malformed sender, not just the first.
+ */
+export function parseEnvelopes(
+  spec: EnvelopeSpec,
+  s: PairwiseSession,
+  p2p: ReadonlyMap<number, ProtocolMessage>,
+  inspect?: (from: number, p: PairwiseEnvelope) => void,
+): Map<number, PairwiseEnvelope> {
+  const parsed = new Map<number, PairwiseEnvelope>();
   const bad: number[] = [];
   const why: string[] = [];
-  const dkgIn: ProtocolMessage[] = [];
-  for (const j of others) {
+  for (const j of s.participants) {
+    if (j === s.self) continue;
     try {
-      const p = parseP2p(s, j, p2p.get(j)!.payload);
+      const p = parseEnvelope(spec, s, j, p2p.get(j)!.payload);
+      inspect?.(j, p);
       parsed.set(j, p);
-      if (dkgRunning) {
-        if (p.dkg.length > 0) dkgIn.push({ from: j, to: s.self, round, payload: p.dkg });
-        const r = new FieldReader(bcast.get(j)!.payload, TAG_BCAST);
-        const inner = r.bytes();
-        r.end();
-        dkgIn.push({ from: j, to: 0, round, payload: inner });
-      } else if (p.dkg.length > 0) {
-        throw malformed(j, 'DKG payload after the DKG finished');
-      }
     } catch (e) {
-      if (e instanceof WireError) {
-        bad.push(j);
-        why.push(`party ${j}: broadcast envelope: ${e.message}`);
-      } else if (e instanceof ProtocolAbort) {
-        bad.push(j);
-        why.push(e.message);
-      } else throw e;
+      if (!(e instanceof ProtocolAbort)) throw e;
+      bad.push(j);
+      why.push(e.message);
     }
   }
-  if (bad.length > 0) throw new ProtocolAbort('malformed-message', bad, `keygen round ${round}: ${why.join('; ')}`);
+  if (bad.length > 0) throw new ProtocolAbort('malformed-message', bad, `${spec.label} round ${s.round}: ${why.join('; ')}`);
+  return parsed;
+}
 
-  // DKG first: its checks (proofs of knowledge, shares against commitments) gate everything.
-  let dkg = s.dkg;
-  let dkgOutput = s.dkgOutput;
-  let dkgOut: ProtocolMessage[] = [];
-  if (dkg) {
-    const r = frostDkg.step(dkg, dkgIn);
-    dkgOut = r.outgoing.map((m) => ({ ...m, round: round + 1 }));
-    if (r.done) {
-      dkg = undefined;
-      dkgOutput = r.output;
-    } else dkg = r.state;
-  }
-
-  // Multiplication setup flights, per instance.
+/** Feeds this round's flights to their instances and keeps the seeds that arrived. */
+export function pairwiseStep(s: PairwiseSession, parsed: ReadonlyMap<number, PairwiseEnvelope>): PairwiseProgress {
+  const round = s.round;
   const slots = new Map<string, SetupSlot>();
   const flights = new Map<number, Outbox>();
   const fr = flightRole(s.mul, round);
   const nextFr = flightRole(s.mul, round + 1);
-  for (const j of others) {
+  for (const j of s.participants) {
+    if (j === s.self) continue;
     const box: Outbox = {};
     for (const role of ['sender', 'receiver'] as const) {
       const old = s.slots.get(slotKey(role, j))!;
@@ -322,42 +313,144 @@ function step(s: EcdsaKeygenState, incoming: readonly ProtocolMessage[]): Step<E
 
   // Round-1 seeds from lower indices.
   const zeroSeeds = new Map(s.zeroSeeds);
-  if (round === 1) for (const j of others) if (j < s.self) zeroSeeds.set(j, parsed.get(j)!.seed);
+  if (round === 1) for (const [j, p] of parsed) if (j < s.self) zeroSeeds.set(j, p.seed);
+  return { slots, zeroSeeds, flights };
+}
 
-  s.consumed = true;
-  if (round < s.rounds) {
-    const next: EcdsaKeygenState = { ...s, round: round + 1, dkg, dkgOutput, slots, zeroSeeds, consumed: false };
-    return { done: false, state: next, outgoing: buildOutgoing(s, round + 1, dkgOut, flights, new Map()) };
-  }
-
-  if (!dkgOutput || dkg) throw new Error('DKG did not finish in its rounds');
+/** The finished layer joined to the sharing it was run for; throws (a bug) if an instance did not finish in its flights. */
+export function pairwiseKeyShare(
+  s: PairwiseSession,
+  sharing: Pick<EcdsaKeyShare, 'secretShare' | 'publicKey' | 'verifyingShares' | 'chainCode' | 'transcriptHash'>,
+  done: Pick<PairwiseProgress, 'slots' | 'zeroSeeds'>,
+): EcdsaKeyShare {
   const senderSetups = new Map<number, MulSenderSetup>();
   const receiverSetups = new Map<number, MulReceiverSetup>();
-  for (const slot of slots.values()) {
+  for (const slot of done.slots.values()) {
     if (!slot.done) throw new Error('multiplication setup did not finish in its flights');
     if (slot.role === 'sender') senderSetups.set(slot.peer, slot.done as MulSenderSetup);
     else receiverSetups.set(slot.peer, slot.done as MulReceiverSetup);
   }
+  const { secretShare, publicKey, verifyingShares, chainCode, transcriptHash } = sharing;
+  return {
+    index: s.self,
+    participants: s.participants,
+    threshold: s.threshold,
+    secretShare,
+    publicKey,
+    verifyingShares,
+    chainCode,
+    transcriptHash,
+    senderSetups,
+    receiverSetups,
+    zeroSeeds: done.zeroSeeds,
+  };
+}
+
+/** Wraps a step so that a state cannot be stepped twice. */
+export function singleUse<S extends { consumed: boolean }, O>(label: string, step: (s: S, incoming: readonly ProtocolMessage[]) => Step<S, O>) {
+  return (s: S, incoming: readonly ProtocolMessage[]): Step<S, O> => {
+    if (s.consumed) throw new Error(`${label} state already used: states are single-use`);
+    return step(s, incoming);
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keygen: the DKG alongside the pairwise layer.
+
+const KEYGEN: PairwiseSpec<{ sessionId: string; threshold: number; participants: readonly number[] }> = {
+  label: 'keygen',
+  p2pTag: TAG_P2P,
+  mulSessionId: (c, sender, receiver) =>
+    hashFields('sha256', TAG_MUL_SID, [c.sessionId, c.threshold, c.participants.length, ...c.participants, sender, receiver]),
+};
+
+function buildOutgoing(s: PairwiseSession, round: number, dkgOut: readonly ProtocolMessage[], flights: ReadonlyMap<number, Outbox>): ProtocolMessage[] {
+  const out: ProtocolMessage[] = [];
+  const bcast = dkgOut.find((m) => m.to === 0);
+  if (bcast) out.push({ from: s.self, to: 0, round, payload: encodeMessage(TAG_BCAST, [bcast.payload]) });
+  out.push(...pairwiseEnvelopes(KEYGEN, s, round, (j) => dkgOut.find((m) => m.to === j)?.payload, flights, s.zeroSeeds));
+  return out;
+}
+
+function start(params: EcdsaKeygenParams): { state: EcdsaKeygenState; outgoing: ProtocolMessage[] } {
+  const { participants, group, mul } = pairwiseParams(params);
+  // frostDkg.start validates indices, threshold and self.
+  const dkg = frostDkg.start({
+    scheme: 'secp256k1',
+    sessionId: params.sessionId,
+    self: params.self,
+    participants,
+    threshold: params.threshold,
+    group,
+  });
+  const common = { sessionId: params.sessionId, self: params.self, participants, threshold: params.threshold, group, mul };
+  const { slots, zeroSeeds, flights } = pairwiseStart(KEYGEN, common);
+  const state: EcdsaKeygenState = {
+    ...common,
+    rounds: Math.max(frostDkg.rounds, mul.setupFlights),
+    round: 1,
+    dkg: dkg.state,
+    slots,
+    zeroSeeds,
+    consumed: false,
+  };
+  return { state, outgoing: buildOutgoing(state, 1, dkg.outgoing, flights) };
+}
+
+function step(s: EcdsaKeygenState, incoming: readonly ProtocolMessage[]): Step<EcdsaKeygenState, EcdsaKeyShare> {
+  const round = s.round;
+  const g = s.group;
+  const p2p = collectRound(incoming, round, s.self, s.participants, 'p2p');
+  const dkgRunning = s.dkg !== undefined;
+  const bcast = dkgRunning ? collectRound(incoming, round, s.self, s.participants, 'broadcast') : new Map<number, ProtocolMessage>();
+
+  // Decode every envelope first so the blame names every malformed sender.
+  const dkgIn: ProtocolMessage[] = [];
+  const parsed = parseEnvelopes(KEYGEN, s, p2p, (j, p) => {
+    if (!dkgRunning) {
+      if (p.head.length > 0) throw malformed(j, 'DKG payload after the DKG finished');
+      return;
+    }
+    let inner: Uint8Array;
+    try {
+      const r = new FieldReader(bcast.get(j)!.payload, TAG_BCAST);
+      inner = r.bytes();
+      r.end();
+    } catch (e) {
+      if (e instanceof WireError) throw malformed(j, `broadcast envelope: ${e.message}`);
+      throw e;
+    }
+    if (p.head.length > 0) dkgIn.push({ from: j, to: s.self, round, payload: p.head });
+    dkgIn.push({ from: j, to: 0, round, payload: inner });
+  });
+
+  // DKG first: its checks (proofs of knowledge, shares against commitments) gate everything.
+  let dkg = s.dkg;
+  let dkgOutput = s.dkgOutput;
+  let dkgOut: ProtocolMessage[] = [];
+  if (dkg) {
+    const r = frostDkg.step(dkg, dkgIn);
+    dkgOut = r.outgoing.map((m) => ({ ...m, round: round + 1 }));
+    if (r.done) {
+      dkg = undefined;
+      dkgOutput = r.output;
+    } else dkg = r.state;
+  }
+
+  const { slots, zeroSeeds, flights } = pairwiseStep(s, parsed);
+
+  s.consumed = true;
+  if (round < s.rounds) {
+    const next: EcdsaKeygenState = { ...s, round: round + 1, dkg, dkgOutput, slots, zeroSeeds, consumed: false };
+    return { done: false, state: next, outgoing: buildOutgoing(next, round + 1, dkgOut, flights) };
+  }
+
+  if (!dkgOutput || dkg) throw new Error('DKG did not finish in its rounds');
   if (!g.eq(g.baseMul(dkgOutput.secretShare), g.decode(dkgOutput.verifyingShares.get(s.self)!))) {
     throw new Error('DKG share does not match its verifying share'); // the DKG checked it: unreachable
   }
-  return {
-    done: true,
-    outgoing: [],
-    output: {
-      index: s.self,
-      participants: s.participants,
-      threshold: s.threshold,
-      secretShare: dkgOutput.secretShare,
-      publicKey: dkgOutput.groupPublicKey,
-      verifyingShares: dkgOutput.verifyingShares,
-      chainCode: dkgOutput.chainCode,
-      transcriptHash: dkgOutput.transcriptHash,
-      senderSetups,
-      receiverSetups,
-      zeroSeeds,
-    },
-  };
+  const { groupPublicKey: publicKey, ...sharing } = dkgOutput;
+  return { done: true, outgoing: [], output: pairwiseKeyShare(s, { ...sharing, publicKey }, { slots, zeroSeeds }) };
 }
 
 export const ecdsaKeygen: Protocol<EcdsaKeygenParams, EcdsaKeygenState, EcdsaKeyShare> & {
@@ -368,10 +461,7 @@ export const ecdsaKeygen: Protocol<EcdsaKeygenParams, EcdsaKeygenState, EcdsaKey
   rounds: Math.max(frostDkg.rounds, defaultMul.setupFlights),
   roundsFor: (mul = defaultMul) => Math.max(frostDkg.rounds, mul.setupFlights),
   start,
-  step(state, incoming) {
-    if (state.consumed) throw new Error('keygen state already used: states are single-use');
-    return step(state, incoming);
-  },
+  step: singleUse('keygen', step),
 };
 
 // ---------------------------------------------------------------------------------------------

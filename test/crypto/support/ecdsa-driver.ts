@@ -2,9 +2,11 @@
  * In-memory driver for the DKLs23 state machines: all parties in one process, messages routed by
  * `to` (0 = every other party). Test helper only: it holds every share at once.
  */
+import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { ecdsaKeygen, type EcdsaKeyShare } from '../../../crypto/ecdsa/keygen.js';
 import type { MulBackend } from '../../../crypto/ecdsa/mul-backend.js';
+import { ecdsaSetup, type EcdsaExistingSharing, type EcdsaSetupParams } from '../../../crypto/ecdsa/setup.js';
 import { ecdsaPresign, type Presignature, type PresignState } from '../../../crypto/ecdsa/presign.js';
 import { combine, presignaturePublic, signRound, type EcdsaSignature } from '../../../crypto/ecdsa/sign.js';
 import type { ProtocolMessage } from '../../../crypto/protocol.js';
@@ -82,4 +84,47 @@ export function signAll(
 ): EcdsaSignature & { presignatures: Map<number, Presignature> } {
   const presignatures = presignAll(keys, signers, o);
   return { ...signWith(presignatures, digest), presignatures };
+}
+
+/** ecdsaSetup parameters for every holder of `sharings` (keygen outputs fit). */
+export const setupParams = (sharings: ReadonlyMap<number, EcdsaExistingSharing>, t: number, mul: MulBackend | undefined, sessionId: string): Map<number, EcdsaSetupParams> => {
+  const parties = [...sharings.keys()];
+  return new Map(parties.map((i) => [i, { sessionId, self: i, participants: parties, threshold: t, existing: sharings.get(i)!, ...(mul ? { mul } : {}) }]));
+};
+const freshSetupId = () => `setup-${Buffer.from(randomBytes(8)).toString('hex')}`;
+function outputsOrThrow<O>(r: RunResult<O>): Map<number, O> {
+  const abort = r.aborts.values().next();
+  if (!abort.done) throw abort.value;
+  return r.outputs;
+}
+
+/** ecdsaSetup (new pairwise setups for an existing sharing, e.g. keygen outputs) for fixtures: yields between steps. */
+export async function setupAllAsync(
+  sharings: ReadonlyMap<number, EcdsaExistingSharing>,
+  t: number,
+  mul?: MulBackend,
+  sessionId = freshSetupId(),
+): Promise<Map<number, EcdsaKeyShare>> {
+  return outputsOrThrow(await runProtocolAsync(ecdsaSetup, setupParams(sharings, t, mul, sessionId)));
+}
+
+export function setupAll(sharings: ReadonlyMap<number, EcdsaExistingSharing>, t: number, mul?: MulBackend, sessionId = freshSetupId()): Map<number, EcdsaKeyShare> {
+  return outputsOrThrow(runProtocol(ecdsaSetup, setupParams(sharings, t, mul, sessionId)));
+}
+
+/** Every k-element subset of xs, in lexicographic order (bitmask walk; small n only). */
+export function kSubsets<T>(xs: readonly T[], k: number): T[][] {
+  const out: T[][] = [];
+  for (let mask = 0; mask < 1 << xs.length; mask++) {
+    const pick = xs.filter((_, bit) => (mask >> bit) & 1);
+    if (pick.length === k) out.push(pick);
+  }
+  return out.sort((a, b) => a.join(',').localeCompare(b.join(',')));
+}
+
+/** The oracle: plain secp256k1 ECDSA with noble (low s), plus recovery of `publicKey` from the recovery id. */
+export function nobleAccepts(sig: EcdsaSignature, digest: Uint8Array, publicKey: Uint8Array): boolean {
+  if (!secp256k1.verify(sig.signature, digest, publicKey, { prehash: false, lowS: true })) return false;
+  const recovered = secp256k1.Signature.fromBytes(sig.signature, 'compact').addRecoveryBit(sig.recovery).recoverPublicKey(digest);
+  return Buffer.from(recovered.toBytes(true)).equals(Buffer.from(publicKey));
 }
