@@ -2,6 +2,7 @@
 import { status } from '@grpc/grpc-js';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { HDKey } from '@scure/bip32';
 import { isScheme } from '../crypto/schemes.js';
 import { schemeFromProto, schemeToProto } from '../proto/convert.js';
 import {
@@ -18,7 +19,7 @@ import {
 import { RpcError, type CallContext, type Role, type ServiceImpl } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
 import { VERSION } from '../runtime/version.js';
-import { createKeyset, displayPublicKey } from './keysets.js';
+import { createKeyset, displayPublicKey, importKeyset, rerunSetup } from './keysets.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { Accepted, RequestService, Submitter } from './requests.js';
@@ -34,13 +35,15 @@ export interface ApiContext {
   requests: RequestService;
   defaultThreshold: number;
   log: Logger;
+  /** Lets the signing side forget bans and pooled presignatures of a keyset whose setup was re-run. */
+  afterSetupRerun(keysetId: string): void;
 }
 
 const READERS: readonly Role[] = ['payment', 'approver', 'operator', 'admin'];
 const OPERATORS: readonly Role[] = ['operator', 'admin'];
 
 export const ACCESS = {
-  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS },
+  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[] },
   signing: { sign: ['payment', 'admin'] as readonly Role[], signBatch: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
   audit: OPERATORS,
   cluster: { health: READERS, listNodes: OPERATORS },
@@ -60,6 +63,7 @@ export function keysetToProto(row: KeysetRow): MessageInitShape<typeof KeysetSch
     chainCode: row.chainCode,
     label: row.label,
     createdAt: timestampFromDate(row.createdAt),
+    extendedPublicKey: row.scheme === 'ed25519' ? '' : new HDKey({ publicKey: row.publicKey, chainCode: row.chainCode }).publicExtendedKey,
   };
 }
 
@@ -87,6 +91,8 @@ export function signRequestToProto(r: SignRequestRow) {
     error: r.error ?? '',
     idempotencyKey: r.idempotencyKey ?? '',
     attempts: r.attempts,
+    walletId: r.walletId ?? '',
+    derivationPath: r.derivationPath,
     createdAt: timestampFromDate(r.createdAt),
     updatedAt: timestampFromDate(r.updatedAt),
   });
@@ -116,6 +122,34 @@ export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
       });
       return { keyset: keysetToProto(row) };
     },
+    async importKeyset(req, ctx) {
+      const scheme = schemeFromProto(req.scheme);
+      if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'scheme is required: ed25519, secp256k1, bip340 or ecdsa');
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(req.keysetId)) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id must be a fresh UUID chosen by the import ceremony');
+      for (const id of req.nodeIds) if (!c.registry.nodes.has(id)) throw new RpcError(status.INVALID_ARGUMENT, `unknown node ${id}`);
+      if (new Set(req.nodeIds).size !== req.nodeIds.length || req.nodeIds.length < 2) throw new RpcError(status.INVALID_ARGUMENT, 'node ids must be at least two distinct nodes');
+      if (req.label.length > 200 || req.source.length > 200) throw new RpcError(status.INVALID_ARGUMENT, 'label and source are at most 200 characters');
+      const row = await importKeyset(c.db, c.registry, c.log, {
+        keysetId: req.keysetId.toLowerCase(),
+        scheme,
+        threshold: req.threshold,
+        nodeIds: req.nodeIds,
+        label: req.label,
+        actor: actorOf(ctx),
+        commitments: req.commitments,
+        chainCode: req.chainCode,
+        dealerKey: req.dealerKey,
+        sealedShares: req.sealedShares,
+        source: req.source,
+      });
+      return { keyset: keysetToProto(row) };
+    },
+    async rerunSetup(req, ctx) {
+      const row = await loadKeysetRow(c.db, req.keysetId);
+      const { cleared } = await rerunSetup(c.db, c.registry, c.log, row.keysetId, actorOf(ctx));
+      c.afterSetupRerun(row.keysetId);
+      return { keyset: keysetToProto(row), clearedBans: cleared };
+    },
     async getKeyset(req) {
       const row = await loadKeysetRow(c.db, req.keysetId);
       return { keyset: keysetToProto(row) };
@@ -138,12 +172,12 @@ async function loadKeysetRow(db: Db, keysetId: string): Promise<KeysetRow> {
 export function signingApi(c: ApiContext): ServiceImpl<typeof SigningService> {
   return {
     async sign(req, ctx) {
-      const row = await c.requests.signOne({ keysetId: req.keysetId, digest: req.digest, idempotencyKey: req.idempotencyKey }, submitterOf(ctx));
+      const row = await c.requests.signOne({ keysetId: req.keysetId, walletId: req.walletId, digest: req.digest, idempotencyKey: req.idempotencyKey }, submitterOf(ctx));
       return { request: signRequestToProto(row) };
     },
     async signBatch(req, ctx) {
       if (req.requests.length === 0 || req.requests.length > MAX_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `a batch holds 1 to ${MAX_BATCH} requests`);
-      const items = req.requests.map((r) => ({ keysetId: r.keysetId, digest: r.digest, idempotencyKey: r.idempotencyKey }));
+      const items = req.requests.map((r) => ({ keysetId: r.keysetId, walletId: r.walletId, digest: r.digest, idempotencyKey: r.idempotencyKey }));
       const results = await c.requests.signMany(items, submitterOf(ctx));
       return { results: results.map((a, i) => signResultToProto(a, items[i]!.idempotencyKey)) };
     },

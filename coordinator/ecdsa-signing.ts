@@ -12,6 +12,8 @@
 import { create, toBinary } from '@bufbuild/protobuf';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { combine } from '../crypto/ecdsa/sign.js';
+import { NO_TWEAK } from '../crypto/hd/derive.js';
+import type { DerivedKeyset } from '../crypto/hd/keyset.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type PresignResult } from '../proto/gen/custody/v1/node_pb.js';
@@ -56,14 +58,9 @@ export class EcdsaSigning {
     return ks;
   }
 
-  /** The 33-byte compressed key signatures verify under. */
-  publicKeyOf(ks: EcdsaKeyset): Uint8Array {
-    return ks.row.publicKey;
-  }
-
-  async sign(ks: EcdsaKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
+  async sign(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset): Promise<SignOutcome> {
     try {
-      return await this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, quorum));
+      return await this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key, quorum));
     } finally {
       // The pool starts filling after a keyset's first signature and is topped up as it drains.
       this.pool.maybeRefill(ks.row.keysetId, () => this.produce(ks));
@@ -76,7 +73,7 @@ export class EcdsaSigning {
     const quorum = this.quorums.pick(view, new Set());
     ks.refillTurn = view.turn;
     if (!quorum) return undefined;
-    const r = await this.presign(ks, quorum);
+    const r = await this.presign(ks, quorum, this.root(ks));
     if ('ok' in r) return r.ok;
     const f = r.fail;
     this.log.warn({ keysetId: ks.row.keysetId, problem: f.problem }, 'background presigning failed');
@@ -87,13 +84,21 @@ export class EcdsaSigning {
     return undefined;
   }
 
-  /** A presigning session over the quorum: every node's presignature id and the shared public part. */
-  private async presign(ks: EcdsaKeyset, quorum: Quorum): Promise<Presigned> {
+  /** The pool holds root-key presignatures only (see attempt). */
+  private root(ks: EcdsaKeyset): DerivedKeyset {
+    return { path: '', tweak: NO_TWEAK, groupPublicKey: ks.row.publicKey, publicKey: ks.row.publicKey };
+  }
+
+  /**
+   * A presigning session over the quorum for one key (the root or a derived wallet key): every
+   * node's presignature id and the shared public part.
+   */
+  private async presign(ks: EcdsaKeyset, quorum: Quorum, key: DerivedKeyset): Promise<Presigned> {
     const keysetId = ks.row.keysetId;
     const participants = quorum.map((m) => ({ index: m.index, nodeId: m.nodeId }));
     let session: Awaited<ReturnType<typeof runSession>>;
     try {
-      session = await runSession(this.registry, participants, { case: 'presign', value: { keysetId, signers: participants.map((p) => p.index) } });
+      session = await runSession(this.registry, participants, { case: 'presign', value: { keysetId, signers: participants.map((p) => p.index), derivationPath: key.path } });
     } catch (e) {
       if (!(e instanceof SessionFailed)) throw e;
       for (const id of e.unreachable) this.registry.markDown(id, e);
@@ -112,7 +117,7 @@ export class EcdsaSigning {
     void finishAll(this.registry, participants, session.sessionId, true);
     const first = outputs[0]!;
     const fingerprint = (o: PresignResult) => [o.sid, o.bigR, o.publicKey].map((b) => bytesToHex(b)).join('|');
-    if (outputs.some((o) => fingerprint(o) !== fingerprint(first)) || bytesToHex(first.publicKey) !== bytesToHex(ks.row.publicKey)) {
+    if (outputs.some((o) => fingerprint(o) !== fingerprint(first)) || bytesToHex(first.publicKey) !== bytesToHex(key.groupPublicKey)) {
       return { fail: { problem: 'presigning aborted: nodes disagree on the presignature', exclude: [], unreachable: [], blamed: [] } };
     }
     return {
@@ -125,17 +130,19 @@ export class EcdsaSigning {
     };
   }
 
-  private async attempt(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, quorum: Quorum): Promise<AttemptResult> {
+  private async attempt(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset, quorum: Quorum): Promise<AttemptResult> {
     const keysetId = ks.row.keysetId;
     const started = Date.now();
     // Presignatures made with a node since banned are never used (the ban may come from a request).
     this.pool.dropInvolving(keysetId, ks.row.members.map((m) => m.nodeId).filter((id) => this.quorums.isBanned(keysetId, id)));
     // Only an exact match for the quorum chosen (healthy, unbanned, rotating): quorum choice stays
     // in one place, and the pool is filled from the same rotation so matches are the rule.
-    let pre = this.pool.take(keysetId, quorum.map((m) => m.nodeId));
+    // Wallet keys presign on the request path: a presignature binds its derivation path before any
+    // nonce exists (PROTOCOLS.md), and one pool per wallet would not pay off.
+    let pre = key.path === '' ? this.pool.take(keysetId, quorum.map((m) => m.nodeId)) : undefined;
     const presigned = pre !== undefined;
     if (!pre) {
-      const r = await this.presign(ks, quorum);
+      const r = await this.presign(ks, quorum, key);
       if ('fail' in r) return r.fail;
       pre = r.ok;
     }
@@ -149,7 +156,7 @@ export class EcdsaSigning {
         keysetId,
         scheme: schemeToProto('ecdsa'),
         digest,
-        derivationPath: '',
+        derivationPath: key.path,
         ecdsaSigners: pre.signers,
         presignSid: pre.sid,
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
@@ -162,7 +169,7 @@ export class EcdsaSigning {
 
     const shares = new Map(pre.signers.map((s, i) => [s.index, got.shares[i]!]));
     try {
-      const sig = combine({ sid: pre.sid, signers: pre.signers.map((s) => s.index), R: pre.bigR, publicKey: ks.row.publicKey }, digest, shares);
+      const sig = combine({ sid: pre.sid, signers: pre.signers.map((s) => s.index), R: pre.bigR, publicKey: key.groupPublicKey }, digest, shares);
       const signature = new Uint8Array(65);
       signature.set(sig.signature, 0);
       signature[64] = sig.recovery;

@@ -17,7 +17,7 @@ import { hexToBytes } from '@noble/hashes/utils.js';
 import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.js';
 import { groupFor } from '../crypto/group/index.js';
 import { parseRoster, type RosterFile } from '../nodes/roster.js';
-import { AuditService, ClusterService, KeysetService, SigningService } from '../proto/gen/custody/v1/api_pb.js';
+import { AuditService, ClusterService, KeysetService, SigningService, WalletService } from '../proto/gen/custody/v1/api_pb.js';
 import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
 import { createLogger } from '../runtime/log.js';
 import { clientCredentials, loadPem, serverCredentials } from '../runtime/tls.js';
@@ -34,6 +34,9 @@ import { ShareBatcher } from './share-batcher.js';
 import { Signers } from './signers.js';
 import { FrostSigning } from './signing.js';
 import { openDb } from './store/db.js';
+import { WALLET_ACCESS, walletApi } from './wallet-api.js';
+import { WalletDeriver } from './wallet-deriver.js';
+import { Wallets } from './wallets.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -79,20 +82,24 @@ async function main(): Promise<void> {
   const quorums = new Quorums(db, registry, log);
   await quorums.load();
   const batcher = new ShareBatcher(registry);
-  const signing = new Signers(
-    db,
-    new FrostSigning(registry, nonces, signAuthorization, quorums, batcher),
-    new EcdsaSigning(registry, signAuthorization, quorums, batcher, log),
-  );
+  const deriver = new WalletDeriver();
+  const wallets = new Wallets(db, deriver, log);
+  const ecdsa = new EcdsaSigning(registry, signAuthorization, quorums, batcher, log);
+  const signing = new Signers(db, wallets, new FrostSigning(registry, nonces, signAuthorization, quorums, batcher), ecdsa);
   let pipeline: NatsPipeline | undefined;
   const requests = new RequestService(db, signing, log, { owner: values.id!, onFinished: (row) => pipeline?.onFinished(row) });
-  const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log };
+  const afterSetupRerun = (keysetId: string) => {
+    quorums.clearBans(keysetId);
+    ecdsa.pool.dropKeyset(keysetId);
+  };
+  const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log, afterSetupRerun };
 
   const server = new grpc.Server(SERVER_OPTIONS);
   addService(server, KeysetService, keysetApi(ctx), ACCESS.keyset, { logger: log });
   addService(server, SigningService, signingApi(ctx), ACCESS.signing, { logger: log });
   addService(server, AuditService, auditApi(ctx), ACCESS.audit, { logger: log });
   addService(server, ClusterService, clusterApi(ctx), ACCESS.cluster, { logger: log });
+  addService(server, WalletService, walletApi(wallets), WALLET_ACCESS, { logger: log });
   const port = await bindServer(server, values.listen!, serverCredentials(ca, own));
   const address = `${values.listen!.slice(0, values.listen!.lastIndexOf(':'))}:${port}`;
   requests.startResuming();
@@ -107,6 +114,7 @@ async function main(): Promise<void> {
     await pipeline?.stop();
     await requests.drain();
     registry.close();
+    await deriver.close();
     await db.close();
     await shutdownTracing();
   });

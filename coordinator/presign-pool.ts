@@ -59,6 +59,11 @@ export class PresignPool {
     return i < 0 ? undefined : list.splice(i, 1)[0];
   }
 
+  /** Drops every presignature of a keyset (its pairwise setup changed). */
+  dropKeyset(keysetId: string): void {
+    this.ready.delete(keysetId);
+  }
+
   /** Drops presignatures involving any of these nodes (banned for the keyset: never used again). */
   dropInvolving(keysetId: string, nodeIds: readonly string[]): void {
     const list = this.ready.get(keysetId);

@@ -70,6 +70,11 @@ export class Quorums {
     return [...this.bans].filter(([, nodes]) => nodes.has(nodeId)).map(([k]) => k).sort();
   }
 
+  /** Forgets a keyset's bans (its pairwise setup was re-run; the database rows are gone too). */
+  clearBans(keysetId: string): void {
+    this.bans.delete(keysetId);
+  }
+
   isBanned(keysetId: string, nodeId: string): boolean {
     return this.bans.get(keysetId)?.has(nodeId) ?? false;
   }

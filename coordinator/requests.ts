@@ -31,7 +31,10 @@ import {
 } from './store/repo.js';
 
 export interface SubmitItem {
+  /** May be empty when walletId is given (the wallet's keyset is used). */
   keysetId: string;
+  /** Sign with this HD wallet's derived key. */
+  walletId?: string;
   digest: Uint8Array;
   idempotencyKey: string;
 }
@@ -46,7 +49,7 @@ export interface Submitter {
 
 export type Accepted = { request: SignRequestRow; fresh: boolean } | { error: RpcError };
 
-type Checked = { ks: LoadedKeyset; requestHash: Uint8Array } | { error: RpcError };
+type Checked = { ks: LoadedKeyset; requestHash: Uint8Array; walletId: string | null; derivationPath: string } | { error: RpcError };
 
 export interface RequestServiceOptions {
   /** Stable id of this coordinator: a restart with the same id resumes its own requests at once. */
@@ -121,7 +124,7 @@ export class RequestService {
           const requestId = randomUUID();
           const request = await createSignRequest(q, {
             requestId,
-            keysetId: item.keysetId,
+            keysetId: c.ks.row.keysetId,
             scheme: c.ks.row.scheme,
             digest: item.digest,
             idempotencyKey: key || null,
@@ -133,11 +136,13 @@ export class RequestService {
             clientId: who.clientId,
             owner: this.opts.owner,
             leaseUntil: new Date(now.getTime() + this.leaseMs),
+            walletId: c.walletId,
+            derivationPath: c.derivationPath,
           });
           const accepted: Accepted = { request, fresh: true };
           out.push(accepted);
           if (key) seen.set(key, accepted);
-          const base = { keysetId: item.keysetId, source: who.source };
+          const base = { keysetId: c.ks.row.keysetId, source: who.source, ...(c.walletId ? { walletId: c.walletId, path: c.derivationPath } : {}) };
           audits.push(
             { actor: who.actor, action: 'sign.received', subject: requestId, details: { ...base, digest: bytesToHex(item.digest), idempotencyKey: key || null } },
             // No policy engine yet: every request passes. The policy issue replaces this decision.
@@ -153,12 +158,19 @@ export class RequestService {
 
   private async check(item: SubmitItem): Promise<Checked> {
     try {
-      if (!item.keysetId) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id is required');
+      if (!item.keysetId && !item.walletId) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id or wallet_id is required');
       if (item.idempotencyKey.length > MAX_KEY_LENGTH) throw new RpcError(status.INVALID_ARGUMENT, `idempotency_key is longer than ${MAX_KEY_LENGTH} characters`);
-      const ks = await this.signing.loadKeyset(item.keysetId);
+      const wallet = item.walletId ? await this.signing.loadWallet(item.walletId) : undefined;
+      if (wallet && item.keysetId && item.keysetId !== wallet.keysetId) {
+        throw new RpcError(status.INVALID_ARGUMENT, `wallet ${item.walletId} belongs to keyset ${wallet.keysetId}, not ${item.keysetId}`);
+      }
+      const keysetId = wallet?.keysetId ?? item.keysetId;
+      const ks = await this.signing.loadKeyset(keysetId);
       const lengthError = checkMessageLength(ks.row.scheme, item.digest.length);
       if (lengthError) throw new RpcError(status.INVALID_ARGUMENT, lengthError);
-      return { ks, requestHash: sha256(concatBytes(utf8ToBytes(`sign/v1/${item.keysetId}/`), item.digest)) };
+      // Root-key requests keep the hash they always had, so stored idempotency keys still match.
+      const scope = wallet ? `sign/v1/${keysetId}/wallet/${wallet.walletId}/` : `sign/v1/${keysetId}/`;
+      return { ks, requestHash: sha256(concatBytes(utf8ToBytes(scope), item.digest)), walletId: wallet?.walletId ?? null, derivationPath: wallet?.path ?? '' };
     } catch (e) {
       if (e instanceof RpcError) return { error: e };
       throw e;
@@ -189,15 +201,15 @@ export class RequestService {
     // Too few reachable nodes is usually brief (a restart, an overloaded moment): wait, within
     // the lease, before failing an accepted request for it.
     const started = Date.now();
-    let outcome = await this.signing.sign(ks, row.requestId, row.digest);
+    let outcome = await this.signing.sign(ks, row.requestId, row.digest, row.derivationPath);
     for (let delay = 250; outcome.transient && Date.now() - started < TRANSIENT_RETRY_MS; delay = Math.min(delay * 2, 5_000)) {
       await new Promise((r) => setTimeout(r, delay));
-      outcome = await this.signing.sign(ks, row.requestId, row.digest);
+      outcome = await this.signing.sign(ks, row.requestId, row.digest, row.derivationPath);
     }
     const final = outcome.signature
       ? await this.writer.complete(
           row.requestId,
-          { status: 'signed', signature: outcome.signature, publicKey: this.signing.publicKeyOf(ks), signers: outcome.signers, attempts: outcome.attempts, error: null },
+          { status: 'signed', signature: outcome.signature, publicKey: this.signing.publicKeyOf(ks, row.derivationPath), signers: outcome.signers, attempts: outcome.attempts, error: null },
           {
             actor: 'coordinator',
             action: 'sign.completed',

@@ -1,23 +1,50 @@
 /**
  * One signing interface for the request lifecycle (requests.ts), whatever the keyset's scheme:
  * FROST (signing.ts) or threshold ECDSA (ecdsa-signing.ts). Both share quorum choice, retries,
- * blame and bans (quorum.ts).
+ * blame and bans (quorum.ts). HD wallets sign through the same path with their derivation path;
+ * the derived key is computed here once per (keyset, path) and cached.
  */
 import { status } from '@grpc/grpc-js';
+import { DerivationError, type HdScheme } from '../crypto/hd/derive.js';
+import { deriveKeyset, type DerivedKeyset } from '../crypto/hd/keyset.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { EcdsaKeyset, EcdsaSigning } from './ecdsa-signing.js';
 import type { SignOutcome } from './quorum.js';
 import type { FrostKeyset, FrostSigning } from './signing.js';
 import type { Db } from './store/db.js';
-import { getKeyset } from './store/repo.js';
+import { getKeyset, type KeysetRow } from './store/repo.js';
+import type { Wallet } from './store/wallets.js';
+import type { Wallets } from './wallets.js';
 
 export type LoadedKeyset = ({ kind: 'frost' } & FrostKeyset) | ({ kind: 'ecdsa' } & EcdsaKeyset);
 
+/** Bounded caches: busy wallets stay, the rest are recomputed (a derivation costs about a millisecond). */
+class Lru<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(key: string): V | undefined {
+    const v = this.map.get(key);
+    if (v !== undefined) {
+      this.map.delete(key);
+      this.map.set(key, v);
+    }
+    return v;
+  }
+  set(key: string, v: V): V {
+    if (this.map.size >= this.max) this.map.delete(this.map.keys().next().value!);
+    this.map.set(key, v);
+    return v;
+  }
+}
+
 export class Signers {
   private readonly loaded = new Map<string, LoadedKeyset>();
+  private readonly derived = new Lru<DerivedKeyset>(10_000);
+  private readonly wallets = new Lru<Wallet>(10_000);
 
   constructor(
     private readonly db: Db,
+    private readonly walletStore: Wallets,
     private readonly frost: FrostSigning,
     private readonly ecdsa: EcdsaSigning,
   ) {}
@@ -35,11 +62,31 @@ export class Signers {
     return ks;
   }
 
-  sign(ks: LoadedKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
-    return ks.kind === 'ecdsa' ? this.ecdsa.sign(ks, requestId, digest) : this.frost.sign(ks, requestId, digest);
+  /** A wallet (immutable once created, so cached); NOT_FOUND for an unknown id. */
+  async loadWallet(walletId: string): Promise<Wallet> {
+    return this.wallets.get(walletId) ?? this.wallets.set(walletId, await this.walletStore.get(walletId));
   }
 
-  publicKeyOf(ks: LoadedKeyset): Uint8Array {
-    return ks.kind === 'ecdsa' ? this.ecdsa.publicKeyOf(ks) : this.frost.publicKeyOf(ks);
+  /** The keyset seen through a derivation path ('' for the root key). */
+  derive(row: KeysetRow, path: string): DerivedKeyset {
+    const key = `${row.keysetId}|${path}`;
+    const hit = this.derived.get(key);
+    if (hit) return hit;
+    try {
+      return this.derived.set(key, deriveKeyset(row.scheme as HdScheme, row.publicKey, row.chainCode, path));
+    } catch (e) {
+      if (e instanceof DerivationError || e instanceof RangeError) throw new RpcError(status.INVALID_ARGUMENT, `derivation path ${JSON.stringify(path)}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  sign(ks: LoadedKeyset, requestId: string, digest: Uint8Array, path = ''): Promise<SignOutcome> {
+    const key = this.derive(ks.row, path);
+    return ks.kind === 'ecdsa' ? this.ecdsa.sign(ks, requestId, digest, key) : this.frost.sign(ks, requestId, digest, key);
+  }
+
+  /** The key a signature verifies under, as clients use it. */
+  publicKeyOf(ks: LoadedKeyset, path = ''): Uint8Array {
+    return this.derive(ks.row, path).publicKey;
   }
 }

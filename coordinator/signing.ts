@@ -7,11 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ciphersuite, type Ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
 import { aggregate, type SignerCommitment } from '../crypto/frost/sign.js';
+import type { HdScheme } from '../crypto/hd/derive.js';
+import { deriveVerifyingShare, type DerivedKeyset } from '../crypto/hd/keyset.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
 import { curveOfScheme } from '../crypto/schemes.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
-import { displayPublicKey } from './keysets.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { ShareBatcher } from './share-batcher.js';
@@ -20,12 +21,20 @@ import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from '
 
 export const AUTHORIZATION_TTL_MS = 30_000;
 
-export interface FrostKeyset extends QuorumKeyset {
-  row: KeysetRow;
-  cs: Ciphersuite<unknown>;
+/** The decoded keys a signature is checked against: the root's, or a derivation path's. */
+interface Verifying {
   groupKey: unknown;
   verifyingShares: Map<number, unknown>;
 }
+
+export interface FrostKeyset extends QuorumKeyset, Verifying {
+  row: KeysetRow;
+  cs: Ciphersuite<unknown>;
+  /** Decoded keys of recently used derivation paths. */
+  derived: Map<string, Verifying>;
+}
+
+const MAX_DERIVED_PER_KEYSET = 1_000;
 
 export type { SignOutcome };
 
@@ -44,13 +53,25 @@ export class FrostSigning {
     private readonly batcher: ShareBatcher,
   ) {}
 
-  /** The key a signature by this keyset verifies under, as clients use it. */
-  publicKeyOf(ks: FrostKeyset): Uint8Array {
-    return displayPublicKey(ks.row.scheme, ks.row.publicKey);
+  sign(ks: FrostKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset): Promise<SignOutcome> {
+    const verifying = this.verifying(ks, key);
+    return this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key.path, verifying, quorum));
   }
 
-  sign(ks: FrostKeyset, requestId: string, digest: Uint8Array): Promise<SignOutcome> {
-    return this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, quorum));
+  private verifying(ks: FrostKeyset, key: DerivedKeyset): Verifying {
+    if (key.path === '') return ks;
+    let v = ks.derived.get(key.path);
+    if (!v) {
+      if (ks.derived.size >= MAX_DERIVED_PER_KEYSET) ks.derived.clear();
+      const g = ks.cs.group;
+      const scheme = ks.row.scheme as HdScheme;
+      v = {
+        groupKey: g.decode(key.groupPublicKey),
+        verifyingShares: new Map(ks.row.members.map((m) => [m.index, g.decode(deriveVerifyingShare(scheme, key, m.verifyingShare))])),
+      };
+      ks.derived.set(key.path, v);
+    }
+    return v;
   }
 
   /** One signing round with one quorum. */
@@ -58,6 +79,8 @@ export class FrostSigning {
     ks: FrostKeyset,
     requestId: string,
     digest: Uint8Array,
+    derivationPath: string,
+    verifying: Verifying,
     quorum: Quorum,
   ): Promise<AttemptResult> {
     const curve = curveOfScheme(ks.row.scheme);
@@ -76,7 +99,7 @@ export class FrostSigning {
         keysetId: ks.row.keysetId,
         scheme: schemeToProto(ks.row.scheme),
         digest,
-        derivationPath: '',
+        derivationPath,
         commitments: quorum.map((m, i) => ({ index: m.index, nodeId: m.nodeId, commitmentId: picked[i]!.id, hiding: picked[i]!.hiding, binding: picked[i]!.binding })),
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
       }),
@@ -103,7 +126,7 @@ export class FrostSigning {
 
     // aggregate verifies the signature once and, only if that fails, checks every share to name the cheater.
     try {
-      const signature = aggregate(ks.cs, { groupPublicKey: ks.groupKey, commitments, shares, message: digest, verifyingShares: ks.verifyingShares });
+      const signature = aggregate(ks.cs, { groupPublicKey: verifying.groupKey, commitments, shares, message: digest, verifyingShares: verifying.verifyingShares });
       return { signature, exclude: [], unreachable: [], blamed: [] };
     } catch (e) {
       if (!(e instanceof ProtocolAbort)) throw e;
@@ -125,6 +148,7 @@ export class FrostSigning {
       cs,
       groupKey: cs.group.decode(row.publicKey),
       verifyingShares: new Map(row.members.map((m) => [m.index, cs.group.decode(m.verifyingShare)])),
+      derived: new Map(),
       turn: 0,
     };
     this.keysets.set(keysetId, loaded);

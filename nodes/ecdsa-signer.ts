@@ -11,6 +11,7 @@ import { signRound } from '../crypto/ecdsa/sign.js';
 import { bytesEqual } from '../crypto/transcript.js';
 import type { SignAuthorization } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
+import { derivedKey } from './derivation.js';
 import type { KeyShare } from './keyshares.js';
 import type { NonceStore } from './store/nonce-store.js';
 
@@ -18,6 +19,8 @@ export const presigPool = (keysetId: string) => `presig-${keysetId}`;
 
 export async function ecdsaSignItem(nodeId: string, nonces: NonceStore, key: KeyShare, auth: SignAuthorization): Promise<Uint8Array> {
   if (!key.ecdsa) throw new RpcError(status.FAILED_PRECONDITION, `keyset ${auth.keysetId} has no ECDSA share on this node`);
+  // Checked before the presignature is consumed: a bad path must not burn it.
+  derivedKey(key, auth.derivationPath);
   if (auth.commitments.length) throw new RpcError(status.INVALID_ARGUMENT, 'ECDSA authorizations carry presignatures, not nonce commitments');
   const members = new Map(key.participants.map((p) => [p.index, p.nodeId]));
   let prev = 0;
@@ -49,7 +52,7 @@ export async function ecdsaSignItem(nodeId: string, nonces: NonceStore, key: Key
     presig.index !== key.index ||
     presig.signers.length !== signers.length ||
     presig.signers.some((i, k) => i !== signers[k]) ||
-    !bytesEqual(presig.publicKey, key.groupPublicKey)
+    !bytesEqual(presig.publicKey, derivedKey(key, auth.derivationPath).groupPublicKey)
   ) {
     // It is burnt anyway: a mismatch means a confused or malicious coordinator, never a retry.
     throw new RpcError(status.FAILED_PRECONDITION, `presignature ${mine.presignatureId} does not belong to this session, signer set or key`);

@@ -2,6 +2,7 @@
 import { create } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
 import { ecdsaKeygen, type EcdsaKeygenParams, type EcdsaKeyShare } from '../crypto/ecdsa/keygen.js';
+import { derivedKey } from './derivation.js';
 import { ecdsaPresign, encodePresignature, type PresignParams, type Presignature } from '../crypto/ecdsa/presign.js';
 import { decodeFields } from '../crypto/ecdsa/wire.js';
 import { encodeFields } from '../crypto/transcript.js';
@@ -25,6 +26,7 @@ import type { KeyShares, KeyShare } from './keyshares.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
+import { startKeyImport, startSetupRerun } from './key-import.js';
 import type { Fault, FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
 
@@ -192,14 +194,19 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
         if (req.params.case === 'presign') {
           const { key, nodeIds } = startPresign(ctx, req.params.value);
           const peers = { sessionId: req.sessionId, selfIndex: key.index, selfNodeId: ctx.nodeId, nodeIds };
+          // The tweak is bound into the presignature before any nonce is sampled (PROTOCOLS.md).
+          const { tweak } = derivedKey(key, req.params.value.derivationPath);
           const outgoing = await ctx.sessions.start(roster, peers, presignKind(ctx, key.keysetId), {
             key: key.ecdsa,
             signers: [...nodeIds.keys()],
+            tweak: tweak.add,
             // Bound into the presignature's sid together with the keyset and signer set.
             sessionId: req.sessionId,
           });
           return { outgoing };
         }
+        if (req.params.case === 'keyImport') return { outgoing: await startKeyImport(ctx, roster, req.sessionId, req.params.value) };
+        if (req.params.case === 'setup') return { outgoing: await startSetupRerun(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
         const p = req.params.value;
         const scheme = schemeFromProto(p.scheme);

@@ -10,10 +10,12 @@ import { ed25519Verify, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.
 import { ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
 import { FrostInputError, signShare, type SignerCommitment } from '../crypto/frost/sign.js';
 import { InvalidEncoding, type CurveName, type Group } from '../crypto/group/index.js';
+import { applyTweakToScalar } from '../crypto/hd/derive.js';
 import { checkMessageLength, curveOfScheme } from '../crypto/schemes.js';
 import { schemeFromProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type SignAuthorization, type SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
+import { derivedKey } from './derivation.js';
 import { ecdsaSignItem } from './ecdsa-signer.js';
 import type { KeyShares } from './keyshares.js';
 import type { NonceStore } from './store/nonce-store.js';
@@ -82,7 +84,6 @@ export class FrostSigner {
     const scheme = schemeFromProto(auth.scheme);
     if (scheme === 'ecdsa' && key.scheme === 'ecdsa') {
       if (auth.digest.length !== 32) throw new RpcError(status.INVALID_ARGUMENT, `ecdsa signs a 32-byte digest, got ${auth.digest.length} bytes`);
-      if (auth.derivationPath !== '') throw new RpcError(status.UNIMPLEMENTED, 'derivation paths are not supported yet');
       return ecdsaSignItem(this.nodeId, this.nonces, key, auth);
     }
     if (scheme !== key.scheme || scheme === 'ecdsa') {
@@ -90,7 +91,8 @@ export class FrostSigner {
     }
     const lengthError = checkMessageLength(scheme, auth.digest.length);
     if (lengthError) throw new RpcError(status.INVALID_ARGUMENT, lengthError);
-    if (auth.derivationPath !== '') throw new RpcError(status.UNIMPLEMENTED, 'derivation paths are not supported yet');
+    // The node derives the key itself from the path; the binding factors then commit to it.
+    const derived = derivedKey(key, auth.derivationPath);
 
     const cs = ciphersuite(scheme as FrostScheme);
     const group = cs.group;
@@ -129,8 +131,8 @@ export class FrostSigner {
       // signShare refuses if the listed commitment is not the one these nonces make.
       let z = signShare(cs, {
         index: key.index,
-        secretShare: key.secretShare,
-        groupPublicKey: group.decode(key.groupPublicKey),
+        secretShare: applyTweakToScalar(scheme, derived.tweak, key.secretShare),
+        groupPublicKey: group.decode(derived.groupPublicKey),
         nonces: { hiding, binding },
         commitments,
         message: auth.digest,

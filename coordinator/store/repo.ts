@@ -79,6 +79,9 @@ export interface SignRequest {
   owner: string | null;
   leaseUntil: Date | null;
   resultPublished: boolean;
+  /** HD wallet requests: the wallet and its path relative to the keyset root ('' for the root key). */
+  walletId: string | null;
+  derivationPath: string;
 }
 
 export interface NewSignRequest {
@@ -95,6 +98,8 @@ export interface NewSignRequest {
   clientId?: string;
   owner?: string | null;
   leaseUntil?: Date | null;
+  walletId?: string | null;
+  derivationPath?: string;
 }
 
 export interface SignRequestUpdate {
@@ -316,10 +321,12 @@ interface SignRequestDbRow {
   owner: string | null;
   lease_until: Date | null;
   result_published: boolean;
+  wallet_id: string | null;
+  derivation_path: string;
 }
 
 const SIGN_REQUEST_COLUMNS =
-  'request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signature, public_key, signers, error, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, result_published';
+  'request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signature, public_key, signers, error, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, result_published, wallet_id, derivation_path';
 
 function toSignRequest(r: SignRequestDbRow): SignRequest {
   return {
@@ -343,6 +350,8 @@ function toSignRequest(r: SignRequestDbRow): SignRequest {
     owner: r.owner,
     leaseUntil: r.lease_until,
     resultPublished: r.result_published,
+    walletId: r.wallet_id,
+    derivationPath: r.derivation_path,
   };
 }
 
@@ -354,8 +363,8 @@ export async function createSignRequest(q: Queryable, r: NewSignRequest): Promis
   const now = r.createdAt ?? new Date();
   try {
     const [row] = await q.query<SignRequestDbRow>(
-      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9, $10, $11, $12, $13)
+      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, wallet_id, derivation_path)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9, $10, $11, $12, $13, $14, $15)
        RETURNING ${SIGN_REQUEST_COLUMNS}`,
       [
         r.requestId ?? randomUUID(),
@@ -371,6 +380,8 @@ export async function createSignRequest(q: Queryable, r: NewSignRequest): Promis
         r.clientId ?? '',
         r.owner ?? null,
         r.leaseUntil ?? null,
+        r.walletId ?? null,
+        r.derivationPath ?? '',
       ],
     );
     return toSignRequest(row!);
@@ -527,6 +538,11 @@ export async function recordKeysetBan(q: Queryable, b: { keysetId: string; nodeI
     [b.keysetId, b.nodeId, b.reason, b.requestId ?? null, b.at ?? new Date()],
   );
   return rows.length > 0;
+}
+
+/** Clears every ban of a keyset (after its pairwise setup was re-run). */
+export async function clearKeysetBans(q: Queryable, keysetId: string): Promise<void> {
+  await q.query('DELETE FROM keyset_bans WHERE keyset_id = $1', [keysetId]);
 }
 
 export async function listKeysetBans(q: Queryable): Promise<KeysetBan[]> {

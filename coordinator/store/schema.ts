@@ -140,6 +140,54 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 4,
+    name: 'HD wallets: batches, wallets, wallet sign requests',
+    statements: () => [
+      // Wallet indexes are handed out per keyset, a whole batch's range at once.
+      `ALTER TABLE keysets ADD COLUMN IF NOT EXISTS next_wallet_index INT8 NOT NULL DEFAULT 0`,
+      `CREATE TABLE IF NOT EXISTS wallet_batches (
+        batch_id UUID PRIMARY KEY,
+        keyset_id UUID NOT NULL REFERENCES keysets (keyset_id),
+        first_index INT8 NOT NULL CHECK (first_index >= 0),
+        count INT NOT NULL CHECK (count >= 1),
+        created INT NOT NULL DEFAULT 0,
+        label TEXT NOT NULL DEFAULT '',
+        user_id TEXT NOT NULL DEFAULT '',
+        purpose TEXT NOT NULL DEFAULT '',
+        idempotency_key TEXT NULL,
+        request_hash BYTEA NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        completed_at TIMESTAMPTZ NULL
+      )`,
+      `CREATE UNIQUE INDEX IF NOT EXISTS wallet_batches_idempotency_key_uq ON wallet_batches (idempotency_key)`,
+      // No foreign keys here on purpose: a batch inserts up to a million rows and per-row FK checks
+      // would double the cost; only the coordinator writes this table, from a batch it just read.
+      // A batch's wallets are the index range [first_index, first_index + count) of its keyset, so
+      // the (keyset_id, wallet_index) index serves listing by batch as well.
+      `CREATE TABLE IF NOT EXISTS wallets (
+        wallet_id UUID PRIMARY KEY,
+        keyset_id UUID NOT NULL,
+        wallet_index INT8 NOT NULL CHECK (wallet_index >= 0),
+        path TEXT NOT NULL,
+        public_key BYTEA NOT NULL,
+        eth_address TEXT NULL,
+        btc_p2wpkh TEXT NULL,
+        btc_p2tr TEXT NULL,
+        sol_address TEXT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        user_id TEXT NOT NULL DEFAULT '',
+        purpose TEXT NOT NULL DEFAULT '',
+        batch_id UUID NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        CONSTRAINT wallets_keyset_index_uq UNIQUE (keyset_id, wallet_index)
+      )`,
+      `CREATE INDEX IF NOT EXISTS wallets_user_idx ON wallets (user_id, keyset_id, wallet_index)`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS wallet_id UUID NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS derivation_path TEXT NOT NULL DEFAULT ''`,
+    ],
+  },
 ];
 
 const BOOTSTRAP = [

@@ -55,4 +55,27 @@ describe('DKLs23 ban after a failed multiplication check', () => {
       expect(json.attempts).toBe(1);
     }
   }, 180_000);
+
+  it('an operator re-runs the pairwise setup: the ban is cleared, and a node that still cheats is banned again', async () => {
+    const before = (await t.cli('nodes')).json.nodes as { nodeId: string; bans: string[] }[];
+    const keysetId = before.find((n) => n.nodeId === 'node-2')!.bans[0]!;
+    const rerun = await t.cli('keyset', 'rerun-setup', keysetId);
+    expect(rerun.code, `${rerun.stderr} ${JSON.stringify(rerun.json)}`).toBe(0);
+    expect(rerun.json.clearedBans).toEqual(['node-2']);
+    const after = (await t.cli('nodes')).json.nodes as { nodeId: string; bans: string[] }[];
+    expect(after.find((n) => n.nodeId === 'node-2')!.bans).toEqual([]);
+    // node-2 is eligible again; it still corrupts its multiplication, so the check bans it again.
+    let sawRetry = false;
+    for (let i = 0; i < 3; i++) {
+      const { json, code, stderr } = await t.cli('sign', '--keyset', keysetId, '--digest', bytesToHex(randomBytes(32)));
+      expect(code, `${stderr} ${JSON.stringify(json)}`).toBe(0);
+      expect(json.signers).not.toContain('node-2');
+      if ((json.attempts as number) > 1) sawRetry = true;
+    }
+    expect(sawRetry).toBe(true);
+    const again = (await t.cli('nodes')).json.nodes as { nodeId: string; bans: string[] }[];
+    expect(again.find((n) => n.nodeId === 'node-2')!.bans).toEqual([keysetId]);
+    const audit = (await t.cli('audit', 'list', '--limit', '1000')).json.records as { action: string; subject: string; details: { clearedBans?: string[] } }[];
+    expect(audit.find((r) => r.action === 'keyset.setup_rerun' && r.subject === keysetId)?.details.clearedBans).toEqual(['node-2']);
+  }, 180_000);
 });

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwi5AEKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoTQ3JlYXRlS2V5c2V0UmVxdWVzdBIiCgZzY2hlbWUYASABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAiABKA0SEAoIbm9kZV9pZHMYAyADKAkSDQoFbGFiZWwYBCABKAkiOgoUQ3JlYXRlS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQiJQoQR2V0S2V5c2V0UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiNwoRR2V0S2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQiPAoSTGlzdEtleXNldHNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNEhcKD2FmdGVyX2tleXNldF9pZBgCIAEoCSI6ChNMaXN0S2V5c2V0c1Jlc3BvbnNlEiMKB2tleXNldHMYASADKAsyEi5jdXN0b2R5LnYxLktleXNldCLoAgoRU2lnblJlcXVlc3RSZWNvcmQSEgoKcmVxdWVzdF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSIgoGc2NoZW1lGAMgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSDgoGZGlnZXN0GAQgASgMEiYKBnN0YXR1cxgFIAEoDjIWLmN1c3RvZHkudjEuU2lnblN0YXR1cxIRCglzaWduYXR1cmUYBiABKAwSEgoKcHVibGljX2tleRgHIAEoDBIPCgdzaWduZXJzGAggAygJEg0KBWVycm9yGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIQCghhdHRlbXB0cxgLIAEoDRIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkiSQoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkiPgoMU2lnblJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIisKFUdldFNpZ25SZXF1ZXN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIkgKFkdldFNpZ25SZXF1ZXN0UmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiqQEKC0F1ZGl0UmVjb3JkEgsKA3NlcRgBIAEoBBImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg8KB3N1YmplY3QYBSABKAkSFAoMZGV0YWlsc19qc29uGAYgASgJEhEKCXByZXZfaGFzaBgHIAEoDBIMCgRoYXNoGAggASgMIhQKElZlcmlmeUF1ZGl0UmVxdWVzdCJZChNWZXJpZnlBdWRpdFJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB3JlY29yZHMYAiABKAQSFQoNZmlyc3RfYmFkX3NlcRgDIAEoBBIOCgZyZWFzb24YBCABKAkiNAoQTGlzdEF1ZGl0UmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iPQoRTGlzdEF1ZGl0UmVzcG9uc2USKAoHcmVjb3JkcxgBIAMoCzIXLmN1c3RvZHkudjEuQXVkaXRSZWNvcmQijwIKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgsKA3BpZBgDIAEoDRIkCgVzdGF0ZRgEIAEoDjIVLmN1c3RvZHkudjEuTm9kZVN0YXRlEg8KB3ZlcnNpb24YBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEg4KBmZhdWx0cxgJIAEoDRISCgpsYXN0X2Vycm9yGAogASgJEhYKDmJhbm5lZF9rZXlzZXRzGAsgAygJIg8KDUhlYWx0aFJlcXVlc3QidAoOSGVhbHRoUmVzcG9uc2USDwoHc2VydmluZxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEhAKCG5vZGVzX3VwGAMgASgNEhMKC25vZGVzX3RvdGFsGAQgASgNEhkKEWRlZmF1bHRfdGhyZXNob2xkGAUgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiOgoRTGlzdE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVTdGF0dXMqgwIKClNpZ25TdGF0dXMSGwoXU0lHTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRTSUdOX1NUQVRVU19SRUNFSVZFRBABEh4KGlNJR05fU1RBVFVTX1BPTElDWV9DSEVDS0VEEAISIgoeU0lHTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUxTEAMSFwoTU0lHTl9TVEFUVVNfU0lHTklORxAEEhYKElNJR05fU1RBVFVTX1NJR05FRBAFEhgKFFNJR05fU1RBVFVTX1JFSkVDVEVEEAYSFgoSU0lHTl9TVEFUVVNfRkFJTEVEEAcSFwoTU0lHTl9TVEFUVVNfRVhQSVJFRBAIKk8KCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTk9ERV9TVEFURV9VUBABEhMKD05PREVfU1RBVEVfRE9XThACMvwBCg1LZXlzZXRTZXJ2aWNlElEKDENyZWF0ZUtleXNldBIfLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVzcG9uc2USSAoJR2V0S2V5c2V0EhwuY3VzdG9keS52MS5HZXRLZXlzZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRLZXlzZXRSZXNwb25zZRJOCgtMaXN0S2V5c2V0cxIeLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0S2V5c2V0c1Jlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwigQIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCSLkAQoTSW1wb3J0S2V5c2V0UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEhAKCG5vZGVfaWRzGAQgAygJEg0KBWxhYmVsGAUgASgJEhMKC2NvbW1pdG1lbnRzGAYgAygMEhIKCmNoYWluX2NvZGUYByABKAwSEgoKZGVhbGVyX2tleRgIIAEoDBIVCg1zZWFsZWRfc2hhcmVzGAkgAygMEg4KBnNvdXJjZRgKIAEoCSI6ChRJbXBvcnRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCImChFSZXJ1blNldHVwUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiTgoSUmVydW5TZXR1cFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EhQKDGNsZWFyZWRfYmFucxgCIAMoCSJtChNDcmVhdGVLZXlzZXRSZXF1ZXN0EiIKBnNjaGVtZRgBIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEhEKCXRocmVzaG9sZBgCIAEoDRIQCghub2RlX2lkcxgDIAMoCRINCgVsYWJlbBgEIAEoCSI6ChRDcmVhdGVLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCIlChBHZXRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSI3ChFHZXRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCI8ChJMaXN0S2V5c2V0c1JlcXVlc3QSDQoFbGltaXQYASABKA0SFwoPYWZ0ZXJfa2V5c2V0X2lkGAIgASgJIjoKE0xpc3RLZXlzZXRzUmVzcG9uc2USIwoHa2V5c2V0cxgBIAMoCzISLmN1c3RvZHkudjEuS2V5c2V0IpQDChFTaWduUmVxdWVzdFJlY29yZBISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBCABKAwSJgoGc3RhdHVzGAUgASgOMhYuY3VzdG9keS52MS5TaWduU3RhdHVzEhEKCXNpZ25hdHVyZRgGIAEoDBISCgpwdWJsaWNfa2V5GAcgASgMEg8KB3NpZ25lcnMYCCADKAkSDQoFZXJyb3IYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEhAKCGF0dGVtcHRzGAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXdhbGxldF9pZBgOIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYDyABKAkiYQoPV2FsbGV0QWRkcmVzc2VzEhAKCGV0aGVyZXVtGAEgASgJEhYKDmJpdGNvaW5fcDJ3cGtoGAIgASgJEhQKDGJpdGNvaW5fcDJ0chgDIAEoCRIOCgZzb2xhbmEYBCABKAkipgIKBldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWluZGV4GAQgASgNEgwKBHBhdGgYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIuCglhZGRyZXNzZXMYByABKAsyGy5jdXN0b2R5LnYxLldhbGxldEFkZHJlc3NlcxINCgVsYWJlbBgIIAEoCRIPCgd1c2VyX2lkGAkgASgJEg8KB3B1cnBvc2UYCiABKAkSEAoIYmF0Y2hfaWQYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8wEKC1dhbGxldEJhdGNoEhAKCGJhdGNoX2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRITCgtmaXJzdF9pbmRleBgDIAEoDRINCgVjb3VudBgEIAEoDRIPCgdjcmVhdGVkGAUgASgNEhAKCGNvbXBsZXRlGAYgASgIEg0KBWxhYmVsGAcgASgJEg8KB3VzZXJfaWQYCCABKAkSDwoHcHVycG9zZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKFENyZWF0ZVdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRINCgVsYWJlbBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEg8KB3B1cnBvc2UYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhIKCmZpbGxfbGltaXQYByABKA0iPwoVQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEiYKBWJhdGNoGAEgASgLMhcuY3VzdG9keS52MS5XYWxsZXRCYXRjaCIlChBHZXRXYWxsZXRSZXF1ZXN0EhEKCXdhbGxldF9pZBgBIAEoCSI3ChFHZXRXYWxsZXRSZXNwb25zZRIiCgZ3YWxsZXQYASABKAsyEi5jdXN0b2R5LnYxLldhbGxldCJtChJMaXN0V2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFbGltaXQYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJTChNMaXN0V2FsbGV0c1Jlc3BvbnNlEiMKB3dhbGxldHMYASADKAsyEi5jdXN0b2R5LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoQU2lnbkJhdGNoUmVxdWVzdBIpCghyZXF1ZXN0cxgBIAMoCzIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QiPAoRU2lnbkJhdGNoUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLmN1c3RvZHkudjEuU2lnblJlc3VsdCKAAQoKU2lnblJlc3VsdBIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZBISCgplcnJvcl9jb2RlGAIgASgNEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIlwKC1NpZ25SZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAwSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCXdhbGxldF9pZBgEIAEoCSI+CgxTaWduUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiKwoVR2V0U2lnblJlcXVlc3RSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiSAoWR2V0U2lnblJlcXVlc3RSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCKpAQoLQXVkaXRSZWNvcmQSCwoDc2VxGAEgASgEEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSDwoHc3ViamVjdBgFIAEoCRIUCgxkZXRhaWxzX2pzb24YBiABKAkSEQoJcHJldl9oYXNoGAcgASgMEgwKBGhhc2gYCCABKAwiFAoSVmVyaWZ5QXVkaXRSZXF1ZXN0IlkKE1ZlcmlmeUF1ZGl0UmVzcG9uc2USCgoCb2sYASABKAgSDwoHcmVjb3JkcxgCIAEoBBIVCg1maXJzdF9iYWRfc2VxGAMgASgEEg4KBnJlYXNvbhgEIAEoCSI0ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSI9ChFMaXN0QXVkaXRSZXNwb25zZRIoCgdyZWNvcmRzGAEgAygLMhcuY3VzdG9keS52MS5BdWRpdFJlY29yZCKPAgoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSCwoDcGlkGAMgASgNEiQKBXN0YXRlGAQgASgOMhUuY3VzdG9keS52MS5Ob2RlU3RhdGUSDwoHdmVyc2lvbhgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SDgoGZmF1bHRzGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOYmFubmVkX2tleXNldHMYCyADKAkiDwoNSGVhbHRoUmVxdWVzdCJ0Cg5IZWFsdGhSZXNwb25zZRIPCgdzZXJ2aW5nGAEgASgIEg8KB3ZlcnNpb24YAiABKAkSEAoIbm9kZXNfdXAYAyABKA0SEwoLbm9kZXNfdG90YWwYBCABKA0SGQoRZGVmYXVsdF90aHJlc2hvbGQYBSABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCI6ChFMaXN0Tm9kZXNSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmN1c3RvZHkudjEuTm9kZVN0YXR1cyqDAgoKU2lnblN0YXR1cxIbChdTSUdOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNJR05fU1RBVFVTX1JFQ0VJVkVEEAESHgoaU0lHTl9TVEFUVVNfUE9MSUNZX0NIRUNLRUQQAhIiCh5TSUdOX1NUQVRVU19BV0FJVElOR19BUFBST1ZBTFMQAxIXChNTSUdOX1NUQVRVU19TSUdOSU5HEAQSFgoSU0lHTl9TVEFUVVNfU0lHTkVEEAUSGAoUU0lHTl9TVEFUVVNfUkVKRUNURUQQBhIWChJTSUdOX1NUQVRVU19GQUlMRUQQBxIXChNTSUdOX1NUQVRVU19FWFBJUkVEEAgqTwoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1NUQVRFX1VQEAESEwoPTk9ERV9TVEFURV9ET1dOEAIynAMKDUtleXNldFNlcnZpY2USUQoMQ3JlYXRlS2V5c2V0Eh8uY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXNwb25zZRJICglHZXRLZXlzZXQSHC5jdXN0b2R5LnYxLkdldEtleXNldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldEtleXNldFJlc3BvbnNlEk4KC0xpc3RLZXlzZXRzEh4uY3VzdG9keS52MS5MaXN0S2V5c2V0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVzcG9uc2USUQoMSW1wb3J0S2V5c2V0Eh8uY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXNwb25zZRJLCgpSZXJ1blNldHVwEh0uY3VzdG9keS52MS5SZXJ1blNldHVwUmVxdWVzdBoeLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlc3BvbnNlMv8BCg1XYWxsZXRTZXJ2aWNlElQKDUNyZWF0ZVdhbGxldHMSIC5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXF1ZXN0GiEuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVzcG9uc2USSAoJR2V0V2FsbGV0EhwuY3VzdG9keS52MS5HZXRXYWxsZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRXYWxsZXRSZXNwb25zZRJOCgtMaXN0V2FsbGV0cxIeLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -96,6 +96,14 @@ export type Keyset = Message<"custody.v1.Keyset"> & {
    * @generated from field: google.protobuf.Timestamp created_at = 8;
    */
   createdAt?: Timestamp | undefined;
+
+  /**
+   * secp256k1 schemes (ecdsa, secp256k1, bip340): the root as a BIP-32 extended public key (xpub,
+   * depth 0), for watch-only tools. It carries the full point, which bip340's x-only key omits.
+   *
+   * @generated from field: string extended_public_key = 9;
+   */
+  extendedPublicKey: string;
 };
 
 /**
@@ -104,6 +112,132 @@ export type Keyset = Message<"custody.v1.Keyset"> & {
  */
 export const KeysetSchema: GenMessage<Keyset> = /*@__PURE__*/
   messageDesc(file_custody_v1_api, 1);
+
+/**
+ * @generated from message custody.v1.ImportKeysetRequest
+ */
+export type ImportKeysetRequest = Message<"custody.v1.ImportKeysetRequest"> & {
+  /**
+   * Chosen by the ceremony (the share boxes are bound to it); must be a fresh UUID.
+   *
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * @generated from field: custody.v1.Scheme scheme = 2;
+   */
+  scheme: Scheme;
+
+  /**
+   * @generated from field: uint32 threshold = 3;
+   */
+  threshold: number;
+
+  /**
+   * Party index i+1 is node_ids[i].
+   *
+   * @generated from field: repeated string node_ids = 4;
+   */
+  nodeIds: string[];
+
+  /**
+   * @generated from field: string label = 5;
+   */
+  label: string;
+
+  /**
+   * @generated from field: repeated bytes commitments = 6;
+   */
+  commitments: Uint8Array[];
+
+  /**
+   * @generated from field: bytes chain_code = 7;
+   */
+  chainCode: Uint8Array;
+
+  /**
+   * @generated from field: bytes dealer_key = 8;
+   */
+  dealerKey: Uint8Array;
+
+  /**
+   * @generated from field: repeated bytes sealed_shares = 9;
+   */
+  sealedShares: Uint8Array[];
+
+  /**
+   * What was imported, for the audit record (e.g. "bip39 m/44'/60'/0'" or "private key"); never secret.
+   *
+   * @generated from field: string source = 10;
+   */
+  source: string;
+};
+
+/**
+ * Describes the message custody.v1.ImportKeysetRequest.
+ * Use `create(ImportKeysetRequestSchema)` to create a new message.
+ */
+export const ImportKeysetRequestSchema: GenMessage<ImportKeysetRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 2);
+
+/**
+ * @generated from message custody.v1.ImportKeysetResponse
+ */
+export type ImportKeysetResponse = Message<"custody.v1.ImportKeysetResponse"> & {
+  /**
+   * @generated from field: custody.v1.Keyset keyset = 1;
+   */
+  keyset?: Keyset | undefined;
+};
+
+/**
+ * Describes the message custody.v1.ImportKeysetResponse.
+ * Use `create(ImportKeysetResponseSchema)` to create a new message.
+ */
+export const ImportKeysetResponseSchema: GenMessage<ImportKeysetResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 3);
+
+/**
+ * @generated from message custody.v1.RerunSetupRequest
+ */
+export type RerunSetupRequest = Message<"custody.v1.RerunSetupRequest"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+};
+
+/**
+ * Describes the message custody.v1.RerunSetupRequest.
+ * Use `create(RerunSetupRequestSchema)` to create a new message.
+ */
+export const RerunSetupRequestSchema: GenMessage<RerunSetupRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 4);
+
+/**
+ * @generated from message custody.v1.RerunSetupResponse
+ */
+export type RerunSetupResponse = Message<"custody.v1.RerunSetupResponse"> & {
+  /**
+   * @generated from field: custody.v1.Keyset keyset = 1;
+   */
+  keyset?: Keyset | undefined;
+
+  /**
+   * Bans this cleared (node ids).
+   *
+   * @generated from field: repeated string cleared_bans = 2;
+   */
+  clearedBans: string[];
+};
+
+/**
+ * Describes the message custody.v1.RerunSetupResponse.
+ * Use `create(RerunSetupResponseSchema)` to create a new message.
+ */
+export const RerunSetupResponseSchema: GenMessage<RerunSetupResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 5);
 
 /**
  * @generated from message custody.v1.CreateKeysetRequest
@@ -139,7 +273,7 @@ export type CreateKeysetRequest = Message<"custody.v1.CreateKeysetRequest"> & {
  * Use `create(CreateKeysetRequestSchema)` to create a new message.
  */
 export const CreateKeysetRequestSchema: GenMessage<CreateKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 2);
+  messageDesc(file_custody_v1_api, 6);
 
 /**
  * @generated from message custody.v1.CreateKeysetResponse
@@ -156,7 +290,7 @@ export type CreateKeysetResponse = Message<"custody.v1.CreateKeysetResponse"> & 
  * Use `create(CreateKeysetResponseSchema)` to create a new message.
  */
 export const CreateKeysetResponseSchema: GenMessage<CreateKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 3);
+  messageDesc(file_custody_v1_api, 7);
 
 /**
  * @generated from message custody.v1.GetKeysetRequest
@@ -173,7 +307,7 @@ export type GetKeysetRequest = Message<"custody.v1.GetKeysetRequest"> & {
  * Use `create(GetKeysetRequestSchema)` to create a new message.
  */
 export const GetKeysetRequestSchema: GenMessage<GetKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 4);
+  messageDesc(file_custody_v1_api, 8);
 
 /**
  * @generated from message custody.v1.GetKeysetResponse
@@ -190,7 +324,7 @@ export type GetKeysetResponse = Message<"custody.v1.GetKeysetResponse"> & {
  * Use `create(GetKeysetResponseSchema)` to create a new message.
  */
 export const GetKeysetResponseSchema: GenMessage<GetKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 5);
+  messageDesc(file_custody_v1_api, 9);
 
 /**
  * @generated from message custody.v1.ListKeysetsRequest
@@ -214,7 +348,7 @@ export type ListKeysetsRequest = Message<"custody.v1.ListKeysetsRequest"> & {
  * Use `create(ListKeysetsRequestSchema)` to create a new message.
  */
 export const ListKeysetsRequestSchema: GenMessage<ListKeysetsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 6);
+  messageDesc(file_custody_v1_api, 10);
 
 /**
  * @generated from message custody.v1.ListKeysetsResponse
@@ -231,7 +365,7 @@ export type ListKeysetsResponse = Message<"custody.v1.ListKeysetsResponse"> & {
  * Use `create(ListKeysetsResponseSchema)` to create a new message.
  */
 export const ListKeysetsResponseSchema: GenMessage<ListKeysetsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 7);
+  messageDesc(file_custody_v1_api, 11);
 
 /**
  * A signing request as stored by the coordinator.
@@ -307,6 +441,18 @@ export type SignRequestRecord = Message<"custody.v1.SignRequestRecord"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 13;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * Set when the request signs with an HD wallet: its id and path relative to the keyset root.
+   *
+   * @generated from field: string wallet_id = 14;
+   */
+  walletId: string;
+
+  /**
+   * @generated from field: string derivation_path = 15;
+   */
+  derivationPath: string;
 };
 
 /**
@@ -314,7 +460,368 @@ export type SignRequestRecord = Message<"custody.v1.SignRequestRecord"> & {
  * Use `create(SignRequestRecordSchema)` to create a new message.
  */
 export const SignRequestRecordSchema: GenMessage<SignRequestRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 8);
+  messageDesc(file_custody_v1_api, 12);
+
+/**
+ * Addresses of a wallet where its scheme has a standard encoding; empty strings otherwise.
+ *
+ * @generated from message custody.v1.WalletAddresses
+ */
+export type WalletAddresses = Message<"custody.v1.WalletAddresses"> & {
+  /**
+   * EIP-55 checksummed (ecdsa keysets).
+   *
+   * @generated from field: string ethereum = 1;
+   */
+  ethereum: string;
+
+  /**
+   * Bitcoin P2WPKH, bech32 (ecdsa keysets).
+   *
+   * @generated from field: string bitcoin_p2wpkh = 2;
+   */
+  bitcoinP2wpkh: string;
+
+  /**
+   * Bitcoin P2TR key-path output (BIP-86, no script tree), bech32m (bip340 keysets).
+   *
+   * @generated from field: string bitcoin_p2tr = 3;
+   */
+  bitcoinP2tr: string;
+
+  /**
+   * Solana, base58 (ed25519 keysets).
+   *
+   * @generated from field: string solana = 4;
+   */
+  solana: string;
+};
+
+/**
+ * Describes the message custody.v1.WalletAddresses.
+ * Use `create(WalletAddressesSchema)` to create a new message.
+ */
+export const WalletAddressesSchema: GenMessage<WalletAddresses> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 13);
+
+/**
+ * One HD wallet: a non-hardened child of its keyset's root key, at path m/0/index.
+ *
+ * @generated from message custody.v1.Wallet
+ */
+export type Wallet = Message<"custody.v1.Wallet"> & {
+  /**
+   * @generated from field: string wallet_id = 1;
+   */
+  walletId: string;
+
+  /**
+   * @generated from field: string keyset_id = 2;
+   */
+  keysetId: string;
+
+  /**
+   * @generated from field: custody.v1.Scheme scheme = 3;
+   */
+  scheme: Scheme;
+
+  /**
+   * @generated from field: uint32 index = 4;
+   */
+  index: number;
+
+  /**
+   * @generated from field: string path = 5;
+   */
+  path: string;
+
+  /**
+   * The key signatures by this wallet verify under, encoded like Keyset.public_key (bip340: the
+   * x-only Taproot output key).
+   *
+   * @generated from field: bytes public_key = 6;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * @generated from field: custody.v1.WalletAddresses addresses = 7;
+   */
+  addresses?: WalletAddresses | undefined;
+
+  /**
+   * @generated from field: string label = 8;
+   */
+  label: string;
+
+  /**
+   * @generated from field: string user_id = 9;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string purpose = 10;
+   */
+  purpose: string;
+
+  /**
+   * @generated from field: string batch_id = 11;
+   */
+  batchId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 12;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message custody.v1.Wallet.
+ * Use `create(WalletSchema)` to create a new message.
+ */
+export const WalletSchema: GenMessage<Wallet> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 14);
+
+/**
+ * A batch of wallets created by one CreateWallets call; indexes first_index .. first_index+count-1.
+ *
+ * @generated from message custody.v1.WalletBatch
+ */
+export type WalletBatch = Message<"custody.v1.WalletBatch"> & {
+  /**
+   * @generated from field: string batch_id = 1;
+   */
+  batchId: string;
+
+  /**
+   * @generated from field: string keyset_id = 2;
+   */
+  keysetId: string;
+
+  /**
+   * @generated from field: uint32 first_index = 3;
+   */
+  firstIndex: number;
+
+  /**
+   * @generated from field: uint32 count = 4;
+   */
+  count: number;
+
+  /**
+   * Wallets persisted so far; equals count once complete.
+   *
+   * @generated from field: uint32 created = 5;
+   */
+  created: number;
+
+  /**
+   * @generated from field: bool complete = 6;
+   */
+  complete: boolean;
+
+  /**
+   * @generated from field: string label = 7;
+   */
+  label: string;
+
+  /**
+   * @generated from field: string user_id = 8;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string purpose = 9;
+   */
+  purpose: string;
+
+  /**
+   * @generated from field: string idempotency_key = 10;
+   */
+  idempotencyKey: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 11;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message custody.v1.WalletBatch.
+ * Use `create(WalletBatchSchema)` to create a new message.
+ */
+export const WalletBatchSchema: GenMessage<WalletBatch> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 15);
+
+/**
+ * @generated from message custody.v1.CreateWalletsRequest
+ */
+export type CreateWalletsRequest = Message<"custody.v1.CreateWalletsRequest"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * 1 to 1,000,000.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * @generated from field: string label = 3;
+   */
+  label: string;
+
+  /**
+   * @generated from field: string user_id = 4;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string purpose = 5;
+   */
+  purpose: string;
+
+  /**
+   * The same key with the same request returns (and if unfinished, resumes) the same batch; with a
+   * different request: ALREADY_EXISTS. Without a key every call makes a new batch.
+   *
+   * @generated from field: string idempotency_key = 6;
+   */
+  idempotencyKey: string;
+
+  /**
+   * Persist at most this many more wallets in this call (0: all). The batch stays resumable: call
+   * again with the same idempotency key to continue, e.g. to show progress.
+   *
+   * @generated from field: uint32 fill_limit = 7;
+   */
+  fillLimit: number;
+};
+
+/**
+ * Describes the message custody.v1.CreateWalletsRequest.
+ * Use `create(CreateWalletsRequestSchema)` to create a new message.
+ */
+export const CreateWalletsRequestSchema: GenMessage<CreateWalletsRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 16);
+
+/**
+ * @generated from message custody.v1.CreateWalletsResponse
+ */
+export type CreateWalletsResponse = Message<"custody.v1.CreateWalletsResponse"> & {
+  /**
+   * @generated from field: custody.v1.WalletBatch batch = 1;
+   */
+  batch?: WalletBatch | undefined;
+};
+
+/**
+ * Describes the message custody.v1.CreateWalletsResponse.
+ * Use `create(CreateWalletsResponseSchema)` to create a new message.
+ */
+export const CreateWalletsResponseSchema: GenMessage<CreateWalletsResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 17);
+
+/**
+ * @generated from message custody.v1.GetWalletRequest
+ */
+export type GetWalletRequest = Message<"custody.v1.GetWalletRequest"> & {
+  /**
+   * @generated from field: string wallet_id = 1;
+   */
+  walletId: string;
+};
+
+/**
+ * Describes the message custody.v1.GetWalletRequest.
+ * Use `create(GetWalletRequestSchema)` to create a new message.
+ */
+export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 18);
+
+/**
+ * @generated from message custody.v1.GetWalletResponse
+ */
+export type GetWalletResponse = Message<"custody.v1.GetWalletResponse"> & {
+  /**
+   * @generated from field: custody.v1.Wallet wallet = 1;
+   */
+  wallet?: Wallet | undefined;
+};
+
+/**
+ * Describes the message custody.v1.GetWalletResponse.
+ * Use `create(GetWalletResponseSchema)` to create a new message.
+ */
+export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 19);
+
+/**
+ * @generated from message custody.v1.ListWalletsRequest
+ */
+export type ListWalletsRequest = Message<"custody.v1.ListWalletsRequest"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * @generated from field: string batch_id = 2;
+   */
+  batchId: string;
+
+  /**
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * At most 10,000; 0 means 100.
+   *
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+
+  /**
+   * next_page_token of the previous page.
+   *
+   * @generated from field: string page_token = 5;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message custody.v1.ListWalletsRequest.
+ * Use `create(ListWalletsRequestSchema)` to create a new message.
+ */
+export const ListWalletsRequestSchema: GenMessage<ListWalletsRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 20);
+
+/**
+ * @generated from message custody.v1.ListWalletsResponse
+ */
+export type ListWalletsResponse = Message<"custody.v1.ListWalletsResponse"> & {
+  /**
+   * @generated from field: repeated custody.v1.Wallet wallets = 1;
+   */
+  wallets: Wallet[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message custody.v1.ListWalletsResponse.
+ * Use `create(ListWalletsResponseSchema)` to create a new message.
+ */
+export const ListWalletsResponseSchema: GenMessage<ListWalletsResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 21);
 
 /**
  * @generated from message custody.v1.SignBatchRequest
@@ -333,7 +840,7 @@ export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
  * Use `create(SignBatchRequestSchema)` to create a new message.
  */
 export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 9);
+  messageDesc(file_custody_v1_api, 22);
 
 /**
  * @generated from message custody.v1.SignBatchResponse
@@ -350,7 +857,7 @@ export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
  * Use `create(SignBatchResponseSchema)` to create a new message.
  */
 export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 10);
+  messageDesc(file_custody_v1_api, 23);
 
 /**
  * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
@@ -390,13 +897,16 @@ export type SignResult = Message<"custody.v1.SignResult"> & {
  * Use `create(SignResultSchema)` to create a new message.
  */
 export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 11);
+  messageDesc(file_custody_v1_api, 24);
 
 /**
  * @generated from message custody.v1.SignRequest
  */
 export type SignRequest = Message<"custody.v1.SignRequest"> & {
   /**
+   * The keyset to sign with. With wallet_id it may be left empty (the wallet's keyset is used);
+   * when set it must be the wallet's keyset.
+   *
    * @generated from field: string keyset_id = 1;
    */
   keysetId: string;
@@ -412,6 +922,13 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
    * @generated from field: string idempotency_key = 3;
    */
   idempotencyKey: string;
+
+  /**
+   * Sign with an HD wallet's derived key instead of the keyset root key.
+   *
+   * @generated from field: string wallet_id = 4;
+   */
+  walletId: string;
 };
 
 /**
@@ -419,7 +936,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 12);
+  messageDesc(file_custody_v1_api, 25);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -436,7 +953,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 13);
+  messageDesc(file_custody_v1_api, 26);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -453,7 +970,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 14);
+  messageDesc(file_custody_v1_api, 27);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -470,7 +987,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 15);
+  messageDesc(file_custody_v1_api, 28);
 
 /**
  * One append-only, hash-chained audit record.
@@ -528,7 +1045,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 16);
+  messageDesc(file_custody_v1_api, 29);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -541,7 +1058,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 17);
+  messageDesc(file_custody_v1_api, 30);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -575,7 +1092,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 18);
+  messageDesc(file_custody_v1_api, 31);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -597,7 +1114,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 19);
+  messageDesc(file_custody_v1_api, 32);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -614,7 +1131,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 20);
+  messageDesc(file_custody_v1_api, 33);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -687,7 +1204,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 21);
+  messageDesc(file_custody_v1_api, 34);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -700,7 +1217,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 22);
+  messageDesc(file_custody_v1_api, 35);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -737,7 +1254,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 23);
+  messageDesc(file_custody_v1_api, 36);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -750,7 +1267,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 24);
+  messageDesc(file_custody_v1_api, 37);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -767,7 +1284,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 25);
+  messageDesc(file_custody_v1_api, 38);
 
 /**
  * @generated from enum custody.v1.SignStatus
@@ -881,8 +1398,65 @@ export const KeysetService: GenService<{
     input: typeof ListKeysetsRequestSchema;
     output: typeof ListKeysetsResponseSchema;
   },
+  /**
+   * Imports a key split by the operator's import ceremony (the CLI): the key itself never reaches
+   * the coordinator, only Feldman commitments and shares sealed to each node. Role: admin.
+   *
+   * @generated from rpc custody.v1.KeysetService.ImportKeyset
+   */
+  importKeyset: {
+    methodKind: "unary";
+    input: typeof ImportKeysetRequestSchema;
+    output: typeof ImportKeysetResponseSchema;
+  },
+  /**
+   * Re-runs the DKLs23 pairwise setup of an ecdsa keyset on every member and clears its bans.
+   * Role: admin.
+   *
+   * @generated from rpc custody.v1.KeysetService.RerunSetup
+   */
+  rerunSetup: {
+    methodKind: "unary";
+    input: typeof RerunSetupRequestSchema;
+    output: typeof RerunSetupResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_custody_v1_api, 0);
+
+/**
+ * @generated from service custody.v1.WalletService
+ */
+export const WalletService: GenService<{
+  /**
+   * Creates (or resumes) a batch of wallets. Role: payment, operator or admin.
+   *
+   * @generated from rpc custody.v1.WalletService.CreateWallets
+   */
+  createWallets: {
+    methodKind: "unary";
+    input: typeof CreateWalletsRequestSchema;
+    output: typeof CreateWalletsResponseSchema;
+  },
+  /**
+   * @generated from rpc custody.v1.WalletService.GetWallet
+   */
+  getWallet: {
+    methodKind: "unary";
+    input: typeof GetWalletRequestSchema;
+    output: typeof GetWalletResponseSchema;
+  },
+  /**
+   * Pages through a keyset's wallets in index order, optionally one batch's or one user's.
+   *
+   * @generated from rpc custody.v1.WalletService.ListWallets
+   */
+  listWallets: {
+    methodKind: "unary";
+    input: typeof ListWalletsRequestSchema;
+    output: typeof ListWalletsResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_custody_v1_api, 1);
 
 /**
  * @generated from service custody.v1.SigningService
@@ -917,7 +1491,7 @@ export const SigningService: GenService<{
     output: typeof GetSignRequestResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_custody_v1_api, 1);
+  serviceDesc(file_custody_v1_api, 2);
 
 /**
  * @generated from service custody.v1.AuditService
@@ -942,7 +1516,7 @@ export const AuditService: GenService<{
     output: typeof ListAuditResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_custody_v1_api, 2);
+  serviceDesc(file_custody_v1_api, 3);
 
 /**
  * @generated from service custody.v1.ClusterService
@@ -965,5 +1539,5 @@ export const ClusterService: GenService<{
     output: typeof ListNodesResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_custody_v1_api, 3);
+  serviceDesc(file_custody_v1_api, 4);
 

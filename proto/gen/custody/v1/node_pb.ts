@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/node.proto.
  */
 export const file_custody_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiOAoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNIlgKDVByZXNpZ25SZXN1bHQSFwoPcHJlc2lnbmF0dXJlX2lkGAEgASgJEgsKA3NpZBgCIAEoDBINCgViaWdfchgDIAEoDBISCgpwdWJsaWNfa2V5GAQgASgMImYKCURrZ1Jlc3VsdBISCgpwdWJsaWNfa2V5GAEgASgMEhgKEHZlcmlmeWluZ19zaGFyZXMYAiADKAwSEgoKY2hhaW5fY29kZRgDIAEoDBIXCg90cmFuc2NyaXB0X2hhc2gYBCABKAwiFAoSR2V0Tm9kZUluZm9SZXF1ZXN0IskBChNHZXROb2RlSW5mb1Jlc3BvbnNlEg8KB25vZGVfaWQYASABKAkSCwoDcGlkGAIgASgNEg8KB3ZlcnNpb24YAyABKAkSFgoOZW5jcnlwdGlvbl9rZXkYBCABKAwSEwoLc2lnbmluZ19rZXkYBSABKAwSDwoHa2V5c2V0cxgGIAEoDRIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEhMKC3NoYXJlX3N0b3JlGAkgASgJIsIBCg9SdW5Sb3VuZFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIkCgNka2cYAyABKAsyFS5jdXN0b2R5LnYxLkRrZ1BhcmFtc0gAEjEKB3ByZXNpZ24YBSABKAsyHi5jdXN0b2R5LnYxLkVjZHNhUHJlc2lnblBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIkYKC0VjZHNhU2lnbmVyEg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGAMgASgJIqoCChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAxIuCg1lY2RzYV9zaWduZXJzGAkgAygLMhcuY3VzdG9keS52MS5FY2RzYVNpZ25lchITCgtwcmVzaWduX3NpZBgKIAEoDCJFCg1TaWduU2hhcmVJdGVtEhUKDWF1dGhvcml6YXRpb24YASABKAwSHQoVY29vcmRpbmF0b3Jfc2lnbmF0dXJlGAIgASgMIj0KEVNpZ25TaGFyZXNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkuY3VzdG9keS52MS5TaWduU2hhcmVJdGVtIi8KDlNpZ25TaGFyZUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCSJZCg9TaWduU2hhcmVSZXN1bHQSDwoFc2hhcmUYASABKAxIABIrCgVlcnJvchgCIAEoCzIaLmN1c3RvZHkudjEuU2lnblNoYXJlRXJyb3JIAEIICgZyZXN1bHQiQgoSU2lnblNoYXJlc1Jlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5jdXN0b2R5LnYxLlNpZ25TaGFyZVJlc3VsdDKdAwoLTm9kZVNlcnZpY2USTgoLR2V0Tm9kZUluZm8SHi5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVxdWVzdBofLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJFCghSdW5Sb3VuZBIbLmN1c3RvZHkudjEuUnVuUm91bmRSZXF1ZXN0GhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common]);
+  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiUQoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCSLeAQoPS2V5SW1wb3J0UGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SLQoMcGFydGljaXBhbnRzGAQgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBITCgtjb21taXRtZW50cxgFIAMoDBISCgpjaGFpbl9jb2RlGAYgASgMEhIKCmRlYWxlcl9rZXkYByABKAwSFQoNc2VhbGVkX3NoYXJlcxgIIAMoDCIlChBFY2RzYVNldHVwUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCSJYCg1QcmVzaWduUmVzdWx0EhcKD3ByZXNpZ25hdHVyZV9pZBgBIAEoCRILCgNzaWQYAiABKAwSDQoFYmlnX3IYAyABKAwSEgoKcHVibGljX2tleRgEIAEoDCJmCglEa2dSZXN1bHQSEgoKcHVibGljX2tleRgBIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAIgAygMEhIKCmNoYWluX2NvZGUYAyABKAwSFwoPdHJhbnNjcmlwdF9oYXNoGAQgASgMIhQKEkdldE5vZGVJbmZvUmVxdWVzdCLJAQoTR2V0Tm9kZUluZm9SZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEgsKA3BpZBgCIAEoDRIPCgd2ZXJzaW9uGAMgASgJEhYKDmVuY3J5cHRpb25fa2V5GAQgASgMEhMKC3NpZ25pbmdfa2V5GAUgASgMEg8KB2tleXNldHMYBiABKA0SFgoOZWQyNTUxOV9ub25jZXMYByABKA0SGAoQc2VjcDI1NmsxX25vbmNlcxgIIAEoDRITCgtzaGFyZV9zdG9yZRgJIAEoCSKkAgoPUnVuUm91bmRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDQoFcm91bmQYAiABKA0SJAoDZGtnGAMgASgLMhUuY3VzdG9keS52MS5Ea2dQYXJhbXNIABIxCgdwcmVzaWduGAUgASgLMh4uY3VzdG9keS52MS5FY2RzYVByZXNpZ25QYXJhbXNIABIxCgprZXlfaW1wb3J0GAYgASgLMhsuY3VzdG9keS52MS5LZXlJbXBvcnRQYXJhbXNIABItCgVzZXR1cBgHIAEoCzIcLmN1c3RvZHkudjEuRWNkc2FTZXR1cFBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIkYKC0VjZHNhU2lnbmVyEg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGAMgASgJIqoCChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAxIuCg1lY2RzYV9zaWduZXJzGAkgAygLMhcuY3VzdG9keS52MS5FY2RzYVNpZ25lchITCgtwcmVzaWduX3NpZBgKIAEoDCJFCg1TaWduU2hhcmVJdGVtEhUKDWF1dGhvcml6YXRpb24YASABKAwSHQoVY29vcmRpbmF0b3Jfc2lnbmF0dXJlGAIgASgMIj0KEVNpZ25TaGFyZXNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkuY3VzdG9keS52MS5TaWduU2hhcmVJdGVtIi8KDlNpZ25TaGFyZUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCSJZCg9TaWduU2hhcmVSZXN1bHQSDwoFc2hhcmUYASABKAxIABIrCgVlcnJvchgCIAEoCzIaLmN1c3RvZHkudjEuU2lnblNoYXJlRXJyb3JIAEIICgZyZXN1bHQiQgoSU2lnblNoYXJlc1Jlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5jdXN0b2R5LnYxLlNpZ25TaGFyZVJlc3VsdDKdAwoLTm9kZVNlcnZpY2USTgoLR2V0Tm9kZUluZm8SHi5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVxdWVzdBofLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJFCghSdW5Sb3VuZBIbLmN1c3RvZHkudjEuUnVuUm91bmRSZXF1ZXN0GhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common]);
 
 /**
  * A protocol message as relayed by the coordinator.
@@ -136,6 +136,14 @@ export type EcdsaPresignParams = Message<"custody.v1.EcdsaPresignParams"> & {
    * @generated from field: repeated uint32 signers = 2;
    */
   signers: number[];
+
+  /**
+   * Non-hardened path relative to the keyset root (empty: the root key). The node derives the
+   * tweak itself and binds it into the presignature, which then signs only for that key.
+   *
+   * @generated from field: string derivation_path = 3;
+   */
+  derivationPath: string;
 };
 
 /**
@@ -144,6 +152,90 @@ export type EcdsaPresignParams = Message<"custody.v1.EcdsaPresignParams"> & {
  */
 export const EcdsaPresignParamsSchema: GenMessage<EcdsaPresignParams> = /*@__PURE__*/
   messageDesc(file_custody_v1_node, 3);
+
+/**
+ * Starts the import of a key split by an operator's ceremony (a trusted dealer, once). Each node
+ * opens its own share, checks it against the Feldman commitments, and the nodes confirm they all
+ * saw the same dealing (ecdsa keysets: while running the DKLs23 pairwise setup on it). The output
+ * is a DkgResult, committed with FinishSession like a DKG.
+ *
+ * @generated from message custody.v1.KeyImportParams
+ */
+export type KeyImportParams = Message<"custody.v1.KeyImportParams"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * @generated from field: custody.v1.Scheme scheme = 2;
+   */
+  scheme: Scheme;
+
+  /**
+   * @generated from field: uint32 threshold = 3;
+   */
+  threshold: number;
+
+  /**
+   * @generated from field: repeated custody.v1.Participant participants = 4;
+   */
+  participants: Participant[];
+
+  /**
+   * a_k*G of the dealer polynomial, k = 0..threshold-1; the first is the public key.
+   *
+   * @generated from field: repeated bytes commitments = 5;
+   */
+  commitments: Uint8Array[];
+
+  /**
+   * @generated from field: bytes chain_code = 6;
+   */
+  chainCode: Uint8Array;
+
+  /**
+   * The dealer's one-time X25519 key, and every participant's share sealed with it to that
+   * participant's identity key (crypto/peer-box.ts, context: session = keyset id, round 0,
+   * from "import-dealer", to the node id), in participant order.
+   *
+   * @generated from field: bytes dealer_key = 7;
+   */
+  dealerKey: Uint8Array;
+
+  /**
+   * @generated from field: repeated bytes sealed_shares = 8;
+   */
+  sealedShares: Uint8Array[];
+};
+
+/**
+ * Describes the message custody.v1.KeyImportParams.
+ * Use `create(KeyImportParamsSchema)` to create a new message.
+ */
+export const KeyImportParamsSchema: GenMessage<KeyImportParams> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 4);
+
+/**
+ * Re-runs the DKLs23 pairwise setup (base OTs, OT-extension seeds, zero-sharing seeds) of an
+ * existing ecdsa keyset on the same shares: the operator action that clears selective-abort bans.
+ * Every member takes part. The output is a DkgResult, committed with FinishSession.
+ *
+ * @generated from message custody.v1.EcdsaSetupParams
+ */
+export type EcdsaSetupParams = Message<"custody.v1.EcdsaSetupParams"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+};
+
+/**
+ * Describes the message custody.v1.EcdsaSetupParams.
+ * Use `create(EcdsaSetupParamsSchema)` to create a new message.
+ */
+export const EcdsaSetupParamsSchema: GenMessage<EcdsaSetupParams> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 5);
 
 /**
  * What a node reports when its presignature is sealed. Public values only; R and sid must agree
@@ -186,7 +278,7 @@ export type PresignResult = Message<"custody.v1.PresignResult"> & {
  * Use `create(PresignResultSchema)` to create a new message.
  */
 export const PresignResultSchema: GenMessage<PresignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 4);
+  messageDesc(file_custody_v1_node, 6);
 
 /**
  * What a node reports when its part of a DKG completes. Public values only.
@@ -224,7 +316,7 @@ export type DkgResult = Message<"custody.v1.DkgResult"> & {
  * Use `create(DkgResultSchema)` to create a new message.
  */
 export const DkgResultSchema: GenMessage<DkgResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 5);
+  messageDesc(file_custody_v1_node, 7);
 
 /**
  * @generated from message custody.v1.GetNodeInfoRequest
@@ -237,7 +329,7 @@ export type GetNodeInfoRequest = Message<"custody.v1.GetNodeInfoRequest"> & {
  * Use `create(GetNodeInfoRequestSchema)` to create a new message.
  */
 export const GetNodeInfoRequestSchema: GenMessage<GetNodeInfoRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 6);
+  messageDesc(file_custody_v1_node, 8);
 
 /**
  * @generated from message custody.v1.GetNodeInfoResponse
@@ -296,7 +388,7 @@ export type GetNodeInfoResponse = Message<"custody.v1.GetNodeInfoResponse"> & {
  * Use `create(GetNodeInfoResponseSchema)` to create a new message.
  */
 export const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 7);
+  messageDesc(file_custody_v1_node, 9);
 
 /**
  * @generated from message custody.v1.RunRoundRequest
@@ -329,6 +421,18 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
      */
     value: EcdsaPresignParams;
     case: "presign";
+  } | {
+    /**
+     * @generated from field: custody.v1.KeyImportParams key_import = 6;
+     */
+    value: KeyImportParams;
+    case: "keyImport";
+  } | {
+    /**
+     * @generated from field: custody.v1.EcdsaSetupParams setup = 7;
+     */
+    value: EcdsaSetupParams;
+    case: "setup";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -342,7 +446,7 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
  * Use `create(RunRoundRequestSchema)` to create a new message.
  */
 export const RunRoundRequestSchema: GenMessage<RunRoundRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 8);
+  messageDesc(file_custody_v1_node, 10);
 
 /**
  * @generated from message custody.v1.RunRoundResponse
@@ -378,7 +482,7 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
  * Use `create(RunRoundResponseSchema)` to create a new message.
  */
 export const RunRoundResponseSchema: GenMessage<RunRoundResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 9);
+  messageDesc(file_custody_v1_node, 11);
 
 /**
  * @generated from message custody.v1.FinishSessionRequest
@@ -400,7 +504,7 @@ export type FinishSessionRequest = Message<"custody.v1.FinishSessionRequest"> & 
  * Use `create(FinishSessionRequestSchema)` to create a new message.
  */
 export const FinishSessionRequestSchema: GenMessage<FinishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 10);
+  messageDesc(file_custody_v1_node, 12);
 
 /**
  * @generated from message custody.v1.FinishSessionResponse
@@ -413,7 +517,7 @@ export type FinishSessionResponse = Message<"custody.v1.FinishSessionResponse"> 
  * Use `create(FinishSessionResponseSchema)` to create a new message.
  */
 export const FinishSessionResponseSchema: GenMessage<FinishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 11);
+  messageDesc(file_custody_v1_node, 13);
 
 /**
  * @generated from message custody.v1.ReserveNoncesRequest
@@ -435,7 +539,7 @@ export type ReserveNoncesRequest = Message<"custody.v1.ReserveNoncesRequest"> & 
  * Use `create(ReserveNoncesRequestSchema)` to create a new message.
  */
 export const ReserveNoncesRequestSchema: GenMessage<ReserveNoncesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 12);
+  messageDesc(file_custody_v1_node, 14);
 
 /**
  * @generated from message custody.v1.NonceCommitment
@@ -462,7 +566,7 @@ export type NonceCommitment = Message<"custody.v1.NonceCommitment"> & {
  * Use `create(NonceCommitmentSchema)` to create a new message.
  */
 export const NonceCommitmentSchema: GenMessage<NonceCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 13);
+  messageDesc(file_custody_v1_node, 15);
 
 /**
  * @generated from message custody.v1.ReserveNoncesResponse
@@ -479,7 +583,7 @@ export type ReserveNoncesResponse = Message<"custody.v1.ReserveNoncesResponse"> 
  * Use `create(ReserveNoncesResponseSchema)` to create a new message.
  */
 export const ReserveNoncesResponseSchema: GenMessage<ReserveNoncesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 14);
+  messageDesc(file_custody_v1_node, 16);
 
 /**
  * @generated from message custody.v1.SignerCommitment
@@ -516,7 +620,7 @@ export type SignerCommitment = Message<"custody.v1.SignerCommitment"> & {
  * Use `create(SignerCommitmentSchema)` to create a new message.
  */
 export const SignerCommitmentSchema: GenMessage<SignerCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 15);
+  messageDesc(file_custody_v1_node, 17);
 
 /**
  * An ECDSA signer and the presignature it must use (ids are per node).
@@ -545,7 +649,7 @@ export type EcdsaSigner = Message<"custody.v1.EcdsaSigner"> & {
  * Use `create(EcdsaSignerSchema)` to create a new message.
  */
 export const EcdsaSignerSchema: GenMessage<EcdsaSigner> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 16);
+  messageDesc(file_custody_v1_node, 18);
 
 /**
  * What the coordinator asks a node to sign; serialized and signed by the coordinator's key so a
@@ -617,7 +721,7 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
  * Use `create(SignAuthorizationSchema)` to create a new message.
  */
 export const SignAuthorizationSchema: GenMessage<SignAuthorization> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 17);
+  messageDesc(file_custody_v1_node, 19);
 
 /**
  * @generated from message custody.v1.SignShareItem
@@ -643,7 +747,7 @@ export type SignShareItem = Message<"custody.v1.SignShareItem"> & {
  * Use `create(SignShareItemSchema)` to create a new message.
  */
 export const SignShareItemSchema: GenMessage<SignShareItem> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 18);
+  messageDesc(file_custody_v1_node, 20);
 
 /**
  * @generated from message custody.v1.SignSharesRequest
@@ -660,7 +764,7 @@ export type SignSharesRequest = Message<"custody.v1.SignSharesRequest"> & {
  * Use `create(SignSharesRequestSchema)` to create a new message.
  */
 export const SignSharesRequestSchema: GenMessage<SignSharesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 19);
+  messageDesc(file_custody_v1_node, 21);
 
 /**
  * @generated from message custody.v1.SignShareError
@@ -684,7 +788,7 @@ export type SignShareError = Message<"custody.v1.SignShareError"> & {
  * Use `create(SignShareErrorSchema)` to create a new message.
  */
 export const SignShareErrorSchema: GenMessage<SignShareError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 20);
+  messageDesc(file_custody_v1_node, 22);
 
 /**
  * @generated from message custody.v1.SignShareResult
@@ -713,7 +817,7 @@ export type SignShareResult = Message<"custody.v1.SignShareResult"> & {
  * Use `create(SignShareResultSchema)` to create a new message.
  */
 export const SignShareResultSchema: GenMessage<SignShareResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 21);
+  messageDesc(file_custody_v1_node, 23);
 
 /**
  * @generated from message custody.v1.SignSharesResponse
@@ -732,7 +836,7 @@ export type SignSharesResponse = Message<"custody.v1.SignSharesResponse"> & {
  * Use `create(SignSharesResponseSchema)` to create a new message.
  */
 export const SignSharesResponseSchema: GenMessage<SignSharesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 22);
+  messageDesc(file_custody_v1_node, 24);
 
 /**
  * @generated from service custody.v1.NodeService
