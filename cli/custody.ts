@@ -22,6 +22,10 @@ import { onStopSignal } from '../runtime/process.js';
 import { CliError, connect } from './client.js';
 import { clusterDir } from './layout.js';
 import { LocalCluster } from './launcher.js';
+import { importCeremony } from './import-ceremony.js';
+import { migrateCommand } from './migrate-commands.js';
+import { progress } from './progress.js';
+import { walletCommand } from './wallet-commands.js';
 
 type Flags = Record<string, string | boolean | undefined>;
 
@@ -31,13 +35,25 @@ const USAGE = `custody: threshold-signing custody cluster
                                            start a local cluster (coordinator + N nodes); --trace-files
                                            writes each process's spans to logs/<name>.spans.jsonl
   custody keyset create --scheme ed25519|secp256k1|bip340|ecdsa [--threshold T] [--nodes a,b,c] [--label L]
+  custody keyset import --scheme S (--mnemonic-file F [--passphrase-file P] [--path "m/44'/60'/0'"]
+                        | --private-key-file F [--chain-code HEX]) [--threshold T] [--nodes a,b,c] [--label L]
+                                           split a legacy key across the nodes (admin); nothing is stored whole
+  custody keyset rerun-setup ID            re-run an ecdsa keyset's pairwise OT setup and clear its bans (admin)
   custody keyset show ID
   custody keyset list [--limit N] [--after ID]
   custody sign --keyset ID --digest HEX [--idempotency-key K]
-  custody sign --batch FILE        JSON lines {"keysetId","digest","idempotencyKey"}; progress on stderr
+  custody sign --wallet ID --digest HEX [--idempotency-key K]      sign with an HD wallet's key
+  custody wallet create --keyset ID --count N [--label L] [--user U] [--purpose P] [--idempotency-key K]
+                                           create N wallets (m/0/i) in one batch; progress on stderr
+  custody wallet list --keyset ID [--batch B] [--user U] [--limit N] [--page-token T]
+  custody wallet show ID
+  custody sign --batch FILE        JSON lines {"keysetId" or "walletId","digest","idempotencyKey"}; progress on stderr
   custody request show ID
   custody nodes
   custody health
+  custody db export --out DIR [--database-url URL]      copy the coordinator database (cluster stopped)
+  custody db import --from DIR --database-url URL      into an empty database, then verify it
+  custody db verify [--from DIR] [--database-url URL]  counts, audit chain, every wallet re-derived
   custody audit verify
   custody audit list [--after SEQ] [--limit N]
 
@@ -55,6 +71,7 @@ function keysetJson(k: Keyset) {
     threshold: k.threshold,
     nodes: k.members.map((m) => m.nodeId),
     chainCode: hex(k.chainCode),
+    ...(k.extendedPublicKey ? { xpub: k.extendedPublicKey } : {}),
     label: k.label,
     createdAt: k.createdAt ? new Date(Number(k.createdAt.seconds) * 1000 + Math.floor(k.createdAt.nanos / 1e6)).toISOString() : undefined,
     members: k.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: hex(m.verifyingShare) })),
@@ -73,6 +90,7 @@ function requestJson(r: SignRequestRecord) {
     attempts: r.attempts,
     ...(r.error ? { error: r.error } : {}),
     ...(r.idempotencyKey ? { idempotencyKey: r.idempotencyKey } : {}),
+    ...(r.walletId ? { walletId: r.walletId, path: r.derivationPath } : {}),
   };
 }
 
@@ -118,7 +136,7 @@ async function up(flags: Flags, json: boolean): Promise<void> {
   await new Promise(() => undefined);
 }
 
-async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCode?: number }> {
+async function run(argv: string[], json: boolean): Promise<{ out: unknown; text: string; exitCode?: number }> {
   const { values: flags, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -138,6 +156,19 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
       batch: { type: 'string' },
       limit: { type: 'string' },
       after: { type: 'string' },
+      count: { type: 'string' },
+      user: { type: 'string' },
+      purpose: { type: 'string' },
+      wallet: { type: 'string' },
+      'page-token': { type: 'string' },
+      'mnemonic-file': { type: 'string' },
+      'passphrase-file': { type: 'string' },
+      path: { type: 'string' },
+      'private-key-file': { type: 'string' },
+      'chain-code': { type: 'string' },
+      out: { type: 'string' },
+      from: { type: 'string' },
+      force: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -158,6 +189,32 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
         const k = keysetJson(res.keyset!);
         return { out: k, text: `keyset ${k.keysetId}\n  scheme     ${k.scheme}\n  public key ${k.publicKey}\n  threshold  ${k.threshold} of ${k.nodes.join(', ')}` };
       }
+      if (sub === 'import') {
+        const scheme = need(flags, 'scheme', 'ed25519, secp256k1, bip340 or ecdsa');
+        if (!isScheme(scheme)) throw new CliError(`unknown scheme ${scheme}: use ed25519, secp256k1, bip340 or ecdsa`, 'INVALID_ARGUMENT');
+        const { keyset, source } = await importCeremony({
+          dir,
+          role: role('admin'),
+          scheme,
+          mnemonicFile: flags['mnemonic-file'],
+          passphraseFile: flags['passphrase-file'],
+          path: flags.path ?? "m/44'/60'/0'",
+          privateKeyFile: flags['private-key-file'],
+          chainCode: flags['chain-code'],
+          threshold: flags.threshold ? Number(flags.threshold) : 2,
+          nodeIds: flags.nodes ? flags.nodes.split(',') : undefined,
+          label: flags.label ?? '',
+        });
+        const k = { ...keysetJson(keyset), source };
+        return { out: k, text: `imported keyset ${k.keysetId} (${source})\n  scheme     ${k.scheme}\n  public key ${k.publicKey}\n  threshold  ${k.threshold} of ${k.nodes.join(', ')}` };
+      }
+      if (sub === 'rerun-setup') {
+        const id = arg ?? need(flags, 'keyset', 'the keyset id');
+        const c = await connect(KeysetService, dir, role('admin'));
+        const res = await c.rerunSetup({ keysetId: id }, { deadlineMs: 180_000 });
+        const out = { keysetId: id, clearedBans: res.clearedBans };
+        return { out, text: `pairwise setup of ${id} re-run on every member; bans cleared: ${res.clearedBans.join(', ') || 'none'}` };
+      }
       if (sub === 'show') {
         const id = arg ?? need(flags, 'keyset', 'the keyset id');
         const c = await connect(KeysetService, dir, role('operator'));
@@ -170,14 +227,19 @@ async function run(argv: string[]): Promise<{ out: unknown; text: string; exitCo
         const keysets = res.keysets.map(keysetJson);
         return { out: { keysets }, text: keysets.map((k) => `${k.keysetId}  ${k.scheme.padEnd(9)}  ${k.threshold}-of-${k.nodes.length}  ${k.publicKey}`).join('\n') || 'no keysets' };
       }
-      throw new CliError('usage: custody keyset create|show|list', 'INVALID_ARGUMENT');
+      throw new CliError('usage: custody keyset create|import|rerun-setup|show|list', 'INVALID_ARGUMENT');
     }
+    case 'db':
+      return migrateCommand(sub, flags, json);
+    case 'wallet':
+      return walletCommand(sub, arg, flags, dir, role('operator'), json);
     case 'sign': {
       if (flags.batch) return signBatchFile(dir, flags.batch, role('payment'));
-      const keysetId = need(flags, 'keyset', 'the keyset id from `custody keyset create`');
+      const walletId = flags.wallet ?? '';
+      const keysetId = walletId ? (flags.keyset ?? '') : need(flags, 'keyset', 'the keyset id from `custody keyset create` (or --wallet ID)');
       const digest = parseHex(need(flags, 'digest', 'the hex digest to sign'), '--digest');
       const c = await connect(SigningService, dir, role('payment'));
-      const res = await c.sign({ keysetId, digest, idempotencyKey: flags['idempotency-key'] ?? '' }, { deadlineMs: 60_000 });
+      const res = await c.sign({ keysetId, walletId, digest, idempotencyKey: flags['idempotency-key'] ?? '' }, { deadlineMs: 60_000 });
       const r = requestJson(res.request!);
       const exitCode = r.status === 'signed' ? 0 : 1;
       return { out: r, text: r.status === 'signed' ? `signed by ${r.signers.join(', ')}\n  signature  ${r.signature}\n  public key ${r.publicKey}\n  request    ${r.requestId}` : `request ${r.requestId} ${r.status}: ${r.error ?? ''}`, exitCode };
@@ -237,29 +299,26 @@ async function signBatchFile(dir: string, file: string, role: string) {
   const { readFile } = await import('node:fs/promises');
   const lines = (await readFile(file, 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
   const items = lines.map((line, i) => {
-    let v: { keysetId?: unknown; digest?: unknown; idempotencyKey?: unknown };
+    let v: { keysetId?: unknown; walletId?: unknown; digest?: unknown; idempotencyKey?: unknown };
     try {
       v = JSON.parse(line) as typeof v;
     } catch {
       throw new CliError(`${file}:${i + 1}: not JSON`, 'INVALID_ARGUMENT');
     }
-    if (typeof v.keysetId !== 'string' || typeof v.digest !== 'string') throw new CliError(`${file}:${i + 1}: needs "keysetId" and "digest"`, 'INVALID_ARGUMENT');
-    return { keysetId: v.keysetId, digest: parseHex(v.digest, `${file}:${i + 1} digest`), idempotencyKey: typeof v.idempotencyKey === 'string' ? v.idempotencyKey : '' };
+    const walletId = typeof v.walletId === 'string' ? v.walletId : '';
+    if ((typeof v.keysetId !== 'string' && !walletId) || typeof v.digest !== 'string') throw new CliError(`${file}:${i + 1}: needs "keysetId" (or "walletId") and "digest"`, 'INVALID_ARGUMENT');
+    return { keysetId: typeof v.keysetId === 'string' ? v.keysetId : '', walletId, digest: parseHex(v.digest, `${file}:${i + 1} digest`), idempotencyKey: typeof v.idempotencyKey === 'string' ? v.idempotencyKey : '' };
   });
   const c = await connect(SigningService, dir, role);
   const results: Record<string, unknown>[] = [];
-  const tty = process.stderr.isTTY;
+  const show = progress('signing', items.length);
   for (let i = 0; i < items.length; i += BATCH_CHUNK) {
     const res = await c.signBatch({ requests: items.slice(i, i + BATCH_CHUNK) }, { deadlineMs: 300_000 });
     for (const r of res.results) {
       results.push(r.request ? requestJson(r.request) : { status: 'refused', error: { code: grpcStatus[r.errorCode] ?? String(r.errorCode), message: r.errorMessage }, idempotencyKey: r.idempotencyKey });
     }
-    const done = results.length;
-    const width = 30;
-    const bar = '#'.repeat(Math.round((done / items.length) * width)).padEnd(width, '.');
-    process.stderr.write(`${tty ? '\r' : ''}signing [${bar}] ${done}/${items.length}${tty ? '' : '\n'}`);
+    show(results.length);
   }
-  if (tty) process.stderr.write('\n');
   const signed = results.filter((r) => r.status === 'signed').length;
   const out = { total: results.length, signed, failed: results.length - signed, results };
   return { out, text: `${signed} of ${results.length} signed${signed < results.length ? `; ${results.length - signed} not (see --json)` : ''}`, exitCode: signed === results.length ? 0 : 1 };
@@ -290,7 +349,7 @@ async function main(): Promise<void> {
       process.stdout.write(USAGE + '\n');
       return;
     }
-    const { out, text, exitCode } = await run(argv);
+    const { out, text, exitCode } = await run(argv, json);
     process.stdout.write((json ? JSON.stringify(out) : text) + '\n');
     process.exitCode = exitCode ?? 0;
   } catch (e) {
