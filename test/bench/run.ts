@@ -7,12 +7,15 @@
  * Prints a table, or with --json one object per scheme:
  * {"scheme","signatures_per_s","p50_ms","p99_ms","baseline_name","baseline_signatures_per_s","ratio"}.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ed25519_FROST } from '@noble/curves/ed25519.js';
 import { schnorr_FROST, secp256k1_FROST } from '@noble/curves/secp256k1.js';
+import { HDKey } from '@scure/bip32';
+import { computeAddress } from 'ethers';
 import { LocalCluster } from '../../cli/launcher.js';
 import { layout } from '../../cli/layout.js';
 import { KeysetService, SigningService } from '../../proto/gen/custody/v1/api_pb.js';
@@ -23,6 +26,9 @@ import { keygenAllAsync, presignAll, signWith } from '../crypto/support/ecdsa-dr
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
+/** `--only wallets`: just the batch wallet creation figure. */
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+const WALLETS = 100_000;
 const CONCURRENCY = quick ? [1, 16] : [1, 8, 32, 128];
 const say = (s: string) => {
   if (!json) process.stderr.write(s + '\n');
@@ -105,6 +111,10 @@ async function main(): Promise<void> {
   const signing = createClient(SigningService, address, clientCredentials(ca, await loadPem(L.tls, 'payment'), { role: 'coordinator' }));
   const results: Record<string, unknown>[] = [];
   try {
+    if (only === 'wallets') {
+      results.push(await walletBench(dir, keysets));
+      return;
+    }
     const schemes = [
       { name: 'ed25519', proto: Scheme.ED25519, noble: ed25519_FROST },
       { name: 'secp256k1', proto: Scheme.SECP256K1, noble: secp256k1_FROST },
@@ -181,6 +191,7 @@ async function main(): Promise<void> {
       ratio: round(ecdsa.perSecond / 21),
       keygen_ms: round(ecdsa.keygenMs),
     });
+    results.push(await walletBench(dir, keysets));
   } finally {
     keysets.close();
     signing.close();
@@ -188,9 +199,14 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   if (json) for (const r of results) process.stdout.write(JSON.stringify(r) + '\n');
+  else if (only === 'wallets') process.stdout.write(JSON.stringify(results[0]) + '\n');
   else {
     process.stdout.write('\nscheme            sig/s     p50 ms   p99 ms   baseline sig/s   ratio\n');
     for (const r of results) {
+      if (r.benchmark) {
+        process.stdout.write(`${String(r.benchmark).padEnd(17)} ${r.count} wallets in ${r.seconds} s: ${r.wallets_per_s}/s vs ${r.baseline_wallets_per_s}/s baseline, ratio ${r.ratio}\n`);
+        continue;
+      }
       process.stdout.write(
         `${String(r.scheme).padEnd(17)} ${String(r.signatures_per_s).padStart(7)}  ${String(r.p50_ms).padStart(8)} ${String(r.p99_ms ?? '-').padStart(8)}   ${String(r.baseline_signatures_per_s).padStart(14)}   ${r.ratio}\n`,
       );
@@ -199,6 +215,48 @@ async function main(): Promise<void> {
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;
+
+/**
+ * 100,000 wallets (keys, Ethereum and P2WPKH addresses, metadata) created and persisted by one
+ * `custody wallet create` call on an ecdsa keyset, timed around the CLI process. Baseline: the
+ * same derivation one child at a time with @scure/bip32 plus ethers' address, in this process,
+ * without storage (measured on a sample and scaled).
+ */
+async function walletBench(dir: string, keysets: Client<typeof KeysetService>): Promise<Record<string, unknown>> {
+  // ecdsa wallets carry the most work per wallet: an Ethereum and a P2WPKH address each.
+  const ks = (await keysets.createKeyset({ scheme: Scheme.ECDSA }, { deadlineMs: 300_000 })).keyset!;
+  const count = quick ? 20_000 : WALLETS;
+  say(`wallets: ${count} through one CLI call (custody wallet create)`);
+  const t0 = performance.now();
+  const { stdout } = await runCli(['wallet', 'create', '--keyset', ks.keysetId, '--count', String(count), '--dir', dir, '--json']);
+  const seconds = (performance.now() - t0) / 1000;
+  const out = JSON.parse(stdout.trim().split('\n').pop()!) as { created: number; complete: boolean };
+  if (!out.complete || out.created !== count) throw new Error(`wallet batch incomplete: ${stdout}`);
+  const sample = 2_000;
+  const root = new HDKey({ publicKey: ks.publicKey, chainCode: ks.chainCode }).deriveChild(0);
+  const b0 = performance.now();
+  for (let i = 0; i < sample; i++) computeAddress('0x' + Buffer.from(root.deriveChild(i).publicKey!).toString('hex'));
+  const baselinePerSecond = sample / ((performance.now() - b0) / 1000);
+  const row = {
+    benchmark: 'wallet-create',
+    count,
+    seconds: round(seconds),
+    wallets_per_s: round(count / seconds),
+    baseline_name: '@scure/bip32 deriveChild + ethers computeAddress, one at a time, in process, no storage',
+    baseline_wallets_per_s: round(baselinePerSecond),
+    ratio: round(count / seconds / baselinePerSecond),
+  };
+  say(`  ${count} wallets in ${row.seconds} s (${row.wallets_per_s}/s, persisted); baseline ${row.baseline_wallets_per_s}/s; ratio ${row.ratio}`);
+  return row;
+}
+
+function runCli(args: string[]): Promise<{ stdout: string }> {
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [join(process.cwd(), 'dist', 'cli', 'custody.js'), ...args], { maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve({ stdout }),
+    ),
+  );
+}
 
 main().catch((e: unknown) => {
   process.stderr.write(`bench failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
