@@ -24,6 +24,7 @@ import { clusterDir } from './layout.js';
 import { LocalCluster } from './launcher.js';
 import { importCeremony } from './import-ceremony.js';
 import { migrateCommand } from './migrate-commands.js';
+import { exportRecoveryCommand, recoveryCommand } from './recovery-commands.js';
 import { progress } from './progress.js';
 import { walletCommand } from './wallet-commands.js';
 
@@ -39,6 +40,9 @@ const USAGE = `custody: threshold-signing custody cluster
                         | --private-key-file F [--chain-code HEX]) [--threshold T] [--nodes a,b,c] [--label L]
                                            split a legacy key across the nodes (admin); nothing is stored whole
   custody keyset rerun-setup ID            re-run an ecdsa keyset's pairwise OT setup and clear its bans (admin)
+  custody keyset export-recovery ID --out FILE   disaster recovery: shares sealed to the roster recovery key (admin)
+  custody recovery keygen --out FILE [--install] an offline X25519 recovery key (--install pins it in this cluster's roster)
+  custody recovery reconstruct --bundle FILE --key FILE --out FILE   offline: rebuild and verify the key
   custody keyset show ID
   custody keyset list [--limit N] [--after ID]
   custody sign --keyset ID --digest HEX [--idempotency-key K]
@@ -72,6 +76,7 @@ function keysetJson(k: Keyset) {
     nodes: k.members.map((m) => m.nodeId),
     chainCode: hex(k.chainCode),
     ...(k.extendedPublicKey ? { xpub: k.extendedPublicKey } : {}),
+    ...(schemeFromProto(k.scheme) === 'ecdsa' ? { presignaturesReady: k.presignaturesReady } : {}),
     label: k.label,
     createdAt: k.createdAt ? new Date(Number(k.createdAt.seconds) * 1000 + Math.floor(k.createdAt.nanos / 1e6)).toISOString() : undefined,
     members: k.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: hex(m.verifyingShare) })),
@@ -169,6 +174,9 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       out: { type: 'string' },
       from: { type: 'string' },
       force: { type: 'boolean' },
+      bundle: { type: 'string' },
+      key: { type: 'string' },
+      install: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -215,6 +223,7 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
         const out = { keysetId: id, clearedBans: res.clearedBans };
         return { out, text: `pairwise setup of ${id} re-run on every member; bans cleared: ${res.clearedBans.join(', ') || 'none'}` };
       }
+      if (sub === 'export-recovery') return exportRecoveryCommand(arg ?? need(flags, 'keyset', 'the keyset id'), flags, dir, role('admin'));
       if (sub === 'show') {
         const id = arg ?? need(flags, 'keyset', 'the keyset id');
         const c = await connect(KeysetService, dir, role('operator'));
@@ -227,8 +236,10 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
         const keysets = res.keysets.map(keysetJson);
         return { out: { keysets }, text: keysets.map((k) => `${k.keysetId}  ${k.scheme.padEnd(9)}  ${k.threshold}-of-${k.nodes.length}  ${k.publicKey}`).join('\n') || 'no keysets' };
       }
-      throw new CliError('usage: custody keyset create|import|rerun-setup|show|list', 'INVALID_ARGUMENT');
+      throw new CliError('usage: custody keyset create|import|rerun-setup|export-recovery|show|list', 'INVALID_ARGUMENT');
     }
+    case 'recovery':
+      return recoveryCommand(sub, flags, dir);
     case 'db':
       return migrateCommand(sub, flags, json);
     case 'wallet':

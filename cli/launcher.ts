@@ -207,6 +207,9 @@ export class LocalCluster {
       }),
     };
     roster.nodes.sort((a, b) => a.nodeId.localeCompare(b.nodeId, 'en', { numeric: true }));
+    // The recovery key is the operators' own addition: a restart must not drop it.
+    const previous = await readFile(this.L.roster, 'utf8').then((s) => JSON.parse(s) as RosterFile, () => undefined);
+    if (previous?.recovery) roster.recovery = previous.recovery;
     await writeAtomic(this.L.roster, JSON.stringify(roster, null, 2) + '\n');
   }
 

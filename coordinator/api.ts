@@ -20,6 +20,7 @@ import { RpcError, type CallContext, type Role, type ServiceImpl } from '../runt
 import type { Logger } from '../runtime/log.js';
 import { VERSION } from '../runtime/version.js';
 import { createKeyset, displayPublicKey, importKeyset, rerunSetup } from './keysets.js';
+import { exportRecovery } from './recovery.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { Accepted, RequestService, Submitter } from './requests.js';
@@ -37,13 +38,17 @@ export interface ApiContext {
   log: Logger;
   /** Lets the signing side forget bans and pooled presignatures of a keyset whose setup was re-run. */
   afterSetupRerun(keysetId: string): void;
+  /** Node id -> X25519 identity key, from the coordinator's roster (recovery bundles name the box senders). */
+  nodeKeys: ReadonlyMap<string, Uint8Array>;
+  /** Ready root-key presignatures of an ecdsa keyset in this coordinator's pool. */
+  poolLevel(keysetId: string): number;
 }
 
 const READERS: readonly Role[] = ['payment', 'approver', 'operator', 'admin'];
 const OPERATORS: readonly Role[] = ['operator', 'admin'];
 
 export const ACCESS = {
-  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[] },
+  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[], exportRecovery: ['admin'] as readonly Role[] },
   signing: { sign: ['payment', 'admin'] as readonly Role[], signBatch: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
   audit: OPERATORS,
   cluster: { health: READERS, listNodes: OPERATORS },
@@ -53,7 +58,7 @@ const actorOf = (ctx: CallContext) => `${ctx.role}:${ctx.subject}`;
 const submitterOf = (ctx: CallContext): Submitter => ({ actor: actorOf(ctx), source: 'grpc', clientId: ctx.subject });
 const MAX_BATCH = 1000;
 
-export function keysetToProto(row: KeysetRow): MessageInitShape<typeof KeysetSchema> {
+export function keysetToProto(row: KeysetRow, presignaturesReady = 0): MessageInitShape<typeof KeysetSchema> {
   return {
     keysetId: row.keysetId,
     scheme: schemeToProto(row.scheme),
@@ -64,6 +69,7 @@ export function keysetToProto(row: KeysetRow): MessageInitShape<typeof KeysetSch
     label: row.label,
     createdAt: timestampFromDate(row.createdAt),
     extendedPublicKey: row.scheme === 'ed25519' ? '' : new HDKey({ publicKey: row.publicKey, chainCode: row.chainCode }).publicExtendedKey,
+    presignaturesReady,
   };
 }
 
@@ -150,14 +156,19 @@ export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
       c.afterSetupRerun(row.keysetId);
       return { keyset: keysetToProto(row), clearedBans: cleared };
     },
+    async exportRecovery(req, ctx) {
+      const row = await loadKeysetRow(c.db, req.keysetId);
+      const r = await exportRecovery(c.db, c.registry, c.log, c.nodeKeys, row.keysetId, actorOf(ctx));
+      return { keyset: keysetToProto(r.row), shares: r.shares, refused: r.refused };
+    },
     async getKeyset(req) {
       const row = await loadKeysetRow(c.db, req.keysetId);
-      return { keyset: keysetToProto(row) };
+      return { keyset: keysetToProto(row, c.poolLevel(row.keysetId)) };
     },
     async listKeysets(req) {
       const limit = Math.min(req.limit || 100, 1000);
       const rows = await listKeysets(c.db, { limit, afterKeysetId: req.afterKeysetId || undefined });
-      return { keysets: rows.map(keysetToProto) };
+      return { keysets: rows.map((r) => keysetToProto(r, c.poolLevel(r.keysetId))) };
     },
   };
 }

@@ -58,6 +58,14 @@ export class EcdsaSigning {
     return ks;
   }
 
+  /** Starts filling the pools of these keysets (at coordinator start: the first signatures should not wait). */
+  prefill(rows: readonly KeysetRow[]): void {
+    for (const row of rows) {
+      const ks = this.load(row);
+      this.pool.maybeRefill(row.keysetId, () => this.produce(ks));
+    }
+  }
+
   async sign(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset): Promise<SignOutcome> {
     try {
       return await this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key, quorum));

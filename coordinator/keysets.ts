@@ -142,7 +142,7 @@ async function runKeysetSession(db: Db, registry: NodeRegistry, log: Logger, inp
       },
     });
   });
-  log.info({ keysetId: s.keysetId, scheme: input.scheme, action: s.action, ms: Date.now() - started }, 'keyset stored');
+  log.info({ keysetId: s.keysetId, scheme: input.scheme, ms: Date.now() - started }, s.action.replace('.', ' '));
   return row;
 }
 

@@ -34,6 +34,7 @@ import { ShareBatcher } from './share-batcher.js';
 import { Signers } from './signers.js';
 import { FrostSigning } from './signing.js';
 import { openDb } from './store/db.js';
+import { listKeysets } from './store/repo.js';
 import { WALLET_ACCESS, walletApi } from './wallet-api.js';
 import { WalletDeriver } from './wallet-deriver.js';
 import { Wallets } from './wallets.js';
@@ -92,7 +93,9 @@ async function main(): Promise<void> {
     quorums.clearBans(keysetId);
     ecdsa.pool.dropKeyset(keysetId);
   };
-  const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log, afterSetupRerun };
+  const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log, afterSetupRerun, nodeKeys: new Map([...roster.nodes].map(([id, n]) => [id, n.encryptionKey])),
+    poolLevel: (keysetId) => ecdsa.pool.level(keysetId),
+  };
 
   const server = new grpc.Server(SERVER_OPTIONS);
   addService(server, KeysetService, keysetApi(ctx), ACCESS.keyset, { logger: log });
@@ -103,6 +106,8 @@ async function main(): Promise<void> {
   const port = await bindServer(server, values.listen!, serverCredentials(ca, own));
   const address = `${values.listen!.slice(0, values.listen!.lastIndexOf(':'))}:${port}`;
   requests.startResuming();
+  // Pools start filling now rather than after each keyset's first signature.
+  ecdsa.prefill((await listKeysets(db, { limit: 1000 })).filter((k) => k.scheme === 'ecdsa'));
   const natsUrl = values.nats ?? process.env.CUSTODY_NATS_URL;
   if (natsUrl) pipeline = await NatsPipeline.start({ url: natsUrl, name: values.id!, requests, db, log });
   log.info({ address, database: db.dialect, nodesUp: registry.upNodes().length }, 'coordinator ready');

@@ -30,3 +30,11 @@ export function randomPolynomial(constant: bigint, threshold: number, random: ()
   for (let i = 1; i < threshold; i++) coefficients.push(random());
   return coefficients;
 }
+
+/** f(0) from t points (index -> f(index)): the whole secret. Only the offline recovery ceremony calls this. */
+export function interpolateAtZero(Fn: IField<bigint>, shares: ReadonlyMap<number, bigint>): bigint {
+  const indices = [...shares.keys()];
+  let acc = 0n;
+  for (const i of indices) acc = Fn.add(acc, Fn.mul(shares.get(i)!, lagrangeAtZero(Fn, i, indices)));
+  return acc;
+}

@@ -22,6 +22,7 @@ import { loadOrCreateIdentity } from './identity.js';
 import { KeyShares } from './keyshares.js';
 import { RosterSource } from './roster.js';
 import { nodeService } from './service.js';
+import { PeerBans } from './peer-bans.js';
 import { Sessions } from './sessions.js';
 import { FrostSigner, type Fault } from './signer.js';
 import { LocalSealer } from './store/local-sealer.js';
@@ -60,9 +61,13 @@ async function main(): Promise<void> {
   const identity = await loadOrCreateIdentity(store);
   const shares = new KeyShares(store);
   await shares.load();
+  const bans = new PeerBans(store);
+  await bans.load();
   const nonces = await NonceStore.open(store, join(dataDir, 'nonces'));
   const roster = new RosterSource(rosterPath);
 
+  const allowRecoveryExport = process.env.CUSTODY_ALLOW_RECOVERY_EXPORT === '1';
+  if (allowRecoveryExport) log.warn('recovery export is ENABLED on this node: an admin can have its shares sealed to the roster recovery key');
   const fault = process.env.CUSTODY_FAULT_INJECTION as Fault;
   if (fault) log.warn({ fault }, 'FAULT INJECTION ENABLED: this node misbehaves on purpose (tests only)');
   const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.get())?.coordinatorKey, fault);
@@ -72,7 +77,7 @@ async function main(): Promise<void> {
   addService(
     server,
     NodeService,
-    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, nonces, signer, shareStoreKind: sealer.kind, log, fault }),
+    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport }),
     ['coordinator'],
     { logger: log },
   );

@@ -16,11 +16,14 @@ export interface RosterNode {
 export interface Roster {
   coordinatorKey: Uint8Array;
   nodes: Map<string, RosterNode>;
+  /** The operators' offline X25519 recovery key, if they set one: the only key a node seals a recovery export to. */
+  recoveryKey?: Uint8Array;
 }
 
 export interface RosterFile {
   coordinator: { signingKey: string };
   nodes: { nodeId: string; address: string; encryptionKey: string; signingKey: string }[];
+  recovery?: { encryptionKey: string };
 }
 
 export function parseRoster(json: RosterFile): Roster {
@@ -33,7 +36,13 @@ export function parseRoster(json: RosterFile): Roster {
       signingKey: hexToBytes(n.signingKey),
     });
   }
-  return { coordinatorKey: hexToBytes(json.coordinator.signingKey), nodes };
+  const roster: Roster = { coordinatorKey: hexToBytes(json.coordinator.signingKey), nodes };
+  if (json.recovery) {
+    const key = hexToBytes(json.recovery.encryptionKey);
+    if (key.length !== 32) throw new Error('roster recovery.encryptionKey must be a 32-byte X25519 public key in hex');
+    roster.recoveryKey = key;
+  }
+  return roster;
 }
 
 /** Reads the roster file, re-reading it only when it changed on disk. */

@@ -23,10 +23,12 @@ import { RpcError, type ServiceImpl } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
 import type { IdentityKeys } from '../crypto/peer-box.js';
 import type { KeyShares, KeyShare } from './keyshares.js';
+import type { PeerBans } from './peer-bans.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
 import { startKeyImport, startSetupRerun } from './key-import.js';
+import { exportRecoveryShare } from './recovery-export.js';
 import type { Fault, FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
 
@@ -37,9 +39,12 @@ export interface NodeContext {
   roster: RosterSource;
   sessions: Sessions;
   shares: KeyShares;
+  bans: PeerBans;
   nonces: NonceStore;
   signer: FrostSigner;
   shareStoreKind: string;
+  /** Set by the node's own operator (CUSTODY_ALLOW_RECOVERY_EXPORT=1); off by default. */
+  allowRecoveryExport?: boolean;
   fault?: Fault;
   log: Logger;
 }
@@ -115,7 +120,8 @@ function ecdsaKeygenKind(ctx: NodeContext, params: DkgParams): SessionKind<Ecdsa
  * (before its public part leaves the node); commit and abort have nothing left to do: an unused
  * presignature is harmless and the pool caps its size.
  */
-function presignKind(ctx: NodeContext, keysetId: string): SessionKind<PresignParams, unknown, Presignature, PresignResult> {
+function presignKind(ctx: NodeContext, key: KeyShare & { ecdsa: EcdsaKeyShare }): SessionKind<PresignParams, unknown, Presignature, PresignResult> {
+  const keysetId = key.keysetId;
   const protocol = ctx.fault === 'bad-mul' ? corruptMultiplication(ecdsaPresign) : ecdsaPresign;
   return {
     protocol: protocol as SessionKind<PresignParams, unknown, Presignature, PresignResult>['protocol'],
@@ -131,6 +137,12 @@ function presignKind(ctx: NodeContext, keysetId: string): SessionKind<PresignPar
     },
     commit: async () => undefined,
     abort: async () => undefined,
+    async onProtocolAbort(e) {
+      if ((e.reason === 'ot-check-failed' || e.reason === 'mul-check-failed') && e.blame.length) {
+        await ctx.bans.add(key.keysetId, key.ecdsa.transcriptHash, e.blame);
+        ctx.log.warn({ keysetId: key.keysetId, peers: e.blame, reason: e.reason }, 'peer failed a DKLs23 check: this node will not presign with it until the setup is re-run');
+      }
+    },
   };
 }
 
@@ -167,6 +179,10 @@ function startPresign(ctx: NodeContext, p: EcdsaPresignParams): { key: KeyShare 
   }
   if (!nodeIds.has(key.index)) throw new RpcError(status.INVALID_ARGUMENT, `node ${ctx.nodeId} is not in the signing set`);
   if (nodeIds.size < key.threshold) throw new RpcError(status.INVALID_ARGUMENT, `${nodeIds.size} signers is below the threshold ${key.threshold}`);
+  const banned = ctx.bans.banned(p.keysetId, key.ecdsa.transcriptHash).filter((i) => nodeIds.has(i));
+  if (banned.length) {
+    throw new RpcError(status.FAILED_PRECONDITION, `node ${ctx.nodeId} will not presign with ${banned.map((i) => nodeIds.get(i)).join(', ')} for keyset ${p.keysetId}: it failed a DKLs23 check; re-run the setup (custody keyset rerun-setup)`);
+  }
   return { key: key as KeyShare & { ecdsa: EcdsaKeyShare }, nodeIds };
 }
 
@@ -196,7 +212,7 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
           const peers = { sessionId: req.sessionId, selfIndex: key.index, selfNodeId: ctx.nodeId, nodeIds };
           // The tweak is bound into the presignature before any nonce is sampled (PROTOCOLS.md).
           const { tweak } = derivedKey(key, req.params.value.derivationPath);
-          const outgoing = await ctx.sessions.start(roster, peers, presignKind(ctx, key.keysetId), {
+          const outgoing = await ctx.sessions.start(roster, peers, presignKind(ctx, key), {
             key: key.ecdsa,
             signers: [...nodeIds.keys()],
             tweak: tweak.add,
@@ -271,6 +287,8 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
       const commitments = await ctx.signer.reserve(curve, req.count);
       return { commitments: commitments.map((c) => ({ commitmentId: c.id, hiding: c.hiding, binding: c.binding })) };
     },
+
+    exportRecoveryShare: (req) => exportRecoveryShare(ctx, req),
 
     async signShares(req) {
       if (req.items.length === 0 || req.items.length > MAX_SIGN_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `items must be 1 to ${MAX_SIGN_BATCH}`);

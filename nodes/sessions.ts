@@ -18,6 +18,8 @@ export interface SessionKind<P, S, O, R> {
   complete(sessionId: string, output: O): Promise<R>;
   commit(sessionId: string): Promise<void>;
   abort(sessionId: string): Promise<void>;
+  /** Called (and awaited) when the protocol aborts, before the error goes back to the coordinator. */
+  onProtocolAbort?(e: ProtocolAbort): Promise<void>;
 }
 
 interface Live {
@@ -85,7 +87,10 @@ export class Sessions {
       next = s.kind.protocol.step(s.state, messages);
     } catch (e) {
       await this.drop(sessionId);
-      if (e instanceof ProtocolAbort) throw abortToRpc(e);
+      if (e instanceof ProtocolAbort) {
+        await s.kind.onProtocolAbort?.(e);
+        throw abortToRpc(e);
+      }
       throw e;
     }
     const outgoing = wrapOutgoing(this.identity, roster, s.peers, next.outgoing);

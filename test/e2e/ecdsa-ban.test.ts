@@ -1,11 +1,16 @@
 /**
  * DKLs23 bans: a node whose multiplication messages fail the check (fault injection 'bad-mul') is
  * banned for the keyset on the first abort, recorded (keyset_bans, audit node.banned), shown by
- * `custody nodes`, and never picked for that keyset again; signing continues without it.
+ * `custody nodes`, and never picked for that keyset again; signing continues without it. The
+ * honest node that caught it refuses to presign with it on its own, until an operator re-runs the
+ * pairwise setup, which clears both bans.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
+import { randomUUID } from 'node:crypto';
+import { status } from '@grpc/grpc-js';
+import { NodeService } from '../../proto/gen/custody/v1/node_pb.js';
 import { startTestCluster, type TestCluster } from '../support/cluster.js';
 
 describe('DKLs23 ban after a failed multiplication check', () => {
@@ -41,6 +46,13 @@ describe('DKLs23 ban after a failed multiplication check', () => {
     const banned = audit.filter((r) => r.action === 'node.banned');
     expect(banned.map((r) => [r.subject, r.details.keysetId])).toEqual([['node-2', keysetId]]);
     expect(banned[0]!.details.reason).toMatch(/mul-check-failed/);
+
+    // The honest node that caught it refuses on its own authority, whatever a coordinator asks.
+    const node1 = await t.nodeClient(NodeService, 'node-1', 'coordinator');
+    await expect(node1.runRound({ sessionId: randomUUID(), round: 0, params: { case: 'presign', value: { keysetId, signers: [1, 2] } } })).rejects.toMatchObject({
+      code: status.FAILED_PRECONDITION,
+      message: expect.stringMatching(/will not presign with node-2/),
+    });
   }, 180_000);
 
   it('keeps the ban across a coordinator restart', async () => {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwigQIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCSLkAQoTSW1wb3J0S2V5c2V0UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEhAKCG5vZGVfaWRzGAQgAygJEg0KBWxhYmVsGAUgASgJEhMKC2NvbW1pdG1lbnRzGAYgAygMEhIKCmNoYWluX2NvZGUYByABKAwSEgoKZGVhbGVyX2tleRgIIAEoDBIVCg1zZWFsZWRfc2hhcmVzGAkgAygMEg4KBnNvdXJjZRgKIAEoCSI6ChRJbXBvcnRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCImChFSZXJ1blNldHVwUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiTgoSUmVydW5TZXR1cFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EhQKDGNsZWFyZWRfYmFucxgCIAMoCSJtChNDcmVhdGVLZXlzZXRSZXF1ZXN0EiIKBnNjaGVtZRgBIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEhEKCXRocmVzaG9sZBgCIAEoDRIQCghub2RlX2lkcxgDIAMoCRINCgVsYWJlbBgEIAEoCSI6ChRDcmVhdGVLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCIlChBHZXRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSI3ChFHZXRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCI8ChJMaXN0S2V5c2V0c1JlcXVlc3QSDQoFbGltaXQYASABKA0SFwoPYWZ0ZXJfa2V5c2V0X2lkGAIgASgJIjoKE0xpc3RLZXlzZXRzUmVzcG9uc2USIwoHa2V5c2V0cxgBIAMoCzISLmN1c3RvZHkudjEuS2V5c2V0IpQDChFTaWduUmVxdWVzdFJlY29yZBISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBCABKAwSJgoGc3RhdHVzGAUgASgOMhYuY3VzdG9keS52MS5TaWduU3RhdHVzEhEKCXNpZ25hdHVyZRgGIAEoDBISCgpwdWJsaWNfa2V5GAcgASgMEg8KB3NpZ25lcnMYCCADKAkSDQoFZXJyb3IYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEhAKCGF0dGVtcHRzGAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXdhbGxldF9pZBgOIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYDyABKAkiYQoPV2FsbGV0QWRkcmVzc2VzEhAKCGV0aGVyZXVtGAEgASgJEhYKDmJpdGNvaW5fcDJ3cGtoGAIgASgJEhQKDGJpdGNvaW5fcDJ0chgDIAEoCRIOCgZzb2xhbmEYBCABKAkipgIKBldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWluZGV4GAQgASgNEgwKBHBhdGgYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIuCglhZGRyZXNzZXMYByABKAsyGy5jdXN0b2R5LnYxLldhbGxldEFkZHJlc3NlcxINCgVsYWJlbBgIIAEoCRIPCgd1c2VyX2lkGAkgASgJEg8KB3B1cnBvc2UYCiABKAkSEAoIYmF0Y2hfaWQYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8wEKC1dhbGxldEJhdGNoEhAKCGJhdGNoX2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRITCgtmaXJzdF9pbmRleBgDIAEoDRINCgVjb3VudBgEIAEoDRIPCgdjcmVhdGVkGAUgASgNEhAKCGNvbXBsZXRlGAYgASgIEg0KBWxhYmVsGAcgASgJEg8KB3VzZXJfaWQYCCABKAkSDwoHcHVycG9zZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKFENyZWF0ZVdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRINCgVsYWJlbBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEg8KB3B1cnBvc2UYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhIKCmZpbGxfbGltaXQYByABKA0iPwoVQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEiYKBWJhdGNoGAEgASgLMhcuY3VzdG9keS52MS5XYWxsZXRCYXRjaCIlChBHZXRXYWxsZXRSZXF1ZXN0EhEKCXdhbGxldF9pZBgBIAEoCSI3ChFHZXRXYWxsZXRSZXNwb25zZRIiCgZ3YWxsZXQYASABKAsyEi5jdXN0b2R5LnYxLldhbGxldCJtChJMaXN0V2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFbGltaXQYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJTChNMaXN0V2FsbGV0c1Jlc3BvbnNlEiMKB3dhbGxldHMYASADKAsyEi5jdXN0b2R5LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPQoQU2lnbkJhdGNoUmVxdWVzdBIpCghyZXF1ZXN0cxgBIAMoCzIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QiPAoRU2lnbkJhdGNoUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLmN1c3RvZHkudjEuU2lnblJlc3VsdCKAAQoKU2lnblJlc3VsdBIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZBISCgplcnJvcl9jb2RlGAIgASgNEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJIlwKC1NpZ25SZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAwSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCXdhbGxldF9pZBgEIAEoCSI+CgxTaWduUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiKwoVR2V0U2lnblJlcXVlc3RSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiSAoWR2V0U2lnblJlcXVlc3RSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCKpAQoLQXVkaXRSZWNvcmQSCwoDc2VxGAEgASgEEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSDwoHc3ViamVjdBgFIAEoCRIUCgxkZXRhaWxzX2pzb24YBiABKAkSEQoJcHJldl9oYXNoGAcgASgMEgwKBGhhc2gYCCABKAwiFAoSVmVyaWZ5QXVkaXRSZXF1ZXN0IlkKE1ZlcmlmeUF1ZGl0UmVzcG9uc2USCgoCb2sYASABKAgSDwoHcmVjb3JkcxgCIAEoBBIVCg1maXJzdF9iYWRfc2VxGAMgASgEEg4KBnJlYXNvbhgEIAEoCSI0ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSI9ChFMaXN0QXVkaXRSZXNwb25zZRIoCgdyZWNvcmRzGAEgAygLMhcuY3VzdG9keS52MS5BdWRpdFJlY29yZCKPAgoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSCwoDcGlkGAMgASgNEiQKBXN0YXRlGAQgASgOMhUuY3VzdG9keS52MS5Ob2RlU3RhdGUSDwoHdmVyc2lvbhgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SDgoGZmF1bHRzGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOYmFubmVkX2tleXNldHMYCyADKAkiDwoNSGVhbHRoUmVxdWVzdCJ0Cg5IZWFsdGhSZXNwb25zZRIPCgdzZXJ2aW5nGAEgASgIEg8KB3ZlcnNpb24YAiABKAkSEAoIbm9kZXNfdXAYAyABKA0SEwoLbm9kZXNfdG90YWwYBCABKA0SGQoRZGVmYXVsdF90aHJlc2hvbGQYBSABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCI6ChFMaXN0Tm9kZXNSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmN1c3RvZHkudjEuTm9kZVN0YXR1cyqDAgoKU2lnblN0YXR1cxIbChdTSUdOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNJR05fU1RBVFVTX1JFQ0VJVkVEEAESHgoaU0lHTl9TVEFUVVNfUE9MSUNZX0NIRUNLRUQQAhIiCh5TSUdOX1NUQVRVU19BV0FJVElOR19BUFBST1ZBTFMQAxIXChNTSUdOX1NUQVRVU19TSUdOSU5HEAQSFgoSU0lHTl9TVEFUVVNfU0lHTkVEEAUSGAoUU0lHTl9TVEFUVVNfUkVKRUNURUQQBhIWChJTSUdOX1NUQVRVU19GQUlMRUQQBxIXChNTSUdOX1NUQVRVU19FWFBJUkVEEAgqTwoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1NUQVRFX1VQEAESEwoPTk9ERV9TVEFURV9ET1dOEAIynAMKDUtleXNldFNlcnZpY2USUQoMQ3JlYXRlS2V5c2V0Eh8uY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXNwb25zZRJICglHZXRLZXlzZXQSHC5jdXN0b2R5LnYxLkdldEtleXNldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldEtleXNldFJlc3BvbnNlEk4KC0xpc3RLZXlzZXRzEh4uY3VzdG9keS52MS5MaXN0S2V5c2V0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVzcG9uc2USUQoMSW1wb3J0S2V5c2V0Eh8uY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXNwb25zZRJLCgpSZXJ1blNldHVwEh0uY3VzdG9keS52MS5SZXJ1blNldHVwUmVxdWVzdBoeLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlc3BvbnNlMv8BCg1XYWxsZXRTZXJ2aWNlElQKDUNyZWF0ZVdhbGxldHMSIC5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXF1ZXN0GiEuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVzcG9uc2USSAoJR2V0V2FsbGV0EhwuY3VzdG9keS52MS5HZXRXYWxsZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRXYWxsZXRSZXNwb25zZRJOCgtMaXN0V2FsbGV0cxIeLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwingIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQilAMKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCSJhCg9XYWxsZXRBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkSFAoMYml0Y29pbl9wMnRyGAMgASgJEg4KBnNvbGFuYRgEIAEoCSKmAgoGV2FsbGV0EhEKCXdhbGxldF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSIgoGc2NoZW1lGAMgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSDQoFaW5kZXgYBCABKA0SDAoEcGF0aBgFIAEoCRISCgpwdWJsaWNfa2V5GAYgASgMEi4KCWFkZHJlc3NlcxgHIAEoCzIbLmN1c3RvZHkudjEuV2FsbGV0QWRkcmVzc2VzEg0KBWxhYmVsGAggASgJEg8KB3VzZXJfaWQYCSABKAkSDwoHcHVycG9zZRgKIAEoCRIQCghiYXRjaF9pZBgLIAEoCRIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLzAQoLV2FsbGV0QmF0Y2gSEAoIYmF0Y2hfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEhMKC2ZpcnN0X2luZGV4GAMgASgNEg0KBWNvdW50GAQgASgNEg8KB2NyZWF0ZWQYBSABKA0SEAoIY29tcGxldGUYBiABKAgSDQoFbGFiZWwYByABKAkSDwoHdXNlcl9pZBgIIAEoCRIPCgdwdXJwb3NlGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKWAQoUQ3JlYXRlV2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg0KBWNvdW50GAIgASgNEg0KBWxhYmVsGAMgASgJEg8KB3VzZXJfaWQYBCABKAkSDwoHcHVycG9zZRgFIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkSEgoKZmlsbF9saW1pdBgHIAEoDSI/ChVDcmVhdGVXYWxsZXRzUmVzcG9uc2USJgoFYmF0Y2gYASABKAsyFy5jdXN0b2R5LnYxLldhbGxldEJhdGNoIiUKEEdldFdhbGxldFJlcXVlc3QSEQoJd2FsbGV0X2lkGAEgASgJIjcKEUdldFdhbGxldFJlc3BvbnNlEiIKBndhbGxldBgBIAEoCzISLmN1c3RvZHkudjEuV2FsbGV0Im0KEkxpc3RXYWxsZXRzUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSEAoIYmF0Y2hfaWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVsaW1pdBgEIAEoDRISCgpwYWdlX3Rva2VuGAUgASgJIlMKE0xpc3RXYWxsZXRzUmVzcG9uc2USIwoHd2FsbGV0cxgBIAMoCzISLmN1c3RvZHkudjEuV2FsbGV0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkiXAoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSEQoJd2FsbGV0X2lkGAQgASgJIj4KDFNpZ25SZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCIrChVHZXRTaWduUmVxdWVzdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCSJIChZHZXRTaWduUmVxdWVzdFJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIqkBCgtBdWRpdFJlY29yZBILCgNzZXEYASABKAQSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAMgASgJEg4KBmFjdGlvbhgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEhQKDGRldGFpbHNfanNvbhgGIAEoCRIRCglwcmV2X2hhc2gYByABKAwSDAoEaGFzaBgIIAEoDCIUChJWZXJpZnlBdWRpdFJlcXVlc3QiWQoTVmVyaWZ5QXVkaXRSZXNwb25zZRIKCgJvaxgBIAEoCBIPCgdyZWNvcmRzGAIgASgEEhUKDWZpcnN0X2JhZF9zZXEYAyABKAQSDgoGcmVhc29uGAQgASgJIjQKEExpc3RBdWRpdFJlcXVlc3QSEQoJYWZ0ZXJfc2VxGAEgASgEEg0KBWxpbWl0GAIgASgNIj0KEUxpc3RBdWRpdFJlc3BvbnNlEigKB3JlY29yZHMYASADKAsyFy5jdXN0b2R5LnYxLkF1ZGl0UmVjb3JkIo8CCgpOb2RlU3RhdHVzEg8KB25vZGVfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRILCgNwaWQYAyABKA0SJAoFc3RhdGUYBCABKA4yFS5jdXN0b2R5LnYxLk5vZGVTdGF0ZRIPCgd2ZXJzaW9uGAUgASgJEi0KCWxhc3Rfc2VlbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZWQyNTUxOV9ub25jZXMYByABKA0SGAoQc2VjcDI1NmsxX25vbmNlcxgIIAEoDRIOCgZmYXVsdHMYCSABKA0SEgoKbGFzdF9lcnJvchgKIAEoCRIWCg5iYW5uZWRfa2V5c2V0cxgLIAMoCSIPCg1IZWFsdGhSZXF1ZXN0InQKDkhlYWx0aFJlc3BvbnNlEg8KB3NlcnZpbmcYASABKAgSDwoHdmVyc2lvbhgCIAEoCRIQCghub2Rlc191cBgDIAEoDRITCgtub2Rlc190b3RhbBgEIAEoDRIZChFkZWZhdWx0X3RocmVzaG9sZBgFIAEoDSISChBMaXN0Tm9kZXNSZXF1ZXN0IjoKEUxpc3ROb2Rlc1Jlc3BvbnNlEiUKBW5vZGVzGAEgAygLMhYuY3VzdG9keS52MS5Ob2RlU3RhdHVzKoMCCgpTaWduU3RhdHVzEhsKF1NJR05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUU0lHTl9TVEFUVVNfUkVDRUlWRUQQARIeChpTSUdOX1NUQVRVU19QT0xJQ1lfQ0hFQ0tFRBACEiIKHlNJR05fU1RBVFVTX0FXQUlUSU5HX0FQUFJPVkFMUxADEhcKE1NJR05fU1RBVFVTX1NJR05JTkcQBBIWChJTSUdOX1NUQVRVU19TSUdORUQQBRIYChRTSUdOX1NUQVRVU19SRUpFQ1RFRBAGEhYKElNJR05fU1RBVFVTX0ZBSUxFRBAHEhcKE1NJR05fU1RBVFVTX0VYUElSRUQQCCpPCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhEKDU5PREVfU1RBVEVfVVAQARITCg9OT0RFX1NUQVRFX0RPV04QAjL1AwoNS2V5c2V0U2VydmljZRJRCgxDcmVhdGVLZXlzZXQSHy5jdXN0b2R5LnYxLkNyZWF0ZUtleXNldFJlcXVlc3QaIC5jdXN0b2R5LnYxLkNyZWF0ZUtleXNldFJlc3BvbnNlEkgKCUdldEtleXNldBIcLmN1c3RvZHkudjEuR2V0S2V5c2V0UmVxdWVzdBodLmN1c3RvZHkudjEuR2V0S2V5c2V0UmVzcG9uc2USTgoLTGlzdEtleXNldHMSHi5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXNwb25zZRJRCgxJbXBvcnRLZXlzZXQSHy5jdXN0b2R5LnYxLkltcG9ydEtleXNldFJlcXVlc3QaIC5jdXN0b2R5LnYxLkltcG9ydEtleXNldFJlc3BvbnNlEksKClJlcnVuU2V0dXASHS5jdXN0b2R5LnYxLlJlcnVuU2V0dXBSZXF1ZXN0Gh4uY3VzdG9keS52MS5SZXJ1blNldHVwUmVzcG9uc2USVwoORXhwb3J0UmVjb3ZlcnkSIS5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5UmVxdWVzdBoiLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlSZXNwb25zZTL/AQoNV2FsbGV0U2VydmljZRJUCg1DcmVhdGVXYWxsZXRzEiAuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVxdWVzdBohLmN1c3RvZHkudjEuQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEkgKCUdldFdhbGxldBIcLmN1c3RvZHkudjEuR2V0V2FsbGV0UmVxdWVzdBodLmN1c3RvZHkudjEuR2V0V2FsbGV0UmVzcG9uc2USTgoLTGlzdFdhbGxldHMSHi5jdXN0b2R5LnYxLkxpc3RXYWxsZXRzUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXNwb25zZTLuAQoOU2lnbmluZ1NlcnZpY2USOQoEU2lnbhIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QaGC5jdXN0b2R5LnYxLlNpZ25SZXNwb25zZRJICglTaWduQmF0Y2gSHC5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlcXVlc3QaHS5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlc3BvbnNlElcKDkdldFNpZ25SZXF1ZXN0EiEuY3VzdG9keS52MS5HZXRTaWduUmVxdWVzdFJlcXVlc3QaIi5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVzcG9uc2UyqAEKDEF1ZGl0U2VydmljZRJOCgtWZXJpZnlBdWRpdBIeLmN1c3RvZHkudjEuVmVyaWZ5QXVkaXRSZXF1ZXN0Gh8uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlc3BvbnNlEkgKCUxpc3RBdWRpdBIcLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVxdWVzdBodLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVzcG9uc2UymwEKDkNsdXN0ZXJTZXJ2aWNlEj8KBkhlYWx0aBIZLmN1c3RvZHkudjEuSGVhbHRoUmVxdWVzdBoaLmN1c3RvZHkudjEuSGVhbHRoUmVzcG9uc2USSAoJTGlzdE5vZGVzEhwuY3VzdG9keS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0Tm9kZXNSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -104,6 +104,14 @@ export type Keyset = Message<"custody.v1.Keyset"> & {
    * @generated from field: string extended_public_key = 9;
    */
   extendedPublicKey: string;
+
+  /**
+   * ecdsa: root-key presignatures the answering coordinator holds ready (its pool refills in the
+   * background and is filled at start).
+   *
+   * @generated from field: uint32 presignatures_ready = 10;
+   */
+  presignaturesReady: number;
 };
 
 /**
@@ -112,6 +120,86 @@ export type Keyset = Message<"custody.v1.Keyset"> & {
  */
 export const KeysetSchema: GenMessage<Keyset> = /*@__PURE__*/
   messageDesc(file_custody_v1_api, 1);
+
+/**
+ * @generated from message custody.v1.ExportRecoveryRequest
+ */
+export type ExportRecoveryRequest = Message<"custody.v1.ExportRecoveryRequest"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+};
+
+/**
+ * Describes the message custody.v1.ExportRecoveryRequest.
+ * Use `create(ExportRecoveryRequestSchema)` to create a new message.
+ */
+export const ExportRecoveryRequestSchema: GenMessage<ExportRecoveryRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 2);
+
+/**
+ * @generated from message custody.v1.RecoveryShare
+ */
+export type RecoveryShare = Message<"custody.v1.RecoveryShare"> & {
+  /**
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * @generated from field: string node_id = 2;
+   */
+  nodeId: string;
+
+  /**
+   * The node's X25519 identity key (the box's sender).
+   *
+   * @generated from field: bytes node_key = 3;
+   */
+  nodeKey: Uint8Array;
+
+  /**
+   * @generated from field: bytes sealed_share = 4;
+   */
+  sealedShare: Uint8Array;
+};
+
+/**
+ * Describes the message custody.v1.RecoveryShare.
+ * Use `create(RecoveryShareSchema)` to create a new message.
+ */
+export const RecoveryShareSchema: GenMessage<RecoveryShare> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 3);
+
+/**
+ * @generated from message custody.v1.ExportRecoveryResponse
+ */
+export type ExportRecoveryResponse = Message<"custody.v1.ExportRecoveryResponse"> & {
+  /**
+   * @generated from field: custody.v1.Keyset keyset = 1;
+   */
+  keyset?: Keyset | undefined;
+
+  /**
+   * @generated from field: repeated custody.v1.RecoveryShare shares = 2;
+   */
+  shares: RecoveryShare[];
+
+  /**
+   * Members that did not export, and why.
+   *
+   * @generated from field: repeated string refused = 3;
+   */
+  refused: string[];
+};
+
+/**
+ * Describes the message custody.v1.ExportRecoveryResponse.
+ * Use `create(ExportRecoveryResponseSchema)` to create a new message.
+ */
+export const ExportRecoveryResponseSchema: GenMessage<ExportRecoveryResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 4);
 
 /**
  * @generated from message custody.v1.ImportKeysetRequest
@@ -179,7 +267,7 @@ export type ImportKeysetRequest = Message<"custody.v1.ImportKeysetRequest"> & {
  * Use `create(ImportKeysetRequestSchema)` to create a new message.
  */
 export const ImportKeysetRequestSchema: GenMessage<ImportKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 2);
+  messageDesc(file_custody_v1_api, 5);
 
 /**
  * @generated from message custody.v1.ImportKeysetResponse
@@ -196,7 +284,7 @@ export type ImportKeysetResponse = Message<"custody.v1.ImportKeysetResponse"> & 
  * Use `create(ImportKeysetResponseSchema)` to create a new message.
  */
 export const ImportKeysetResponseSchema: GenMessage<ImportKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 3);
+  messageDesc(file_custody_v1_api, 6);
 
 /**
  * @generated from message custody.v1.RerunSetupRequest
@@ -213,7 +301,7 @@ export type RerunSetupRequest = Message<"custody.v1.RerunSetupRequest"> & {
  * Use `create(RerunSetupRequestSchema)` to create a new message.
  */
 export const RerunSetupRequestSchema: GenMessage<RerunSetupRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 4);
+  messageDesc(file_custody_v1_api, 7);
 
 /**
  * @generated from message custody.v1.RerunSetupResponse
@@ -237,7 +325,7 @@ export type RerunSetupResponse = Message<"custody.v1.RerunSetupResponse"> & {
  * Use `create(RerunSetupResponseSchema)` to create a new message.
  */
 export const RerunSetupResponseSchema: GenMessage<RerunSetupResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 5);
+  messageDesc(file_custody_v1_api, 8);
 
 /**
  * @generated from message custody.v1.CreateKeysetRequest
@@ -273,7 +361,7 @@ export type CreateKeysetRequest = Message<"custody.v1.CreateKeysetRequest"> & {
  * Use `create(CreateKeysetRequestSchema)` to create a new message.
  */
 export const CreateKeysetRequestSchema: GenMessage<CreateKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 6);
+  messageDesc(file_custody_v1_api, 9);
 
 /**
  * @generated from message custody.v1.CreateKeysetResponse
@@ -290,7 +378,7 @@ export type CreateKeysetResponse = Message<"custody.v1.CreateKeysetResponse"> & 
  * Use `create(CreateKeysetResponseSchema)` to create a new message.
  */
 export const CreateKeysetResponseSchema: GenMessage<CreateKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 7);
+  messageDesc(file_custody_v1_api, 10);
 
 /**
  * @generated from message custody.v1.GetKeysetRequest
@@ -307,7 +395,7 @@ export type GetKeysetRequest = Message<"custody.v1.GetKeysetRequest"> & {
  * Use `create(GetKeysetRequestSchema)` to create a new message.
  */
 export const GetKeysetRequestSchema: GenMessage<GetKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 8);
+  messageDesc(file_custody_v1_api, 11);
 
 /**
  * @generated from message custody.v1.GetKeysetResponse
@@ -324,7 +412,7 @@ export type GetKeysetResponse = Message<"custody.v1.GetKeysetResponse"> & {
  * Use `create(GetKeysetResponseSchema)` to create a new message.
  */
 export const GetKeysetResponseSchema: GenMessage<GetKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 9);
+  messageDesc(file_custody_v1_api, 12);
 
 /**
  * @generated from message custody.v1.ListKeysetsRequest
@@ -348,7 +436,7 @@ export type ListKeysetsRequest = Message<"custody.v1.ListKeysetsRequest"> & {
  * Use `create(ListKeysetsRequestSchema)` to create a new message.
  */
 export const ListKeysetsRequestSchema: GenMessage<ListKeysetsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 10);
+  messageDesc(file_custody_v1_api, 13);
 
 /**
  * @generated from message custody.v1.ListKeysetsResponse
@@ -365,7 +453,7 @@ export type ListKeysetsResponse = Message<"custody.v1.ListKeysetsResponse"> & {
  * Use `create(ListKeysetsResponseSchema)` to create a new message.
  */
 export const ListKeysetsResponseSchema: GenMessage<ListKeysetsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 11);
+  messageDesc(file_custody_v1_api, 14);
 
 /**
  * A signing request as stored by the coordinator.
@@ -460,7 +548,7 @@ export type SignRequestRecord = Message<"custody.v1.SignRequestRecord"> & {
  * Use `create(SignRequestRecordSchema)` to create a new message.
  */
 export const SignRequestRecordSchema: GenMessage<SignRequestRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 12);
+  messageDesc(file_custody_v1_api, 15);
 
 /**
  * Addresses of a wallet where its scheme has a standard encoding; empty strings otherwise.
@@ -502,7 +590,7 @@ export type WalletAddresses = Message<"custody.v1.WalletAddresses"> & {
  * Use `create(WalletAddressesSchema)` to create a new message.
  */
 export const WalletAddressesSchema: GenMessage<WalletAddresses> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 13);
+  messageDesc(file_custody_v1_api, 16);
 
 /**
  * One HD wallet: a non-hardened child of its keyset's root key, at path m/0/index.
@@ -579,7 +667,7 @@ export type Wallet = Message<"custody.v1.Wallet"> & {
  * Use `create(WalletSchema)` to create a new message.
  */
 export const WalletSchema: GenMessage<Wallet> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 14);
+  messageDesc(file_custody_v1_api, 17);
 
 /**
  * A batch of wallets created by one CreateWallets call; indexes first_index .. first_index+count-1.
@@ -650,7 +738,7 @@ export type WalletBatch = Message<"custody.v1.WalletBatch"> & {
  * Use `create(WalletBatchSchema)` to create a new message.
  */
 export const WalletBatchSchema: GenMessage<WalletBatch> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 15);
+  messageDesc(file_custody_v1_api, 18);
 
 /**
  * @generated from message custody.v1.CreateWalletsRequest
@@ -705,7 +793,7 @@ export type CreateWalletsRequest = Message<"custody.v1.CreateWalletsRequest"> & 
  * Use `create(CreateWalletsRequestSchema)` to create a new message.
  */
 export const CreateWalletsRequestSchema: GenMessage<CreateWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 16);
+  messageDesc(file_custody_v1_api, 19);
 
 /**
  * @generated from message custody.v1.CreateWalletsResponse
@@ -722,7 +810,7 @@ export type CreateWalletsResponse = Message<"custody.v1.CreateWalletsResponse"> 
  * Use `create(CreateWalletsResponseSchema)` to create a new message.
  */
 export const CreateWalletsResponseSchema: GenMessage<CreateWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 17);
+  messageDesc(file_custody_v1_api, 20);
 
 /**
  * @generated from message custody.v1.GetWalletRequest
@@ -739,7 +827,7 @@ export type GetWalletRequest = Message<"custody.v1.GetWalletRequest"> & {
  * Use `create(GetWalletRequestSchema)` to create a new message.
  */
 export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 18);
+  messageDesc(file_custody_v1_api, 21);
 
 /**
  * @generated from message custody.v1.GetWalletResponse
@@ -756,7 +844,7 @@ export type GetWalletResponse = Message<"custody.v1.GetWalletResponse"> & {
  * Use `create(GetWalletResponseSchema)` to create a new message.
  */
 export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 19);
+  messageDesc(file_custody_v1_api, 22);
 
 /**
  * @generated from message custody.v1.ListWalletsRequest
@@ -797,7 +885,7 @@ export type ListWalletsRequest = Message<"custody.v1.ListWalletsRequest"> & {
  * Use `create(ListWalletsRequestSchema)` to create a new message.
  */
 export const ListWalletsRequestSchema: GenMessage<ListWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 20);
+  messageDesc(file_custody_v1_api, 23);
 
 /**
  * @generated from message custody.v1.ListWalletsResponse
@@ -821,7 +909,7 @@ export type ListWalletsResponse = Message<"custody.v1.ListWalletsResponse"> & {
  * Use `create(ListWalletsResponseSchema)` to create a new message.
  */
 export const ListWalletsResponseSchema: GenMessage<ListWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 21);
+  messageDesc(file_custody_v1_api, 24);
 
 /**
  * @generated from message custody.v1.SignBatchRequest
@@ -840,7 +928,7 @@ export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
  * Use `create(SignBatchRequestSchema)` to create a new message.
  */
 export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 22);
+  messageDesc(file_custody_v1_api, 25);
 
 /**
  * @generated from message custody.v1.SignBatchResponse
@@ -857,7 +945,7 @@ export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
  * Use `create(SignBatchResponseSchema)` to create a new message.
  */
 export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 23);
+  messageDesc(file_custody_v1_api, 26);
 
 /**
  * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
@@ -897,7 +985,7 @@ export type SignResult = Message<"custody.v1.SignResult"> & {
  * Use `create(SignResultSchema)` to create a new message.
  */
 export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 24);
+  messageDesc(file_custody_v1_api, 27);
 
 /**
  * @generated from message custody.v1.SignRequest
@@ -936,7 +1024,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 25);
+  messageDesc(file_custody_v1_api, 28);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -953,7 +1041,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 26);
+  messageDesc(file_custody_v1_api, 29);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -970,7 +1058,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 27);
+  messageDesc(file_custody_v1_api, 30);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -987,7 +1075,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 28);
+  messageDesc(file_custody_v1_api, 31);
 
 /**
  * One append-only, hash-chained audit record.
@@ -1045,7 +1133,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 29);
+  messageDesc(file_custody_v1_api, 32);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -1058,7 +1146,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 30);
+  messageDesc(file_custody_v1_api, 33);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -1092,7 +1180,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 31);
+  messageDesc(file_custody_v1_api, 34);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -1114,7 +1202,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 32);
+  messageDesc(file_custody_v1_api, 35);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -1131,7 +1219,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 33);
+  messageDesc(file_custody_v1_api, 36);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -1204,7 +1292,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 34);
+  messageDesc(file_custody_v1_api, 37);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -1217,7 +1305,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 35);
+  messageDesc(file_custody_v1_api, 38);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -1254,7 +1342,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 36);
+  messageDesc(file_custody_v1_api, 39);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -1267,7 +1355,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 37);
+  messageDesc(file_custody_v1_api, 40);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -1284,7 +1372,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 38);
+  messageDesc(file_custody_v1_api, 41);
 
 /**
  * @generated from enum custody.v1.SignStatus
@@ -1419,6 +1507,18 @@ export const KeysetService: GenService<{
     methodKind: "unary";
     input: typeof RerunSetupRequestSchema;
     output: typeof RerunSetupResponseSchema;
+  },
+  /**
+   * Disaster recovery: every reachable member's share, each sealed by its node to the recovery key
+   * in the nodes' roster. Only nodes whose operators enabled recovery export answer; at least the
+   * threshold must. Role: admin. Reconstruct offline with `custody recovery reconstruct`.
+   *
+   * @generated from rpc custody.v1.KeysetService.ExportRecovery
+   */
+  exportRecovery: {
+    methodKind: "unary";
+    input: typeof ExportRecoveryRequestSchema;
+    output: typeof ExportRecoveryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_custody_v1_api, 0);
