@@ -2,7 +2,8 @@
  * The coordinator's DKLs23 presignature pool across real processes: it fills in the background
  * after a keyset's first signature, later signatures use it (audit sign.completed presigned: true),
  * a burst larger than the pool drains it and falls back to presigning on the request path without
- * failures, and pooled presignatures involving a killed node are skipped.
+ * failures, pooled presignatures involving a killed node are skipped, and a restarted coordinator
+ * fills the pool at start (`keyset show` reports its level).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
@@ -107,5 +108,18 @@ describe('ECDSA presignature pool', () => {
     console.log(`with node-3 killed: ${fromPool} of ${done.length} signatures from the pool`);
     expect(fromPool).toBeGreaterThan(0);
     await t.cluster.startNode('node-3');
+  }, 120_000);
+
+  it('a restarted coordinator fills the pool at start and shows its level', async () => {
+    await t.restart();
+    let ready = 0;
+    for (let i = 0; i < 60 && ready < 4; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      ready = (await t.cli('keyset', 'show', keysetId)).json.presignaturesReady as number;
+    }
+    expect(ready).toBeGreaterThanOrEqual(4);
+    // Without any signature since the restart, the next one comes from the pool.
+    const r = await signOne();
+    expect((await presignedByRequest()).get(r.requestId)).toBe(true);
   }, 120_000);
 });
