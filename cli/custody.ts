@@ -13,10 +13,8 @@ import {
   ClusterService,
   KeysetService,
   NodeState,
-  SignStatus,
   SigningService,
   type Keyset,
-  type SignRequestRecord,
 } from '../proto/gen/custody/v1/api_pb.js';
 import { onStopSignal } from '../runtime/process.js';
 import { CliError, connect } from './client.js';
@@ -25,7 +23,9 @@ import { LocalCluster } from './launcher.js';
 import { importCeremony } from './import-ceremony.js';
 import { migrateCommand } from './migrate-commands.js';
 import { exportRecoveryCommand, recoveryCommand } from './recovery-commands.js';
+import { approverCommand, decideCommand, policyCommand } from './policy-commands.js';
 import { progress } from './progress.js';
+import { requestJson } from './request-json.js';
 import { walletCommand } from './wallet-commands.js';
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -47,6 +47,14 @@ const USAGE = `custody: threshold-signing custody cluster
   custody keyset list [--limit N] [--after ID]
   custody sign --keyset ID --digest HEX [--idempotency-key K]
   custody sign --wallet ID --digest HEX [--idempotency-key K]      sign with an HD wallet's key
+  custody sign (--keyset ID | --wallet ID) --eth-tx HEX            an unsigned Ethereum transaction, judged by the policy:
+                                           status signed (signature, signedTx), pending_approval (missing) or rejected (rule)
+  custody policy set --file FILE [--admin-key FILE]   sign a policy with an admin key and install it (docs/policy.md)
+  custody policy show
+  custody approver keygen --out FILE       an approver's Ed25519 key (0600); prints {"publicKey"}
+  custody approver add --name NAME --role ROLE --public-key HEX   register it (a new signed policy version)
+  custody approve REQUEST_ID --key FILE    sign the decoded request with an approver key
+  custody reject REQUEST_ID --key FILE --reason TEXT
   custody wallet create --keyset ID --count N [--label L] [--user U] [--purpose P] [--idempotency-key K]
                                            create N wallets (m/0/i) in one batch; progress on stderr
   custody wallet list --keyset ID [--batch B] [--user U] [--limit N] [--page-token T]
@@ -65,7 +73,6 @@ Every command takes --dir DIR (default ./.custody or $CUSTODY_DIR), --json, and 
 client certificate (payment, approver, operator, admin; each command has a sensible default).`;
 
 const hex = (b: Uint8Array) => bytesToHex(b);
-const statusName = (s: SignStatus) => SignStatus[s]?.toLowerCase() ?? 'unspecified';
 
 function keysetJson(k: Keyset) {
   return {
@@ -80,22 +87,6 @@ function keysetJson(k: Keyset) {
     label: k.label,
     createdAt: k.createdAt ? new Date(Number(k.createdAt.seconds) * 1000 + Math.floor(k.createdAt.nanos / 1e6)).toISOString() : undefined,
     members: k.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: hex(m.verifyingShare) })),
-  };
-}
-
-function requestJson(r: SignRequestRecord) {
-  return {
-    requestId: r.requestId,
-    status: statusName(r.status),
-    keysetId: r.keysetId,
-    scheme: schemeFromProto(r.scheme) ?? 'unspecified',
-    digest: hex(r.digest),
-    ...(r.signature.length ? { signature: hex(r.signature), publicKey: hex(r.publicKey) } : {}),
-    signers: r.signers,
-    attempts: r.attempts,
-    ...(r.error ? { error: r.error } : {}),
-    ...(r.idempotencyKey ? { idempotencyKey: r.idempotencyKey } : {}),
-    ...(r.walletId ? { walletId: r.walletId, path: r.derivationPath } : {}),
   };
 }
 
@@ -177,6 +168,14 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       bundle: { type: 'string' },
       key: { type: 'string' },
       install: { type: 'boolean' },
+      'eth-tx': { type: 'string' },
+      file: { type: 'string' },
+      'admin-key': { type: 'string' },
+      'admin-name': { type: 'string' },
+      name: { type: 'string' },
+      role: { type: 'string' },
+      'public-key': { type: 'string' },
+      reason: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -238,6 +237,13 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       }
       throw new CliError('usage: custody keyset create|import|rerun-setup|export-recovery|show|list', 'INVALID_ARGUMENT');
     }
+    case 'policy':
+      return policyCommand(sub, flags, dir, role('admin'));
+    case 'approver':
+      return approverCommand(sub, flags, dir, role('admin'));
+    case 'approve':
+    case 'reject':
+      return decideCommand(cmd, sub, flags, dir, role('approver'));
     case 'recovery':
       return recoveryCommand(sub, flags, dir);
     case 'db':
@@ -248,11 +254,17 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       if (flags.batch) return signBatchFile(dir, flags.batch, role('payment'));
       const walletId = flags.wallet ?? '';
       const keysetId = walletId ? (flags.keyset ?? '') : need(flags, 'keyset', 'the keyset id from `custody keyset create` (or --wallet ID)');
-      const digest = parseHex(need(flags, 'digest', 'the hex digest to sign'), '--digest');
+      const ethTx = flags['eth-tx'] ? parseHex(flags['eth-tx'], '--eth-tx') : new Uint8Array();
+      // With --eth-tx a digest is optional; given, the coordinator checks it is the transaction's signing hash.
+      const digest = ethTx.length && !flags.digest ? new Uint8Array() : parseHex(need(flags, 'digest', 'the hex digest to sign (or --eth-tx HEX)'), '--digest');
       const c = await connect(SigningService, dir, role('payment'));
-      const res = await c.sign({ keysetId, walletId, digest, idempotencyKey: flags['idempotency-key'] ?? '' }, { deadlineMs: 60_000 });
+      const res = await c.sign({ keysetId, walletId, digest, ethTx, idempotencyKey: flags['idempotency-key'] ?? '' }, { deadlineMs: 60_000 });
       const r = requestJson(res.request!);
-      const exitCode = r.status === 'signed' ? 0 : 1;
+      // Waiting for approvals is not a failure; a rejection or a failed signature is.
+      const exitCode = r.status === 'signed' || r.status === 'pending_approval' ? 0 : 1;
+      if (r.status === 'pending_approval') {
+        return { out: r, text: `request ${r.requestId} waits for approvals: ${(r.missing ?? []).map((m) => `${m.count} from ${m.role}`).join(', ')}\n  approvers: custody approve ${r.requestId} --key FILE`, exitCode };
+      }
       return { out: r, text: r.status === 'signed' ? `signed by ${r.signers.join(', ')}\n  signature  ${r.signature}\n  public key ${r.publicKey}\n  request    ${r.requestId}` : `request ${r.requestId} ${r.status}: ${r.error ?? ''}`, exitCode };
     }
     case 'request': {

@@ -165,10 +165,12 @@ export class LocalCluster {
     for (const { nodeId } of config.nodes) await ensureCert(L.tls, ca, nodeId, 'node');
     for (const role of CLIENT_ROLES) await ensureCert(L.tls, ca, role, role);
     const coordinatorSeed = await ensureSecret(L.coordinatorKey, () => bytesToHex(randomBytes(32)));
+    // The local cluster's one policy admin (production: each admin keeps a key on their own machine).
+    const adminSeed = await ensureSecret(L.adminKey, () => bytesToHex(randomBytes(32)));
     for (const { nodeId } of config.nodes) await ensureSecret(L.passphrase(nodeId), () => randomBytes(32).toString('base64url'));
 
     await Promise.all(config.nodes.map((n) => cluster.startNode(n.nodeId)));
-    await cluster.writeRoster(bytesToHex(ed25519KeyPair(hexToBytes(coordinatorSeed)).publicKey));
+    await cluster.writeRoster(bytesToHex(ed25519KeyPair(hexToBytes(coordinatorSeed)).publicKey), bytesToHex(ed25519KeyPair(hexToBytes(adminSeed)).publicKey));
     await cluster.startCoordinator();
     return cluster;
   }
@@ -198,9 +200,11 @@ export class LocalCluster {
     return info;
   }
 
-  private async writeRoster(coordinatorKey: string): Promise<void> {
+  private async writeRoster(coordinatorKey: string, adminKey: string): Promise<void> {
     const roster: RosterFile = {
       coordinator: { signingKey: coordinatorKey },
+      admins: [{ name: 'admin', signingKey: adminKey }],
+      adminQuorum: 1,
       nodes: [...this.nodes.values()].map((n) => {
         const x = n as ProcessInfo & { encryptionKey: string; signingKey: string };
         return { nodeId: n.name, address: n.address, encryptionKey: x.encryptionKey, signingKey: x.signingKey };

@@ -17,6 +17,7 @@ export const layout = (dir: string) => ({
   tls: join(dir, 'tls'),
   secrets: join(dir, 'secrets'),
   coordinatorKey: join(dir, 'secrets', 'coordinator.key'),
+  adminKey: join(dir, 'secrets', 'admin.key'),
   passphrase: (nodeId: string) => join(dir, 'secrets', `${nodeId}.passphrase`),
   nodeData: (nodeId: string) => join(dir, 'nodes', nodeId),
   coordinatorData: join(dir, 'coordinator'),

@@ -99,6 +99,13 @@ export function signRequestToProto(r: SignRequestRow) {
     attempts: r.attempts,
     walletId: r.walletId ?? '',
     derivationPath: r.derivationPath,
+    intentJson: r.intent ? JSON.stringify(r.intent) : '',
+    policyVersion: r.policyVersion ?? 0,
+    rule: r.rule ?? '',
+    missingApprovals: r.status === 'awaiting_approvals' ? (r.requirements ?? []) : [],
+    approvalExpiresAt: r.approvalExpiresAt ? timestampFromDate(r.approvalExpiresAt) : undefined,
+    signedTx: r.signedTx ?? new Uint8Array(),
+    ethTx: r.payload ?? new Uint8Array(),
     createdAt: timestampFromDate(r.createdAt),
     updatedAt: timestampFromDate(r.updatedAt),
   });
@@ -183,12 +190,12 @@ async function loadKeysetRow(db: Db, keysetId: string): Promise<KeysetRow> {
 export function signingApi(c: ApiContext): ServiceImpl<typeof SigningService> {
   return {
     async sign(req, ctx) {
-      const row = await c.requests.signOne({ keysetId: req.keysetId, walletId: req.walletId, digest: req.digest, idempotencyKey: req.idempotencyKey }, submitterOf(ctx));
+      const row = await c.requests.signOne({ keysetId: req.keysetId, walletId: req.walletId, digest: req.digest, ethTx: req.ethTx, idempotencyKey: req.idempotencyKey }, submitterOf(ctx));
       return { request: signRequestToProto(row) };
     },
     async signBatch(req, ctx) {
       if (req.requests.length === 0 || req.requests.length > MAX_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `a batch holds 1 to ${MAX_BATCH} requests`);
-      const items = req.requests.map((r) => ({ keysetId: r.keysetId, walletId: r.walletId, digest: r.digest, idempotencyKey: r.idempotencyKey }));
+      const items = req.requests.map((r) => ({ keysetId: r.keysetId, walletId: r.walletId, digest: r.digest, ethTx: r.ethTx, idempotencyKey: r.idempotencyKey }));
       const results = await c.requests.signMany(items, submitterOf(ctx));
       return { results: results.map((a, i) => signResultToProto(a, items[i]!.idempotencyKey)) };
     },

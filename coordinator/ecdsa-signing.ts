@@ -23,6 +23,7 @@ import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from '
 import { DEFAULT_POOL, PresignPool, type PoolOptions, type ReadyPresignature } from './presign-pool.js';
 import { finishAll, runSession, SessionFailed } from './session-driver.js';
 import type { ShareBatcher } from './share-batcher.js';
+import type { PolicyContext } from './signers.js';
 import { AUTHORIZATION_TTL_MS } from './signing.js';
 import type { KeysetRow } from './store/repo.js';
 
@@ -66,9 +67,9 @@ export class EcdsaSigning {
     }
   }
 
-  async sign(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset): Promise<SignOutcome> {
+  async sign(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset, policy: PolicyContext): Promise<SignOutcome> {
     try {
-      return await this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key, quorum));
+      return await this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key, policy, quorum));
     } finally {
       // The pool starts filling after a keyset's first signature and is topped up as it drains.
       this.pool.maybeRefill(ks.row.keysetId, () => this.produce(ks));
@@ -138,7 +139,7 @@ export class EcdsaSigning {
     };
   }
 
-  private async attempt(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset, quorum: Quorum): Promise<AttemptResult> {
+  private async attempt(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset, policy: PolicyContext, quorum: Quorum): Promise<AttemptResult> {
     const keysetId = ks.row.keysetId;
     const started = Date.now();
     // Presignatures made with a node since banned are never used (the ban may come from a request).
@@ -168,6 +169,7 @@ export class EcdsaSigning {
         ecdsaSigners: pre.signers,
         presignSid: pre.sid,
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
+        ...policy,
       }),
     );
     const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };

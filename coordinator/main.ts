@@ -17,14 +17,17 @@ import { hexToBytes } from '@noble/hashes/utils.js';
 import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.js';
 import { groupFor } from '../crypto/group/index.js';
 import { parseRoster, type RosterFile } from '../nodes/roster.js';
-import { AuditService, ClusterService, KeysetService, SigningService, WalletService } from '../proto/gen/custody/v1/api_pb.js';
+import { ApprovalService, AuditService, ClusterService, KeysetService, PolicyService, SigningService, WalletService } from '../proto/gen/custody/v1/api_pb.js';
 import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
 import { createLogger } from '../runtime/log.js';
 import { clientCredentials, loadPem, serverCredentials } from '../runtime/tls.js';
 import { onStopSignal, runMain } from '../runtime/process.js';
 import { initTracing, shutdownTracing } from '../runtime/tracing.js';
 import { ACCESS, auditApi, clusterApi, keysetApi, signingApi, type ApiContext } from './api.js';
+import { Approvals } from './approvals.js';
 import { NodeRegistry } from './node-registry.js';
+import { Policies } from './policies.js';
+import { APPROVAL_ACCESS, approvalApi, POLICY_ACCESS, policyApi } from './policy-api.js';
 import { NonceCache } from './nonce-cache.js';
 import { NatsPipeline } from './pipeline.js';
 import { RequestService } from './requests.js';
@@ -88,7 +91,10 @@ async function main(): Promise<void> {
   const ecdsa = new EcdsaSigning(registry, signAuthorization, quorums, batcher, log);
   const signing = new Signers(db, wallets, new FrostSigning(registry, nonces, signAuthorization, quorums, batcher), ecdsa);
   let pipeline: NatsPipeline | undefined;
-  const requests = new RequestService(db, signing, log, { owner: values.id!, onFinished: (row) => pipeline?.onFinished(row) });
+  const policies = new Policies(db, registry, log, roster.admins, roster.adminQuorum);
+  await policies.load();
+  const requests = new RequestService(db, signing, log, { owner: values.id!, onFinished: (row) => pipeline?.onFinished(row), policies });
+  const approvals = new Approvals(db, policies, requests, log, values.id!);
   const afterSetupRerun = (keysetId: string) => {
     quorums.clearBans(keysetId);
     ecdsa.pool.dropKeyset(keysetId);
@@ -103,9 +109,14 @@ async function main(): Promise<void> {
   addService(server, AuditService, auditApi(ctx), ACCESS.audit, { logger: log });
   addService(server, ClusterService, clusterApi(ctx), ACCESS.cluster, { logger: log });
   addService(server, WalletService, walletApi(wallets), WALLET_ACCESS, { logger: log });
+  addService(server, PolicyService, policyApi(policies), POLICY_ACCESS, { logger: log });
+  addService(server, ApprovalService, approvalApi(approvals), APPROVAL_ACCESS, { logger: log });
   const port = await bindServer(server, values.listen!, serverCredentials(ca, own));
   const address = `${values.listen!.slice(0, values.listen!.lastIndexOf(':'))}:${port}`;
   requests.startResuming();
+  policies.start();
+  const expiry = setInterval(() => void approvals.expire().catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'approval expiry failed')), 5_000);
+  expiry.unref();
   // Pools start filling now rather than after each keyset's first signature.
   ecdsa.prefill((await listKeysets(db, { limit: 1000 })).filter((k) => k.scheme === 'ecdsa'));
   const natsUrl = values.nats ?? process.env.CUSTODY_NATS_URL;
@@ -116,6 +127,8 @@ async function main(): Promise<void> {
   onStopSignal(async (signal) => {
     log.info({ signal }, 'coordinator stopping');
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    clearInterval(expiry);
+    policies.stop();
     await pipeline?.stop();
     await requests.drain();
     registry.close();

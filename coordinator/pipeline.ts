@@ -214,7 +214,7 @@ function decode(msg: JsMsg): Decoded {
   if (body.idempotencyKey && header && body.idempotencyKey !== header) {
     return { msg, client, error: 'idempotency_key and Nats-Msg-Id differ' };
   }
-  return { msg, client, item: { keysetId: body.keysetId, walletId: body.walletId, digest: body.digest, idempotencyKey: body.idempotencyKey || header } };
+  return { msg, client, item: { keysetId: body.keysetId, walletId: body.walletId, digest: body.digest, ethTx: body.ethTx, idempotencyKey: body.idempotencyKey || header } };
 }
 
 async function ensureStream(

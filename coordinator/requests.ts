@@ -16,7 +16,11 @@ import { bytesToHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { checkMessageLength } from '../crypto/schemes.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
+import { decodeUnsignedEthTx, EthTxError, evaluate, intentJson, intentOfPayload, signedEthTx, velocityKeyId, velocityKeys, type Usage } from '../policy/index.js';
 import { CompletionWriter } from './completion-writer.js';
+import type { Policies } from './policies.js';
+import type { PolicyContext } from './signers.js';
+import { listApprovals, velocityUsage } from './store/approvals.js';
 import type { LoadedKeyset, Signers } from './signers.js';
 import { appendAuditMany, type AuditEntry } from './store/audit.js';
 import type { Db, Queryable } from './store/db.js';
@@ -27,6 +31,7 @@ import {
   DuplicateKeyError,
   findSignRequestByIdempotencyKey,
   getSignRequest,
+  type PolicyFields,
   type SignRequestRow,
 } from './store/repo.js';
 
@@ -35,7 +40,10 @@ export interface SubmitItem {
   keysetId: string;
   /** Sign with this HD wallet's derived key. */
   walletId?: string;
+  /** May be empty when ethTx is given (its signing hash is signed). */
   digest: Uint8Array;
+  /** An unsigned Ethereum transaction: decoded, judged by the policy, and its signing hash signed. */
+  ethTx?: Uint8Array;
   idempotencyKey: string;
 }
 
@@ -49,7 +57,16 @@ export interface Submitter {
 
 export type Accepted = { request: SignRequestRow; fresh: boolean } | { error: RpcError };
 
-type Checked = { ks: LoadedKeyset; requestHash: Uint8Array; walletId: string | null; derivationPath: string } | { error: RpcError };
+interface Verdict {
+  status: 'signing' | 'rejected' | 'awaiting_approvals';
+  reason?: string;
+  fields: PolicyFields;
+  audit: Record<string, unknown>;
+}
+
+type Checked =
+  | { ks: LoadedKeyset; requestHash: Uint8Array; walletId: string | null; derivationPath: string; digest: Uint8Array; payload: Uint8Array | null }
+  | { error: RpcError };
 
 export interface RequestServiceOptions {
   /** Stable id of this coordinator: a restart with the same id resumes its own requests at once. */
@@ -57,6 +74,8 @@ export interface RequestServiceOptions {
   leaseMs?: number;
   /** Called once a request this coordinator finished has been stored. */
   onFinished?: (row: SignRequestRow) => void;
+  /** The policy (absent: every authenticated request is allowed, as before a policy exists). */
+  policies?: Policies;
 }
 
 const MAX_KEY_LENGTH = 200;
@@ -122,14 +141,15 @@ export class RequestService {
             continue;
           }
           const requestId = randomUUID();
+          const verdict = await this.judge(q, c, now);
           const request = await createSignRequest(q, {
             requestId,
             keysetId: c.ks.row.keysetId,
             scheme: c.ks.row.scheme,
-            digest: item.digest,
+            digest: c.digest,
             idempotencyKey: key || null,
             requestHash: c.requestHash,
-            status: 'signing',
+            status: verdict.status,
             createdBy: who.actor,
             createdAt: now,
             source: who.source,
@@ -138,22 +158,59 @@ export class RequestService {
             leaseUntil: new Date(now.getTime() + this.leaseMs),
             walletId: c.walletId,
             derivationPath: c.derivationPath,
+            policy: verdict.fields,
           });
           const accepted: Accepted = { request, fresh: true };
           out.push(accepted);
           if (key) seen.set(key, accepted);
           const base = { keysetId: c.ks.row.keysetId, source: who.source, ...(c.walletId ? { walletId: c.walletId, path: c.derivationPath } : {}) };
           audits.push(
-            { actor: who.actor, action: 'sign.received', subject: requestId, details: { ...base, digest: bytesToHex(item.digest), idempotencyKey: key || null } },
-            // No policy engine yet: every request passes. The policy issue replaces this decision.
-            { actor: 'coordinator', action: 'sign.policy_checked', subject: requestId, details: { decision: 'allow', policy: 'none' } },
-            { actor: 'coordinator', action: 'sign.signing', subject: requestId, details: { owner: this.opts.owner } },
+            { actor: who.actor, action: 'sign.received', subject: requestId, details: { ...base, digest: bytesToHex(c.digest), idempotencyKey: key || null, ...(verdict.fields.intent ? { intent: verdict.fields.intent } : {}) } },
+            { actor: 'coordinator', action: 'sign.policy_checked', subject: requestId, details: verdict.audit },
+            verdict.status === 'signing'
+              ? { actor: 'coordinator', action: 'sign.signing', subject: requestId, details: { owner: this.opts.owner } }
+              : verdict.status === 'rejected'
+                ? { actor: 'coordinator', action: 'sign.rejected', subject: requestId, details: { rule: verdict.fields.rule, reason: verdict.reason } }
+                : { actor: 'coordinator', action: 'sign.awaiting_approvals', subject: requestId, details: { requirements: verdict.fields.requirements, expiresAt: verdict.fields.approvalExpiresAt?.toISOString() ?? null } },
           );
         }
         await appendAuditMany(q, audits, now);
         return out;
       }),
     );
+  }
+
+  /**
+   * The policy's verdict on an accepted request, inside the accepting transaction (velocity sums
+   * read here conflict under SERIALIZABLE with a concurrent request, which then retries).
+   */
+  private async judge(q: Queryable, c: Extract<Checked, { ks: LoadedKeyset }>, now: Date): Promise<Verdict> {
+    const policy = this.opts.policies?.get();
+    if (!policy) {
+      return { status: 'signing', fields: { payload: c.payload }, audit: { decision: 'allow', policy: 'none' } };
+    }
+    const intent = intentOfPayload(policy.doc, c.payload, c.digest);
+    const target = { keysetId: c.ks.row.keysetId, walletId: c.walletId };
+    const usage = new Map<string, Usage>();
+    for (const k of velocityKeys(policy.doc, intent, target)) {
+      // A wallet rule applied to a root-key request counts the keyset's root-key requests as one wallet.
+      const scope = k.scope === 'wallet' && !c.walletId ? 'root' : k.scope;
+      const id = scope === 'wallet' ? c.walletId! : c.ks.row.keysetId;
+      usage.set(velocityKeyId(k), await velocityUsage(q, { ...k, scope, id, since: new Date(now.getTime() - k.windowSeconds * 1000) }));
+    }
+    const decision = evaluate(policy.doc, { intent, ...target, now, usage: (k) => usage.get(velocityKeyId(k)) ?? { amount: 0n, count: 0 } });
+    const base = { payload: c.payload, intent: intentJson(intent), policyVersion: policy.version };
+    const audit = { policyVersion: policy.version, policyHash: bytesToHex(policy.hash) };
+    if (decision.effect === 'allow') return { status: 'signing', fields: { ...base, rule: decision.ruleId }, audit: { ...audit, decision: 'allow', rule: decision.ruleId } };
+    if (decision.effect === 'deny') {
+      return { status: 'rejected', reason: decision.reason, fields: { ...base, rule: decision.ruleId }, audit: { ...audit, decision: 'deny', rule: decision.ruleId, reason: decision.reason } };
+    }
+    const approvalExpiresAt = new Date(now.getTime() + policy.doc.approvalTtlSeconds * 1000);
+    return {
+      status: 'awaiting_approvals',
+      fields: { ...base, rule: decision.ruleIds.join(','), requirements: decision.requirements, approvalExpiresAt },
+      audit: { ...audit, decision: 'require_approvals', rules: decision.ruleIds, requirements: decision.requirements },
+    };
   }
 
   private async check(item: SubmitItem): Promise<Checked> {
@@ -166,15 +223,31 @@ export class RequestService {
       }
       const keysetId = wallet?.keysetId ?? item.keysetId;
       const ks = await this.signing.loadKeyset(keysetId);
-      const lengthError = checkMessageLength(ks.row.scheme, item.digest.length);
+      const payload = item.ethTx?.length ? item.ethTx : null;
+      const digest = payload ? this.ethDigest(ks, payload, item.digest) : item.digest;
+      const lengthError = checkMessageLength(ks.row.scheme, digest.length);
       if (lengthError) throw new RpcError(status.INVALID_ARGUMENT, lengthError);
       // Root-key requests keep the hash they always had, so stored idempotency keys still match.
-      const scope = wallet ? `sign/v1/${keysetId}/wallet/${wallet.walletId}/` : `sign/v1/${keysetId}/`;
-      return { ks, requestHash: sha256(concatBytes(utf8ToBytes(scope), item.digest)), walletId: wallet?.walletId ?? null, derivationPath: wallet?.path ?? '' };
+      const scope = (wallet ? `sign/v1/${keysetId}/wallet/${wallet.walletId}/` : `sign/v1/${keysetId}/`) + (payload ? `ethtx/${bytesToHex(sha256(payload))}/` : '');
+      return { ks, requestHash: sha256(concatBytes(utf8ToBytes(scope), digest)), walletId: wallet?.walletId ?? null, derivationPath: wallet?.path ?? '', digest, payload };
     } catch (e) {
       if (e instanceof RpcError) return { error: e };
       throw e;
     }
+  }
+
+  /** The signing hash of an unsigned Ethereum transaction (which must decode); a digest given too must equal it. */
+  private ethDigest(ks: LoadedKeyset, payload: Uint8Array, digest: Uint8Array): Uint8Array {
+    if (ks.row.scheme !== 'ecdsa') throw new RpcError(status.INVALID_ARGUMENT, `Ethereum transactions are signed by ecdsa keysets; keyset ${ks.row.keysetId} is ${ks.row.scheme}`);
+    let hash: Uint8Array;
+    try {
+      hash = decodeUnsignedEthTx(payload).signingHash;
+    } catch (e) {
+      if (e instanceof EthTxError) throw new RpcError(status.INVALID_ARGUMENT, `eth_tx: ${e.message}`);
+      throw e;
+    }
+    if (digest.length && bytesToHex(digest) !== bytesToHex(hash)) throw new RpcError(status.INVALID_ARGUMENT, 'digest is not the signing hash of eth_tx (leave digest empty)');
+    return hash;
   }
 
   private async existing(q: Queryable, key: string, requestHash: Uint8Array, who: Submitter): Promise<{ request: SignRequestRow } | { error: RpcError } | undefined> {
@@ -186,8 +259,18 @@ export class RequestService {
     return { request: row };
   }
 
+  /** Tells the result subscriber (the NATS pipeline) that a request reached a final state elsewhere (an approval, an expiry). */
+  finished(row: SignRequestRow): void {
+    this.opts.onFinished?.(row);
+  }
+
   /** Signs an accepted request this coordinator owns and stores the outcome. Runs once per request at a time. */
   execute(row: SignRequestRow): Promise<SignRequestRow> {
+    // Rejected at acceptance, or waiting for approvals: nothing to sign (yet).
+    if (row.status !== 'signing') {
+      if (isTerminal(row)) this.opts.onFinished?.(row);
+      return Promise.resolve(row);
+    }
     let p = this.inflight.get(row.requestId);
     if (!p) {
       p = this.run(row).finally(() => this.inflight.delete(row.requestId));
@@ -201,15 +284,24 @@ export class RequestService {
     // Too few reachable nodes is usually brief (a restart, an overloaded moment): wait, within
     // the lease, before failing an accepted request for it.
     const started = Date.now();
-    let outcome = await this.signing.sign(ks, row.requestId, row.digest, row.derivationPath);
+    const policy = await this.policyContext(row);
+    let outcome = await this.signing.sign(ks, row.requestId, row.digest, row.derivationPath, policy);
     for (let delay = 250; outcome.transient && Date.now() - started < TRANSIENT_RETRY_MS; delay = Math.min(delay * 2, 5_000)) {
       await new Promise((r) => setTimeout(r, delay));
-      outcome = await this.signing.sign(ks, row.requestId, row.digest, row.derivationPath);
+      outcome = await this.signing.sign(ks, row.requestId, row.digest, row.derivationPath, policy);
     }
     const final = outcome.signature
       ? await this.writer.complete(
           row.requestId,
-          { status: 'signed', signature: outcome.signature, publicKey: this.signing.publicKeyOf(ks, row.derivationPath), signers: outcome.signers, attempts: outcome.attempts, error: null },
+          {
+            status: 'signed',
+            signature: outcome.signature,
+            publicKey: this.signing.publicKeyOf(ks, row.derivationPath),
+            signers: outcome.signers,
+            attempts: outcome.attempts,
+            error: null,
+            ...(row.payload ? { signedTx: signedEthTx(row.payload, outcome.signature) } : {}),
+          },
           {
             actor: 'coordinator',
             action: 'sign.completed',
@@ -237,6 +329,19 @@ export class RequestService {
     if (!outcome.signature) this.log.warn({ requestId: row.requestId, error: outcome.error }, 'sign request failed');
     this.opts.onFinished?.(final);
     return final;
+  }
+
+  /** What the nodes need to check the policy themselves: the payload, the version, who asked, the approvals. */
+  private async policyContext(row: SignRequestRow): Promise<PolicyContext> {
+    const approvals = row.policyVersion ? await durably(this.log, 'read approvals', () => listApprovals(this.db, row.requestId)) : [];
+    return {
+      payload: row.payload ?? new Uint8Array(),
+      policyVersion: row.policyVersion ?? 0,
+      initiator: row.clientId,
+      walletId: row.walletId ?? '',
+      approvals: approvals.map((a) => ({ approver: a.approver, decision: a.decision, expiresAtMs: BigInt(a.expiresAt.getTime()), signature: a.signature })),
+      approvalExpiresAtMs: BigInt(row.approvalExpiresAt?.getTime() ?? 0),
+    };
   }
 
   /** Accept + execute for one request (gRPC Sign): the stored result, or the original for a repeat. */

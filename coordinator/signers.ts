@@ -4,9 +4,11 @@
  * blame and bans (quorum.ts). HD wallets sign through the same path with their derivation path;
  * the derived key is computed here once per (keyset, path) and cached.
  */
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
 import { DerivationError, type HdScheme } from '../crypto/hd/derive.js';
 import { deriveKeyset, type DerivedKeyset } from '../crypto/hd/keyset.js';
+import type { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { EcdsaKeyset, EcdsaSigning } from './ecdsa-signing.js';
 import type { SignOutcome } from './quorum.js';
@@ -17,6 +19,11 @@ import type { Wallet } from './store/wallets.js';
 import type { Wallets } from './wallets.js';
 
 export type LoadedKeyset = ({ kind: 'frost' } & FrostKeyset) | ({ kind: 'ecdsa' } & EcdsaKeyset);
+
+/** The SignAuthorization fields that let each node check the policy itself (node.proto). */
+export type PolicyContext = Pick<MessageInitShape<typeof SignAuthorizationSchema>, 'payload' | 'policyVersion' | 'initiator' | 'walletId' | 'approvals' | 'approvalExpiresAtMs'>;
+
+export const NO_POLICY: PolicyContext = {};
 
 /** Bounded caches: busy wallets stay, the rest are recomputed (a derivation costs about a millisecond). */
 class Lru<V> {
@@ -80,9 +87,9 @@ export class Signers {
     }
   }
 
-  sign(ks: LoadedKeyset, requestId: string, digest: Uint8Array, path = ''): Promise<SignOutcome> {
+  sign(ks: LoadedKeyset, requestId: string, digest: Uint8Array, path = '', policy: PolicyContext = NO_POLICY): Promise<SignOutcome> {
     const key = this.derive(ks.row, path);
-    return ks.kind === 'ecdsa' ? this.ecdsa.sign(ks, requestId, digest, key) : this.frost.sign(ks, requestId, digest, key);
+    return ks.kind === 'ecdsa' ? this.ecdsa.sign(ks, requestId, digest, key, policy) : this.frost.sign(ks, requestId, digest, key, policy);
   }
 
   /** The key a signature verifies under, as clients use it. */

@@ -18,6 +18,7 @@ import type { NodeRegistry } from './node-registry.js';
 import type { ShareBatcher } from './share-batcher.js';
 import type { KeysetRow } from './store/repo.js';
 import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
+import type { PolicyContext } from './signers.js';
 
 export const AUTHORIZATION_TTL_MS = 30_000;
 
@@ -53,9 +54,9 @@ export class FrostSigning {
     private readonly batcher: ShareBatcher,
   ) {}
 
-  sign(ks: FrostKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset): Promise<SignOutcome> {
+  sign(ks: FrostKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset, policy: PolicyContext): Promise<SignOutcome> {
     const verifying = this.verifying(ks, key);
-    return this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key.path, verifying, quorum));
+    return this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key.path, verifying, policy, quorum));
   }
 
   private verifying(ks: FrostKeyset, key: DerivedKeyset): Verifying {
@@ -81,6 +82,7 @@ export class FrostSigning {
     digest: Uint8Array,
     derivationPath: string,
     verifying: Verifying,
+    policy: PolicyContext,
     quorum: Quorum,
   ): Promise<AttemptResult> {
     const curve = curveOfScheme(ks.row.scheme);
@@ -102,6 +104,7 @@ export class FrostSigning {
         derivationPath,
         commitments: quorum.map((m, i) => ({ index: m.index, nodeId: m.nodeId, commitmentId: picked[i]!.id, hiding: picked[i]!.hiding, binding: picked[i]!.binding })),
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
+        ...policy,
       }),
     );
     const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };

@@ -23,6 +23,7 @@ import { KeyShares } from './keyshares.js';
 import { RosterSource } from './roster.js';
 import { nodeService } from './service.js';
 import { PeerBans } from './peer-bans.js';
+import { PolicyGuard } from './policy-guard.js';
 import { Sessions } from './sessions.js';
 import { FrostSigner, type Fault } from './signer.js';
 import { LocalSealer } from './store/local-sealer.js';
@@ -65,19 +66,21 @@ async function main(): Promise<void> {
   await bans.load();
   const nonces = await NonceStore.open(store, join(dataDir, 'nonces'));
   const roster = new RosterSource(rosterPath);
+  const policy = new PolicyGuard(store, roster);
+  await policy.load();
 
   const allowRecoveryExport = process.env.CUSTODY_ALLOW_RECOVERY_EXPORT === '1';
   if (allowRecoveryExport) log.warn('recovery export is ENABLED on this node: an admin can have its shares sealed to the roster recovery key');
   const fault = process.env.CUSTODY_FAULT_INJECTION as Fault;
   if (fault) log.warn({ fault }, 'FAULT INJECTION ENABLED: this node misbehaves on purpose (tests only)');
-  const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.get())?.coordinatorKey, fault);
+  const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.get())?.coordinatorKey, policy, fault);
   const sessions = new Sessions(identity);
 
   const server = new grpc.Server(SERVER_OPTIONS);
   addService(
     server,
     NodeService,
-    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport }),
+    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, policy, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport }),
     ['coordinator'],
     { logger: log },
   );

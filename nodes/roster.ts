@@ -18,12 +18,17 @@ export interface Roster {
   nodes: Map<string, RosterNode>;
   /** The operators' offline X25519 recovery key, if they set one: the only key a node seals a recovery export to. */
   recoveryKey?: Uint8Array;
+  /** Policy admins (Ed25519) and how many must sign a policy; none means no policy can be installed. */
+  admins: { name: string; publicKey: Uint8Array }[];
+  adminQuorum: number;
 }
 
 export interface RosterFile {
   coordinator: { signingKey: string };
   nodes: { nodeId: string; address: string; encryptionKey: string; signingKey: string }[];
   recovery?: { encryptionKey: string };
+  admins?: { name: string; signingKey: string }[];
+  adminQuorum?: number;
 }
 
 export function parseRoster(json: RosterFile): Roster {
@@ -36,7 +41,11 @@ export function parseRoster(json: RosterFile): Roster {
       signingKey: hexToBytes(n.signingKey),
     });
   }
-  const roster: Roster = { coordinatorKey: hexToBytes(json.coordinator.signingKey), nodes };
+  const admins = (json.admins ?? []).map((a) => ({ name: a.name, publicKey: hexToBytes(a.signingKey) }));
+  if (admins.some((a) => a.publicKey.length !== 32)) throw new Error('roster admins[].signingKey must be 32-byte Ed25519 public keys in hex');
+  const adminQuorum = json.adminQuorum ?? (admins.length ? 1 : 0);
+  if (admins.length && (adminQuorum < 1 || adminQuorum > admins.length)) throw new Error(`roster adminQuorum ${adminQuorum} must be between 1 and ${admins.length}`);
+  const roster: Roster = { coordinatorKey: hexToBytes(json.coordinator.signingKey), nodes, admins, adminQuorum };
   if (json.recovery) {
     const key = hexToBytes(json.recovery.encryptionKey);
     if (key.length !== 32) throw new Error('roster recovery.encryptionKey must be a 32-byte X25519 public key in hex');

@@ -24,6 +24,7 @@ import type { Logger } from '../runtime/log.js';
 import type { IdentityKeys } from '../crypto/peer-box.js';
 import type { KeyShares, KeyShare } from './keyshares.js';
 import type { PeerBans } from './peer-bans.js';
+import type { PolicyGuard } from './policy-guard.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
@@ -40,6 +41,7 @@ export interface NodeContext {
   sessions: Sessions;
   shares: KeyShares;
   bans: PeerBans;
+  policy: PolicyGuard;
   nonces: NonceStore;
   signer: FrostSigner;
   shareStoreKind: string;
@@ -289,6 +291,13 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
     },
 
     exportRecoveryShare: (req) => exportRecoveryShare(ctx, req),
+
+    async setPolicy(req) {
+      if (!req.policy) throw new RpcError(status.INVALID_ARGUMENT, 'policy is required');
+      const version = await ctx.policy.install(req.policy);
+      ctx.log.info({ version }, 'policy installed');
+      return { version };
+    },
 
     async signShares(req) {
       if (req.items.length === 0 || req.items.length > MAX_SIGN_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `items must be 1 to ${MAX_SIGN_BATCH}`);

@@ -16,6 +16,7 @@ import { schemeFromProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type SignAuthorization, type SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
 import { derivedKey } from './derivation.js';
+import type { PolicyGuard } from './policy-guard.js';
 import { ecdsaSignItem } from './ecdsa-signer.js';
 import type { KeyShares } from './keyshares.js';
 import type { NonceStore } from './store/nonce-store.js';
@@ -39,6 +40,7 @@ export class FrostSigner {
     private readonly shares: KeyShares,
     private readonly nonces: NonceStore,
     private readonly coordinatorKey: () => Promise<Uint8Array | undefined>,
+    private readonly policy: PolicyGuard,
     private readonly fault: Fault = undefined,
   ) {}
 
@@ -82,6 +84,8 @@ export class FrostSigner {
     const key = this.shares.get(auth.keysetId);
     if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${auth.keysetId}`);
     const scheme = schemeFromProto(auth.scheme);
+    // The policy, checked by this node, before any nonce or presignature is touched.
+    this.policy.check(auth, new Date());
     if (scheme === 'ecdsa' && key.scheme === 'ecdsa') {
       if (auth.digest.length !== 32) throw new RpcError(status.INVALID_ARGUMENT, `ecdsa signs a 32-byte digest, got ${auth.digest.length} bytes`);
       return ecdsaSignItem(this.nodeId, this.nonces, key, auth);

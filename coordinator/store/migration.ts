@@ -51,7 +51,7 @@ interface TableSpec {
   readonly columns: readonly (readonly [name: string, type: ColumnType])[];
 }
 
-export const TABLES = ['keysets', 'keyset_members', 'keyset_bans', 'wallet_batches', 'wallets', 'sign_requests', 'node_faults', 'audit_log'] as const;
+export const TABLES = ['keysets', 'keyset_members', 'keyset_bans', 'wallet_batches', 'wallets', 'sign_requests', 'approvals', 'policies', 'node_faults', 'audit_log'] as const;
 export type TableName = (typeof TABLES)[number];
 
 /** In foreign-key order (parents first): export writes and import inserts in this order. */
@@ -156,6 +156,40 @@ const SPECS: readonly TableSpec[] = [
       ['result_published', 'bool'],
       ['wallet_id', 'uuid'],
       ['derivation_path', 'text'],
+      ['payload', 'bytea'],
+      ['intent', 'jsonb'],
+      ['intent_kind', 'text'],
+      ['asset', 'text'],
+      ['amount', 'text'],
+      ['policy_version', 'int4'],
+      ['rule', 'text'],
+      ['requirements', 'jsonb'],
+      ['approval_expires_at', 'timestamptz'],
+      ['signed_tx', 'bytea'],
+    ],
+  },
+  {
+    table: 'approvals',
+    pk: ['request_id', 'approver'],
+    columns: [
+      ['request_id', 'uuid'],
+      ['approver', 'text'],
+      ['decision', 'text'],
+      ['expires_at', 'timestamptz'],
+      ['signature', 'bytea'],
+      ['reason', 'text'],
+      ['created_at', 'timestamptz'],
+    ],
+  },
+  {
+    table: 'policies',
+    pk: ['version'],
+    columns: [
+      ['version', 'int4'],
+      ['hash', 'bytea'],
+      ['signed', 'bytea'],
+      ['applied_by', 'text'],
+      ['applied_at', 'timestamptz'],
     ],
   },
   {

@@ -82,6 +82,25 @@ export interface SignRequest {
   /** HD wallet requests: the wallet and its path relative to the keyset root ('' for the root key). */
   walletId: string | null;
   derivationPath: string;
+  /** Policy fields (null before a policy is installed); see PolicyFields. */
+  payload: Uint8Array | null;
+  intent: Record<string, string> | null;
+  policyVersion: number | null;
+  rule: string | null;
+  requirements: { count: number; role: string }[] | null;
+  approvalExpiresAt: Date | null;
+  signedTx: Uint8Array | null;
+}
+
+/** What the policy made of a request, stored with it at acceptance. */
+export interface PolicyFields {
+  payload?: Uint8Array | null;
+  /** intentJson(intent). */
+  intent?: Record<string, string> | null;
+  policyVersion?: number | null;
+  rule?: string | null;
+  requirements?: { count: number; role: string }[] | null;
+  approvalExpiresAt?: Date | null;
 }
 
 export interface NewSignRequest {
@@ -100,6 +119,7 @@ export interface NewSignRequest {
   leaseUntil?: Date | null;
   walletId?: string | null;
   derivationPath?: string;
+  policy?: PolicyFields;
 }
 
 export interface SignRequestUpdate {
@@ -112,6 +132,8 @@ export interface SignRequestUpdate {
   owner?: string | null;
   leaseUntil?: Date | null;
   resultPublished?: boolean;
+  rule?: string | null;
+  signedTx?: Uint8Array | null;
   /** Compare-and-set: only update while the current status is one of these (two coordinators resuming the same request). */
   expectedStatus?: SignStatus | readonly SignStatus[];
   /** Compare-and-set: only update while this coordinator owns the request. */
@@ -323,10 +345,17 @@ interface SignRequestDbRow {
   result_published: boolean;
   wallet_id: string | null;
   derivation_path: string;
+  payload: Uint8Array | null;
+  intent: Record<string, string> | null;
+  policy_version: number | null;
+  rule: string | null;
+  requirements: { count: number; role: string }[] | null;
+  approval_expires_at: Date | null;
+  signed_tx: Uint8Array | null;
 }
 
 const SIGN_REQUEST_COLUMNS =
-  'request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signature, public_key, signers, error, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, result_published, wallet_id, derivation_path';
+  'request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signature, public_key, signers, error, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, result_published, wallet_id, derivation_path, payload, intent, policy_version, rule, requirements, approval_expires_at, signed_tx';
 
 function toSignRequest(r: SignRequestDbRow): SignRequest {
   return {
@@ -352,6 +381,13 @@ function toSignRequest(r: SignRequestDbRow): SignRequest {
     resultPublished: r.result_published,
     walletId: r.wallet_id,
     derivationPath: r.derivation_path,
+    payload: r.payload,
+    intent: r.intent,
+    policyVersion: r.policy_version,
+    rule: r.rule,
+    requirements: r.requirements,
+    approvalExpiresAt: r.approval_expires_at,
+    signedTx: r.signed_tx,
   };
 }
 
@@ -363,8 +399,10 @@ export async function createSignRequest(q: Queryable, r: NewSignRequest): Promis
   const now = r.createdAt ?? new Date();
   try {
     const [row] = await q.query<SignRequestDbRow>(
-      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, wallet_id, derivation_path)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9, $10, $11, $12, $13, $14, $15)
+      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, wallet_id, derivation_path,
+                                  payload, intent, intent_kind, asset, amount, policy_version, rule, requirements, approval_expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9, $10, $11, $12, $13, $14, $15,
+               $16, $17::jsonb, $18, $19, $20, $21, $22, $23::jsonb, $24)
        RETURNING ${SIGN_REQUEST_COLUMNS}`,
       [
         r.requestId ?? randomUUID(),
@@ -382,6 +420,15 @@ export async function createSignRequest(q: Queryable, r: NewSignRequest): Promis
         r.leaseUntil ?? null,
         r.walletId ?? null,
         r.derivationPath ?? '',
+        r.policy?.payload ?? null,
+        r.policy?.intent ? JSON.stringify(r.policy.intent) : null,
+        r.policy?.intent?.kind ?? null,
+        r.policy?.intent?.asset ?? null,
+        r.policy?.intent?.amount ?? null,
+        r.policy?.policyVersion ?? null,
+        r.policy?.rule ?? null,
+        r.policy?.requirements ? JSON.stringify(r.policy.requirements) : null,
+        r.policy?.approvalExpiresAt ?? null,
       ],
     );
     return toSignRequest(row!);
@@ -428,6 +475,8 @@ export async function updateSignRequest(q: Queryable, requestId: string, u: Sign
   if (u.owner !== undefined) set('owner', u.owner);
   if (u.leaseUntil !== undefined) set('lease_until', u.leaseUntil);
   if (u.resultPublished !== undefined) set('result_published', u.resultPublished);
+  if (u.rule !== undefined) set('rule', u.rule);
+  if (u.signedTx !== undefined) set('signed_tx', u.signedTx);
   set('updated_at', u.updatedAt ?? new Date());
   let where = 'request_id = $1';
   if (u.expectedStatus !== undefined) {

@@ -188,6 +188,44 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS derivation_path TEXT NOT NULL DEFAULT ''`,
     ],
   },
+  {
+    version: 5,
+    name: 'policies, approvals, decoded intents on sign requests',
+    statements: () => [
+      // Each version as the admins signed it (custody.v1.SignedPolicy bytes); the highest is current.
+      `CREATE TABLE IF NOT EXISTS policies (
+        version INT PRIMARY KEY CHECK (version >= 1),
+        hash BYTEA NOT NULL,
+        signed BYTEA NOT NULL,
+        applied_by TEXT NOT NULL,
+        applied_at TIMESTAMPTZ NOT NULL
+      )`,
+      `CREATE TABLE IF NOT EXISTS approvals (
+        request_id UUID NOT NULL,
+        approver TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+        expires_at TIMESTAMPTZ NOT NULL,
+        signature BYTEA NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (request_id, approver)
+      )`,
+      // The unsigned transaction, what it does (amount as a decimal string in the smallest unit:
+      // exact, and summed as NUMERIC for velocity), and the policy's verdict.
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS payload BYTEA NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS intent JSONB NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS intent_kind TEXT NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS asset TEXT NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS amount TEXT NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS policy_version INT NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS rule TEXT NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS requirements JSONB NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS approval_expires_at TIMESTAMPTZ NULL`,
+      `ALTER TABLE sign_requests ADD COLUMN IF NOT EXISTS signed_tx BYTEA NULL`,
+      `CREATE INDEX IF NOT EXISTS sign_requests_keyset_velocity_idx ON sign_requests (keyset_id, created_at)`,
+      `CREATE INDEX IF NOT EXISTS sign_requests_wallet_velocity_idx ON sign_requests (wallet_id, created_at)`,
+    ],
+  },
 ];
 
 const BOOTSTRAP = [

@@ -13,6 +13,7 @@ import type { HdScheme } from '../../crypto/hd/derive.js';
 import { deriveWalletBatch, walletPath } from '../../crypto/hd/wallets.js';
 import { appendAudit, appendAuditMany } from '../../coordinator/store/audit.js';
 import { openDb, type Db } from '../../coordinator/store/db.js';
+import { MIGRATIONS } from '../../coordinator/store/schema.js';
 import {
   exportDatabase,
   importDatabase,
@@ -192,7 +193,7 @@ describe('export', () => {
   test('writes one 0600 JSON-lines file per table and a manifest with checksums', () => {
     expect(manifestA.sourceDialect).toBe('pglite');
     expect(manifestA.files.map((f) => f.table)).toEqual([...TABLES]);
-    expect(manifestA.schemaVersions.map((v) => v.version)).toEqual([1, 2, 3, 4]);
+    expect(manifestA.schemaVersions.map((v) => v.version)).toEqual(MIGRATIONS.map((m) => m.version));
     expect(manifestA.auditHead?.seq).toBe(42);
     const rows = Object.fromEntries(manifestA.files.map((f) => [f.table, f.rows]));
     expect(rows).toMatchObject({ keysets: 4, keyset_members: 12, keyset_bans: 3, wallet_batches: 4, wallets: walletCount, sign_requests: 7, node_faults: 3, audit_log: 42 });

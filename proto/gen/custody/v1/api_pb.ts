@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Scheme } from "./common_pb.js";
+import type { ApprovalProof, Scheme, SignedPolicy } from "./common_pb.js";
 import { file_custody_v1_common } from "./common_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwingIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQilAMKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCSJhCg9XYWxsZXRBZGRyZXNzZXMSEAoIZXRoZXJldW0YASABKAkSFgoOYml0Y29pbl9wMndwa2gYAiABKAkSFAoMYml0Y29pbl9wMnRyGAMgASgJEg4KBnNvbGFuYRgEIAEoCSKmAgoGV2FsbGV0EhEKCXdhbGxldF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSIgoGc2NoZW1lGAMgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSDQoFaW5kZXgYBCABKA0SDAoEcGF0aBgFIAEoCRISCgpwdWJsaWNfa2V5GAYgASgMEi4KCWFkZHJlc3NlcxgHIAEoCzIbLmN1c3RvZHkudjEuV2FsbGV0QWRkcmVzc2VzEg0KBWxhYmVsGAggASgJEg8KB3VzZXJfaWQYCSABKAkSDwoHcHVycG9zZRgKIAEoCRIQCghiYXRjaF9pZBgLIAEoCRIuCgpjcmVhdGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLzAQoLV2FsbGV0QmF0Y2gSEAoIYmF0Y2hfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEhMKC2ZpcnN0X2luZGV4GAMgASgNEg0KBWNvdW50GAQgASgNEg8KB2NyZWF0ZWQYBSABKA0SEAoIY29tcGxldGUYBiABKAgSDQoFbGFiZWwYByABKAkSDwoHdXNlcl9pZBgIIAEoCRIPCgdwdXJwb3NlGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKWAQoUQ3JlYXRlV2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg0KBWNvdW50GAIgASgNEg0KBWxhYmVsGAMgASgJEg8KB3VzZXJfaWQYBCABKAkSDwoHcHVycG9zZRgFIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkSEgoKZmlsbF9saW1pdBgHIAEoDSI/ChVDcmVhdGVXYWxsZXRzUmVzcG9uc2USJgoFYmF0Y2gYASABKAsyFy5jdXN0b2R5LnYxLldhbGxldEJhdGNoIiUKEEdldFdhbGxldFJlcXVlc3QSEQoJd2FsbGV0X2lkGAEgASgJIjcKEUdldFdhbGxldFJlc3BvbnNlEiIKBndhbGxldBgBIAEoCzISLmN1c3RvZHkudjEuV2FsbGV0Im0KEkxpc3RXYWxsZXRzUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSEAoIYmF0Y2hfaWQYAiABKAkSDwoHdXNlcl9pZBgDIAEoCRINCgVsaW1pdBgEIAEoDRISCgpwYWdlX3Rva2VuGAUgASgJIlMKE0xpc3RXYWxsZXRzUmVzcG9uc2USIwoHd2FsbGV0cxgBIAMoCzISLmN1c3RvZHkudjEuV2FsbGV0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkiXAoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSEQoJd2FsbGV0X2lkGAQgASgJIj4KDFNpZ25SZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCIrChVHZXRTaWduUmVxdWVzdFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCSJIChZHZXRTaWduUmVxdWVzdFJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIqkBCgtBdWRpdFJlY29yZBILCgNzZXEYASABKAQSJgoCYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAMgASgJEg4KBmFjdGlvbhgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEhQKDGRldGFpbHNfanNvbhgGIAEoCRIRCglwcmV2X2hhc2gYByABKAwSDAoEaGFzaBgIIAEoDCIUChJWZXJpZnlBdWRpdFJlcXVlc3QiWQoTVmVyaWZ5QXVkaXRSZXNwb25zZRIKCgJvaxgBIAEoCBIPCgdyZWNvcmRzGAIgASgEEhUKDWZpcnN0X2JhZF9zZXEYAyABKAQSDgoGcmVhc29uGAQgASgJIjQKEExpc3RBdWRpdFJlcXVlc3QSEQoJYWZ0ZXJfc2VxGAEgASgEEg0KBWxpbWl0GAIgASgNIj0KEUxpc3RBdWRpdFJlc3BvbnNlEigKB3JlY29yZHMYASADKAsyFy5jdXN0b2R5LnYxLkF1ZGl0UmVjb3JkIo8CCgpOb2RlU3RhdHVzEg8KB25vZGVfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRILCgNwaWQYAyABKA0SJAoFc3RhdGUYBCABKA4yFS5jdXN0b2R5LnYxLk5vZGVTdGF0ZRIPCgd2ZXJzaW9uGAUgASgJEi0KCWxhc3Rfc2VlbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOZWQyNTUxOV9ub25jZXMYByABKA0SGAoQc2VjcDI1NmsxX25vbmNlcxgIIAEoDRIOCgZmYXVsdHMYCSABKA0SEgoKbGFzdF9lcnJvchgKIAEoCRIWCg5iYW5uZWRfa2V5c2V0cxgLIAMoCSIPCg1IZWFsdGhSZXF1ZXN0InQKDkhlYWx0aFJlc3BvbnNlEg8KB3NlcnZpbmcYASABKAgSDwoHdmVyc2lvbhgCIAEoCRIQCghub2Rlc191cBgDIAEoDRITCgtub2Rlc190b3RhbBgEIAEoDRIZChFkZWZhdWx0X3RocmVzaG9sZBgFIAEoDSISChBMaXN0Tm9kZXNSZXF1ZXN0IjoKEUxpc3ROb2Rlc1Jlc3BvbnNlEiUKBW5vZGVzGAEgAygLMhYuY3VzdG9keS52MS5Ob2RlU3RhdHVzKoMCCgpTaWduU3RhdHVzEhsKF1NJR05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUU0lHTl9TVEFUVVNfUkVDRUlWRUQQARIeChpTSUdOX1NUQVRVU19QT0xJQ1lfQ0hFQ0tFRBACEiIKHlNJR05fU1RBVFVTX0FXQUlUSU5HX0FQUFJPVkFMUxADEhcKE1NJR05fU1RBVFVTX1NJR05JTkcQBBIWChJTSUdOX1NUQVRVU19TSUdORUQQBRIYChRTSUdOX1NUQVRVU19SRUpFQ1RFRBAGEhYKElNJR05fU1RBVFVTX0ZBSUxFRBAHEhcKE1NJR05fU1RBVFVTX0VYUElSRUQQCCpPCglOb2RlU3RhdGUSGgoWTk9ERV9TVEFURV9VTlNQRUNJRklFRBAAEhEKDU5PREVfU1RBVEVfVVAQARITCg9OT0RFX1NUQVRFX0RPV04QAjL1AwoNS2V5c2V0U2VydmljZRJRCgxDcmVhdGVLZXlzZXQSHy5jdXN0b2R5LnYxLkNyZWF0ZUtleXNldFJlcXVlc3QaIC5jdXN0b2R5LnYxLkNyZWF0ZUtleXNldFJlc3BvbnNlEkgKCUdldEtleXNldBIcLmN1c3RvZHkudjEuR2V0S2V5c2V0UmVxdWVzdBodLmN1c3RvZHkudjEuR2V0S2V5c2V0UmVzcG9uc2USTgoLTGlzdEtleXNldHMSHi5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXNwb25zZRJRCgxJbXBvcnRLZXlzZXQSHy5jdXN0b2R5LnYxLkltcG9ydEtleXNldFJlcXVlc3QaIC5jdXN0b2R5LnYxLkltcG9ydEtleXNldFJlc3BvbnNlEksKClJlcnVuU2V0dXASHS5jdXN0b2R5LnYxLlJlcnVuU2V0dXBSZXF1ZXN0Gh4uY3VzdG9keS52MS5SZXJ1blNldHVwUmVzcG9uc2USVwoORXhwb3J0UmVjb3ZlcnkSIS5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5UmVxdWVzdBoiLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlSZXNwb25zZTL/AQoNV2FsbGV0U2VydmljZRJUCg1DcmVhdGVXYWxsZXRzEiAuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVxdWVzdBohLmN1c3RvZHkudjEuQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEkgKCUdldFdhbGxldBIcLmN1c3RvZHkudjEuR2V0V2FsbGV0UmVxdWVzdBodLmN1c3RvZHkudjEuR2V0V2FsbGV0UmVzcG9uc2USTgoLTGlzdFdhbGxldHMSHi5jdXN0b2R5LnYxLkxpc3RXYWxsZXRzUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXNwb25zZTLuAQoOU2lnbmluZ1NlcnZpY2USOQoEU2lnbhIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QaGC5jdXN0b2R5LnYxLlNpZ25SZXNwb25zZRJICglTaWduQmF0Y2gSHC5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlcXVlc3QaHS5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlc3BvbnNlElcKDkdldFNpZ25SZXF1ZXN0EiEuY3VzdG9keS52MS5HZXRTaWduUmVxdWVzdFJlcXVlc3QaIi5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVzcG9uc2UyqAEKDEF1ZGl0U2VydmljZRJOCgtWZXJpZnlBdWRpdBIeLmN1c3RvZHkudjEuVmVyaWZ5QXVkaXRSZXF1ZXN0Gh8uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlc3BvbnNlEkgKCUxpc3RBdWRpdBIcLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVxdWVzdBodLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVzcG9uc2UymwEKDkNsdXN0ZXJTZXJ2aWNlEj8KBkhlYWx0aBIZLmN1c3RvZHkudjEuSGVhbHRoUmVxdWVzdBoaLmN1c3RvZHkudjEuSGVhbHRoUmVzcG9uc2USSAoJTGlzdE5vZGVzEhwuY3VzdG9keS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0Tm9kZXNSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwingIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQi/AQKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCRITCgtpbnRlbnRfanNvbhgQIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgRIAEoDRIMCgRydWxlGBIgASgJEjoKEW1pc3NpbmdfYXBwcm92YWxzGBMgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhMKC2FwcHJvdmVkX2J5GBQgAygJEjcKE2FwcHJvdmFsX2V4cGlyZXNfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNpZ25lZF90eBgWIAEoDBIOCgZldGhfdHgYFyABKAwiMgoTQXBwcm92YWxSZXF1aXJlbWVudBINCgVjb3VudBgBIAEoDRIMCgRyb2xlGAIgASgJImEKD1dhbGxldEFkZHJlc3NlcxIQCghldGhlcmV1bRgBIAEoCRIWCg5iaXRjb2luX3Ayd3BraBgCIAEoCRIUCgxiaXRjb2luX3AydHIYAyABKAkSDgoGc29sYW5hGAQgASgJIqYCCgZXYWxsZXQSEQoJd2FsbGV0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRINCgVpbmRleBgEIAEoDRIMCgRwYXRoGAUgASgJEhIKCnB1YmxpY19rZXkYBiABKAwSLgoJYWRkcmVzc2VzGAcgASgLMhsuY3VzdG9keS52MS5XYWxsZXRBZGRyZXNzZXMSDQoFbGFiZWwYCCABKAkSDwoHdXNlcl9pZBgJIAEoCRIPCgdwdXJwb3NlGAogASgJEhAKCGJhdGNoX2lkGAsgASgJEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMBCgtXYWxsZXRCYXRjaBIQCghiYXRjaF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSEwoLZmlyc3RfaW5kZXgYAyABKA0SDQoFY291bnQYBCABKA0SDwoHY3JlYXRlZBgFIAEoDRIQCghjb21wbGV0ZRgGIAEoCBINCgVsYWJlbBgHIAEoCRIPCgd1c2VyX2lkGAggASgJEg8KB3B1cnBvc2UYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpYBChRDcmVhdGVXYWxsZXRzUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSDQoFY291bnQYAiABKA0SDQoFbGFiZWwYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRIPCgdwdXJwb3NlGAUgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRISCgpmaWxsX2xpbWl0GAcgASgNIj8KFUNyZWF0ZVdhbGxldHNSZXNwb25zZRImCgViYXRjaBgBIAEoCzIXLmN1c3RvZHkudjEuV2FsbGV0QmF0Y2giJQoQR2V0V2FsbGV0UmVxdWVzdBIRCgl3YWxsZXRfaWQYASABKAkiNwoRR2V0V2FsbGV0UmVzcG9uc2USIgoGd2FsbGV0GAEgASgLMhIuY3VzdG9keS52MS5XYWxsZXQibQoSTGlzdFdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIQCghiYXRjaF9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg0KBWxpbWl0GAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiUwoTTGlzdFdhbGxldHNSZXNwb25zZRIjCgd3YWxsZXRzGAEgAygLMhIuY3VzdG9keS52MS5XYWxsZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjwKEFNldFBvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhguY3VzdG9keS52MS5TaWduZWRQb2xpY3kiSQoRU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDRIMCgRoYXNoGAIgASgMEhUKDXBlbmRpbmdfbm9kZXMYAyADKAkiEgoQR2V0UG9saWN5UmVxdWVzdCJcChFHZXRQb2xpY3lSZXNwb25zZRIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeRIPCgd2ZXJzaW9uGAIgASgNEgwKBGhhc2gYAyABKAwiIwoSTGlzdFBlbmRpbmdSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIkYKE0xpc3RQZW5kaW5nUmVzcG9uc2USLwoIcmVxdWVzdHMYASADKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkImAKDURlY2lkZVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIrCghhcHByb3ZhbBgCIAEoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIOCgZyZWFzb24YAyABKAkiQAoORGVjaWRlUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiPQoQU2lnbkJhdGNoUmVxdWVzdBIpCghyZXF1ZXN0cxgBIAMoCzIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QiPAoRU2lnbkJhdGNoUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLmN1c3RvZHkudjEuU2lnblJlc3VsdCKAAQoKU2lnblJlc3VsdBIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZBISCgplcnJvcl9jb2RlGAIgASgNEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJImwKC1NpZ25SZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAwSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCXdhbGxldF9pZBgEIAEoCRIOCgZldGhfdHgYBSABKAwiPgoMU2lnblJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIisKFUdldFNpZ25SZXF1ZXN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIkgKFkdldFNpZ25SZXF1ZXN0UmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiqQEKC0F1ZGl0UmVjb3JkEgsKA3NlcRgBIAEoBBImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg8KB3N1YmplY3QYBSABKAkSFAoMZGV0YWlsc19qc29uGAYgASgJEhEKCXByZXZfaGFzaBgHIAEoDBIMCgRoYXNoGAggASgMIhQKElZlcmlmeUF1ZGl0UmVxdWVzdCJZChNWZXJpZnlBdWRpdFJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB3JlY29yZHMYAiABKAQSFQoNZmlyc3RfYmFkX3NlcRgDIAEoBBIOCgZyZWFzb24YBCABKAkiNAoQTGlzdEF1ZGl0UmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iPQoRTGlzdEF1ZGl0UmVzcG9uc2USKAoHcmVjb3JkcxgBIAMoCzIXLmN1c3RvZHkudjEuQXVkaXRSZWNvcmQijwIKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgsKA3BpZBgDIAEoDRIkCgVzdGF0ZRgEIAEoDjIVLmN1c3RvZHkudjEuTm9kZVN0YXRlEg8KB3ZlcnNpb24YBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEg4KBmZhdWx0cxgJIAEoDRISCgpsYXN0X2Vycm9yGAogASgJEhYKDmJhbm5lZF9rZXlzZXRzGAsgAygJIg8KDUhlYWx0aFJlcXVlc3QidAoOSGVhbHRoUmVzcG9uc2USDwoHc2VydmluZxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEhAKCG5vZGVzX3VwGAMgASgNEhMKC25vZGVzX3RvdGFsGAQgASgNEhkKEWRlZmF1bHRfdGhyZXNob2xkGAUgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiOgoRTGlzdE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVTdGF0dXMqgwIKClNpZ25TdGF0dXMSGwoXU0lHTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRTSUdOX1NUQVRVU19SRUNFSVZFRBABEh4KGlNJR05fU1RBVFVTX1BPTElDWV9DSEVDS0VEEAISIgoeU0lHTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUxTEAMSFwoTU0lHTl9TVEFUVVNfU0lHTklORxAEEhYKElNJR05fU1RBVFVTX1NJR05FRBAFEhgKFFNJR05fU1RBVFVTX1JFSkVDVEVEEAYSFgoSU0lHTl9TVEFUVVNfRkFJTEVEEAcSFwoTU0lHTl9TVEFUVVNfRVhQSVJFRBAIKk8KCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTk9ERV9TVEFURV9VUBABEhMKD05PREVfU1RBVEVfRE9XThACMvUDCg1LZXlzZXRTZXJ2aWNlElEKDENyZWF0ZUtleXNldBIfLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVzcG9uc2USSAoJR2V0S2V5c2V0EhwuY3VzdG9keS52MS5HZXRLZXlzZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRLZXlzZXRSZXNwb25zZRJOCgtMaXN0S2V5c2V0cxIeLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0S2V5c2V0c1Jlc3BvbnNlElEKDEltcG9ydEtleXNldBIfLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVzcG9uc2USSwoKUmVydW5TZXR1cBIdLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlcXVlc3QaHi5jdXN0b2R5LnYxLlJlcnVuU2V0dXBSZXNwb25zZRJXCg5FeHBvcnRSZWNvdmVyeRIhLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlSZXF1ZXN0GiIuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlc3BvbnNlMv8BCg1XYWxsZXRTZXJ2aWNlElQKDUNyZWF0ZVdhbGxldHMSIC5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXF1ZXN0GiEuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVzcG9uc2USSAoJR2V0V2FsbGV0EhwuY3VzdG9keS52MS5HZXRXYWxsZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRXYWxsZXRSZXNwb25zZRJOCgtMaXN0V2FsbGV0cxIeLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlMqMBCg1Qb2xpY3lTZXJ2aWNlEkgKCVNldFBvbGljeRIcLmN1c3RvZHkudjEuU2V0UG9saWN5UmVxdWVzdBodLmN1c3RvZHkudjEuU2V0UG9saWN5UmVzcG9uc2USSAoJR2V0UG9saWN5EhwuY3VzdG9keS52MS5HZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRQb2xpY3lSZXNwb25zZTKiAQoPQXBwcm92YWxTZXJ2aWNlEk4KC0xpc3RQZW5kaW5nEh4uY3VzdG9keS52MS5MaXN0UGVuZGluZ1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVzcG9uc2USPwoGRGVjaWRlEhkuY3VzdG9keS52MS5EZWNpZGVSZXF1ZXN0GhouY3VzdG9keS52MS5EZWNpZGVSZXNwb25zZTLuAQoOU2lnbmluZ1NlcnZpY2USOQoEU2lnbhIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QaGC5jdXN0b2R5LnYxLlNpZ25SZXNwb25zZRJICglTaWduQmF0Y2gSHC5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlcXVlc3QaHS5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlc3BvbnNlElcKDkdldFNpZ25SZXF1ZXN0EiEuY3VzdG9keS52MS5HZXRTaWduUmVxdWVzdFJlcXVlc3QaIi5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVzcG9uc2UyqAEKDEF1ZGl0U2VydmljZRJOCgtWZXJpZnlBdWRpdBIeLmN1c3RvZHkudjEuVmVyaWZ5QXVkaXRSZXF1ZXN0Gh8uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlc3BvbnNlEkgKCUxpc3RBdWRpdBIcLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVxdWVzdBodLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVzcG9uc2UymwEKDkNsdXN0ZXJTZXJ2aWNlEj8KBkhlYWx0aBIZLmN1c3RvZHkudjEuSGVhbHRoUmVxdWVzdBoaLmN1c3RvZHkudjEuSGVhbHRoUmVzcG9uc2USSAoJTGlzdE5vZGVzEhwuY3VzdG9keS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0Tm9kZXNSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -541,6 +541,57 @@ export type SignRequestRecord = Message<"custody.v1.SignRequestRecord"> & {
    * @generated from field: string derivation_path = 15;
    */
   derivationPath: string;
+
+  /**
+   * What the request does as the policy sees it (JSON: kind, chainId, asset, amount in the
+   * smallest unit, destination); empty before a policy is installed.
+   *
+   * @generated from field: string intent_json = 16;
+   */
+  intentJson: string;
+
+  /**
+   * @generated from field: uint32 policy_version = 17;
+   */
+  policyVersion: number;
+
+  /**
+   * rejected: the rule (or "approver:NAME") that rejected it.
+   *
+   * @generated from field: string rule = 18;
+   */
+  rule: string;
+
+  /**
+   * awaiting_approvals: what is still missing.
+   *
+   * @generated from field: repeated custody.v1.ApprovalRequirement missing_approvals = 19;
+   */
+  missingApprovals: ApprovalRequirement[];
+
+  /**
+   * @generated from field: repeated string approved_by = 20;
+   */
+  approvedBy: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp approval_expires_at = 21;
+   */
+  approvalExpiresAt?: Timestamp | undefined;
+
+  /**
+   * eth_tx requests once signed: the signed transaction, ready to broadcast.
+   *
+   * @generated from field: bytes signed_tx = 22;
+   */
+  signedTx: Uint8Array;
+
+  /**
+   * eth_tx requests: the unsigned transaction as submitted.
+   *
+   * @generated from field: bytes eth_tx = 23;
+   */
+  ethTx: Uint8Array;
 };
 
 /**
@@ -549,6 +600,28 @@ export type SignRequestRecord = Message<"custody.v1.SignRequestRecord"> & {
  */
 export const SignRequestRecordSchema: GenMessage<SignRequestRecord> = /*@__PURE__*/
   messageDesc(file_custody_v1_api, 15);
+
+/**
+ * @generated from message custody.v1.ApprovalRequirement
+ */
+export type ApprovalRequirement = Message<"custody.v1.ApprovalRequirement"> & {
+  /**
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+
+  /**
+   * @generated from field: string role = 2;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message custody.v1.ApprovalRequirement.
+ * Use `create(ApprovalRequirementSchema)` to create a new message.
+ */
+export const ApprovalRequirementSchema: GenMessage<ApprovalRequirement> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 16);
 
 /**
  * Addresses of a wallet where its scheme has a standard encoding; empty strings otherwise.
@@ -590,7 +663,7 @@ export type WalletAddresses = Message<"custody.v1.WalletAddresses"> & {
  * Use `create(WalletAddressesSchema)` to create a new message.
  */
 export const WalletAddressesSchema: GenMessage<WalletAddresses> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 16);
+  messageDesc(file_custody_v1_api, 17);
 
 /**
  * One HD wallet: a non-hardened child of its keyset's root key, at path m/0/index.
@@ -667,7 +740,7 @@ export type Wallet = Message<"custody.v1.Wallet"> & {
  * Use `create(WalletSchema)` to create a new message.
  */
 export const WalletSchema: GenMessage<Wallet> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 17);
+  messageDesc(file_custody_v1_api, 18);
 
 /**
  * A batch of wallets created by one CreateWallets call; indexes first_index .. first_index+count-1.
@@ -738,7 +811,7 @@ export type WalletBatch = Message<"custody.v1.WalletBatch"> & {
  * Use `create(WalletBatchSchema)` to create a new message.
  */
 export const WalletBatchSchema: GenMessage<WalletBatch> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 18);
+  messageDesc(file_custody_v1_api, 19);
 
 /**
  * @generated from message custody.v1.CreateWalletsRequest
@@ -793,7 +866,7 @@ export type CreateWalletsRequest = Message<"custody.v1.CreateWalletsRequest"> & 
  * Use `create(CreateWalletsRequestSchema)` to create a new message.
  */
 export const CreateWalletsRequestSchema: GenMessage<CreateWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 19);
+  messageDesc(file_custody_v1_api, 20);
 
 /**
  * @generated from message custody.v1.CreateWalletsResponse
@@ -810,7 +883,7 @@ export type CreateWalletsResponse = Message<"custody.v1.CreateWalletsResponse"> 
  * Use `create(CreateWalletsResponseSchema)` to create a new message.
  */
 export const CreateWalletsResponseSchema: GenMessage<CreateWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 20);
+  messageDesc(file_custody_v1_api, 21);
 
 /**
  * @generated from message custody.v1.GetWalletRequest
@@ -827,7 +900,7 @@ export type GetWalletRequest = Message<"custody.v1.GetWalletRequest"> & {
  * Use `create(GetWalletRequestSchema)` to create a new message.
  */
 export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 21);
+  messageDesc(file_custody_v1_api, 22);
 
 /**
  * @generated from message custody.v1.GetWalletResponse
@@ -844,7 +917,7 @@ export type GetWalletResponse = Message<"custody.v1.GetWalletResponse"> & {
  * Use `create(GetWalletResponseSchema)` to create a new message.
  */
 export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 22);
+  messageDesc(file_custody_v1_api, 23);
 
 /**
  * @generated from message custody.v1.ListWalletsRequest
@@ -885,7 +958,7 @@ export type ListWalletsRequest = Message<"custody.v1.ListWalletsRequest"> & {
  * Use `create(ListWalletsRequestSchema)` to create a new message.
  */
 export const ListWalletsRequestSchema: GenMessage<ListWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 23);
+  messageDesc(file_custody_v1_api, 24);
 
 /**
  * @generated from message custody.v1.ListWalletsResponse
@@ -909,7 +982,175 @@ export type ListWalletsResponse = Message<"custody.v1.ListWalletsResponse"> & {
  * Use `create(ListWalletsResponseSchema)` to create a new message.
  */
 export const ListWalletsResponseSchema: GenMessage<ListWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 24);
+  messageDesc(file_custody_v1_api, 25);
+
+/**
+ * @generated from message custody.v1.SetPolicyRequest
+ */
+export type SetPolicyRequest = Message<"custody.v1.SetPolicyRequest"> & {
+  /**
+   * @generated from field: custody.v1.SignedPolicy policy = 1;
+   */
+  policy?: SignedPolicy | undefined;
+};
+
+/**
+ * Describes the message custody.v1.SetPolicyRequest.
+ * Use `create(SetPolicyRequestSchema)` to create a new message.
+ */
+export const SetPolicyRequestSchema: GenMessage<SetPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 26);
+
+/**
+ * @generated from message custody.v1.SetPolicyResponse
+ */
+export type SetPolicyResponse = Message<"custody.v1.SetPolicyResponse"> & {
+  /**
+   * @generated from field: uint32 version = 1;
+   */
+  version: number;
+
+  /**
+   * @generated from field: bytes hash = 2;
+   */
+  hash: Uint8Array;
+
+  /**
+   * Nodes that did not take it yet (down); the coordinator retries them.
+   *
+   * @generated from field: repeated string pending_nodes = 3;
+   */
+  pendingNodes: string[];
+};
+
+/**
+ * Describes the message custody.v1.SetPolicyResponse.
+ * Use `create(SetPolicyResponseSchema)` to create a new message.
+ */
+export const SetPolicyResponseSchema: GenMessage<SetPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 27);
+
+/**
+ * @generated from message custody.v1.GetPolicyRequest
+ */
+export type GetPolicyRequest = Message<"custody.v1.GetPolicyRequest"> & {
+};
+
+/**
+ * Describes the message custody.v1.GetPolicyRequest.
+ * Use `create(GetPolicyRequestSchema)` to create a new message.
+ */
+export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 28);
+
+/**
+ * @generated from message custody.v1.GetPolicyResponse
+ */
+export type GetPolicyResponse = Message<"custody.v1.GetPolicyResponse"> & {
+  /**
+   * Absent when no policy was ever set.
+   *
+   * @generated from field: custody.v1.SignedPolicy policy = 1;
+   */
+  policy?: SignedPolicy | undefined;
+
+  /**
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * @generated from field: bytes hash = 3;
+   */
+  hash: Uint8Array;
+};
+
+/**
+ * Describes the message custody.v1.GetPolicyResponse.
+ * Use `create(GetPolicyResponseSchema)` to create a new message.
+ */
+export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 29);
+
+/**
+ * @generated from message custody.v1.ListPendingRequest
+ */
+export type ListPendingRequest = Message<"custody.v1.ListPendingRequest"> & {
+  /**
+   * @generated from field: uint32 limit = 1;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message custody.v1.ListPendingRequest.
+ * Use `create(ListPendingRequestSchema)` to create a new message.
+ */
+export const ListPendingRequestSchema: GenMessage<ListPendingRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 30);
+
+/**
+ * @generated from message custody.v1.ListPendingResponse
+ */
+export type ListPendingResponse = Message<"custody.v1.ListPendingResponse"> & {
+  /**
+   * @generated from field: repeated custody.v1.SignRequestRecord requests = 1;
+   */
+  requests: SignRequestRecord[];
+};
+
+/**
+ * Describes the message custody.v1.ListPendingResponse.
+ * Use `create(ListPendingResponseSchema)` to create a new message.
+ */
+export const ListPendingResponseSchema: GenMessage<ListPendingResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 31);
+
+/**
+ * @generated from message custody.v1.DecideRequest
+ */
+export type DecideRequest = Message<"custody.v1.DecideRequest"> & {
+  /**
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: custody.v1.ApprovalProof approval = 2;
+   */
+  approval?: ApprovalProof | undefined;
+
+  /**
+   * For the audit record (rejections).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message custody.v1.DecideRequest.
+ * Use `create(DecideRequestSchema)` to create a new message.
+ */
+export const DecideRequestSchema: GenMessage<DecideRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 32);
+
+/**
+ * @generated from message custody.v1.DecideResponse
+ */
+export type DecideResponse = Message<"custody.v1.DecideResponse"> & {
+  /**
+   * @generated from field: custody.v1.SignRequestRecord request = 1;
+   */
+  request?: SignRequestRecord | undefined;
+};
+
+/**
+ * Describes the message custody.v1.DecideResponse.
+ * Use `create(DecideResponseSchema)` to create a new message.
+ */
+export const DecideResponseSchema: GenMessage<DecideResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 33);
 
 /**
  * @generated from message custody.v1.SignBatchRequest
@@ -928,7 +1169,7 @@ export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
  * Use `create(SignBatchRequestSchema)` to create a new message.
  */
 export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 25);
+  messageDesc(file_custody_v1_api, 34);
 
 /**
  * @generated from message custody.v1.SignBatchResponse
@@ -945,7 +1186,7 @@ export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
  * Use `create(SignBatchResponseSchema)` to create a new message.
  */
 export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 26);
+  messageDesc(file_custody_v1_api, 35);
 
 /**
  * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
@@ -985,7 +1226,7 @@ export type SignResult = Message<"custody.v1.SignResult"> & {
  * Use `create(SignResultSchema)` to create a new message.
  */
 export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 27);
+  messageDesc(file_custody_v1_api, 36);
 
 /**
  * @generated from message custody.v1.SignRequest
@@ -1017,6 +1258,15 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
    * @generated from field: string wallet_id = 4;
    */
   walletId: string;
+
+  /**
+   * Instead of digest: an unsigned Ethereum transaction (legacy EIP-155, EIP-2930 or EIP-1559).
+   * Coordinator and nodes decode it, apply the policy to what it does (asset, amount,
+   * destination, chain id) and sign its signing hash.
+   *
+   * @generated from field: bytes eth_tx = 5;
+   */
+  ethTx: Uint8Array;
 };
 
 /**
@@ -1024,7 +1274,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 28);
+  messageDesc(file_custody_v1_api, 37);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -1041,7 +1291,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 29);
+  messageDesc(file_custody_v1_api, 38);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -1058,7 +1308,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 30);
+  messageDesc(file_custody_v1_api, 39);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -1075,7 +1325,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 31);
+  messageDesc(file_custody_v1_api, 40);
 
 /**
  * One append-only, hash-chained audit record.
@@ -1133,7 +1383,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 32);
+  messageDesc(file_custody_v1_api, 41);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -1146,7 +1396,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 33);
+  messageDesc(file_custody_v1_api, 42);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -1180,7 +1430,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 34);
+  messageDesc(file_custody_v1_api, 43);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -1202,7 +1452,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 35);
+  messageDesc(file_custody_v1_api, 44);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -1219,7 +1469,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 36);
+  messageDesc(file_custody_v1_api, 45);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -1292,7 +1542,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 37);
+  messageDesc(file_custody_v1_api, 46);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -1305,7 +1555,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 38);
+  messageDesc(file_custody_v1_api, 47);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -1342,7 +1592,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 39);
+  messageDesc(file_custody_v1_api, 48);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -1355,7 +1605,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 40);
+  messageDesc(file_custody_v1_api, 49);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -1372,7 +1622,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 41);
+  messageDesc(file_custody_v1_api, 50);
 
 /**
  * @generated from enum custody.v1.SignStatus
@@ -1559,6 +1809,60 @@ export const WalletService: GenService<{
   serviceDesc(file_custody_v1_api, 1);
 
 /**
+ * @generated from service custody.v1.PolicyService
+ */
+export const PolicyService: GenService<{
+  /**
+   * Installs a new policy version, signed by enough admin keys (the nodes' roster pins them); the
+   * coordinator checks it and hands it to every node, which checks it again. Role: admin.
+   *
+   * @generated from rpc custody.v1.PolicyService.SetPolicy
+   */
+  setPolicy: {
+    methodKind: "unary";
+    input: typeof SetPolicyRequestSchema;
+    output: typeof SetPolicyResponseSchema;
+  },
+  /**
+   * @generated from rpc custody.v1.PolicyService.GetPolicy
+   */
+  getPolicy: {
+    methodKind: "unary";
+    input: typeof GetPolicyRequestSchema;
+    output: typeof GetPolicyResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_custody_v1_api, 2);
+
+/**
+ * @generated from service custody.v1.ApprovalService
+ */
+export const ApprovalService: GenService<{
+  /**
+   * Requests waiting for approvals. Roles: approver, admin.
+   *
+   * @generated from rpc custody.v1.ApprovalService.ListPending
+   */
+  listPending: {
+    methodKind: "unary";
+    input: typeof ListPendingRequestSchema;
+    output: typeof ListPendingResponseSchema;
+  },
+  /**
+   * Records an approver's signed decision ("approve" or "reject"); enough approvals start signing.
+   * Role: approver.
+   *
+   * @generated from rpc custody.v1.ApprovalService.Decide
+   */
+  decide: {
+    methodKind: "unary";
+    input: typeof DecideRequestSchema;
+    output: typeof DecideResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_custody_v1_api, 3);
+
+/**
  * @generated from service custody.v1.SigningService
  */
 export const SigningService: GenService<{
@@ -1591,7 +1895,7 @@ export const SigningService: GenService<{
     output: typeof GetSignRequestResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_custody_v1_api, 2);
+  serviceDesc(file_custody_v1_api, 4);
 
 /**
  * @generated from service custody.v1.AuditService
@@ -1616,7 +1920,7 @@ export const AuditService: GenService<{
     output: typeof ListAuditResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_custody_v1_api, 3);
+  serviceDesc(file_custody_v1_api, 5);
 
 /**
  * @generated from service custody.v1.ClusterService
@@ -1639,5 +1943,5 @@ export const ClusterService: GenService<{
     output: typeof ListNodesResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_custody_v1_api, 4);
+  serviceDesc(file_custody_v1_api, 6);
 

@@ -2,14 +2,100 @@
 // @generated from file custody/v1/common.proto (package custody.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file custody/v1/common.proto.
  */
 export const file_custody_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChdjdXN0b2R5L3YxL2NvbW1vbi5wcm90bxIKY3VzdG9keS52MSpvCgZTY2hlbWUSFgoSU0NIRU1FX1VOU1BFQ0lGSUVEEAASEgoOU0NIRU1FX0VEMjU1MTkQARIUChBTQ0hFTUVfU0VDUDI1NksxEAISEQoNU0NIRU1FX0JJUDM0MBADEhAKDFNDSEVNRV9FQ0RTQRAEKkYKBUN1cnZlEhUKEUNVUlZFX1VOU1BFQ0lGSUVEEAASEQoNQ1VSVkVfRUQyNTUxORABEhMKD0NVUlZFX1NFQ1AyNTZLMRACYgZwcm90bzM");
+  fileDesc("ChdjdXN0b2R5L3YxL2NvbW1vbi5wcm90bxIKY3VzdG9keS52MSJRCgxTaWduZWRQb2xpY3kSEAoIZG9jdW1lbnQYASABKAwSLwoKc2lnbmF0dXJlcxgCIAMoCzIbLmN1c3RvZHkudjEuUG9saWN5U2lnbmF0dXJlIjMKD1BvbGljeVNpZ25hdHVyZRINCgVhZG1pbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwiXQoNQXBwcm92YWxQcm9vZhIQCghhcHByb3ZlchgBIAEoCRIQCghkZWNpc2lvbhgCIAEoCRIVCg1leHBpcmVzX2F0X21zGAMgASgDEhEKCXNpZ25hdHVyZRgEIAEoDCpvCgZTY2hlbWUSFgoSU0NIRU1FX1VOU1BFQ0lGSUVEEAASEgoOU0NIRU1FX0VEMjU1MTkQARIUChBTQ0hFTUVfU0VDUDI1NksxEAISEQoNU0NIRU1FX0JJUDM0MBADEhAKDFNDSEVNRV9FQ0RTQRAEKkYKBUN1cnZlEhUKEUNVUlZFX1VOU1BFQ0lGSUVEEAASEQoNQ1VSVkVfRUQyNTUxORABEhMKD0NVUlZFX1NFQ1AyNTZLMRACYgZwcm90bzM");
+
+/**
+ * A policy document (policy/document.ts canonical bytes) with its admin signatures. Nodes accept
+ * it only with signatures from enough of the admin keys pinned in their roster.
+ *
+ * @generated from message custody.v1.SignedPolicy
+ */
+export type SignedPolicy = Message<"custody.v1.SignedPolicy"> & {
+  /**
+   * @generated from field: bytes document = 1;
+   */
+  document: Uint8Array;
+
+  /**
+   * @generated from field: repeated custody.v1.PolicySignature signatures = 2;
+   */
+  signatures: PolicySignature[];
+};
+
+/**
+ * Describes the message custody.v1.SignedPolicy.
+ * Use `create(SignedPolicySchema)` to create a new message.
+ */
+export const SignedPolicySchema: GenMessage<SignedPolicy> = /*@__PURE__*/
+  messageDesc(file_custody_v1_common, 0);
+
+/**
+ * @generated from message custody.v1.PolicySignature
+ */
+export type PolicySignature = Message<"custody.v1.PolicySignature"> & {
+  /**
+   * @generated from field: string admin = 1;
+   */
+  admin: string;
+
+  /**
+   * @generated from field: bytes signature = 2;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message custody.v1.PolicySignature.
+ * Use `create(PolicySignatureSchema)` to create a new message.
+ */
+export const PolicySignatureSchema: GenMessage<PolicySignature> = /*@__PURE__*/
+  messageDesc(file_custody_v1_common, 1);
+
+/**
+ * One approver's signed decision on a request (policy/approvals.ts approvalPayload).
+ *
+ * @generated from message custody.v1.ApprovalProof
+ */
+export type ApprovalProof = Message<"custody.v1.ApprovalProof"> & {
+  /**
+   * @generated from field: string approver = 1;
+   */
+  approver: string;
+
+  /**
+   * "approve" or "reject".
+   *
+   * @generated from field: string decision = 2;
+   */
+  decision: string;
+
+  /**
+   * The request's approval deadline the signature covers.
+   *
+   * @generated from field: int64 expires_at_ms = 3;
+   */
+  expiresAtMs: bigint;
+
+  /**
+   * @generated from field: bytes signature = 4;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message custody.v1.ApprovalProof.
+ * Use `create(ApprovalProofSchema)` to create a new message.
+ */
+export const ApprovalProofSchema: GenMessage<ApprovalProof> = /*@__PURE__*/
+  messageDesc(file_custody_v1_common, 2);
 
 /**
  * Signature scheme of a keyset. The curve follows from it.

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Curve, Scheme } from "./common_pb.js";
+import type { ApprovalProof, Curve, Scheme, SignedPolicy } from "./common_pb.js";
 import { file_custody_v1_common } from "./common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/node.proto.
  */
 export const file_custody_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiUQoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCSLeAQoPS2V5SW1wb3J0UGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SLQoMcGFydGljaXBhbnRzGAQgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBITCgtjb21taXRtZW50cxgFIAMoDBISCgpjaGFpbl9jb2RlGAYgASgMEhIKCmRlYWxlcl9rZXkYByABKAwSFQoNc2VhbGVkX3NoYXJlcxgIIAMoDCIlChBFY2RzYVNldHVwUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCSJYCg1QcmVzaWduUmVzdWx0EhcKD3ByZXNpZ25hdHVyZV9pZBgBIAEoCRILCgNzaWQYAiABKAwSDQoFYmlnX3IYAyABKAwSEgoKcHVibGljX2tleRgEIAEoDCJmCglEa2dSZXN1bHQSEgoKcHVibGljX2tleRgBIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAIgAygMEhIKCmNoYWluX2NvZGUYAyABKAwSFwoPdHJhbnNjcmlwdF9oYXNoGAQgASgMIi8KGkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJYChtFeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USDQoFaW5kZXgYASABKA0SFAoMc2VhbGVkX3NoYXJlGAIgASgMEhQKDHJlY292ZXJ5X2tleRgDIAEoDCIUChJHZXROb2RlSW5mb1JlcXVlc3QiyQEKE0dldE5vZGVJbmZvUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRILCgNwaWQYAiABKA0SDwoHdmVyc2lvbhgDIAEoCRIWCg5lbmNyeXB0aW9uX2tleRgEIAEoDBITCgtzaWduaW5nX2tleRgFIAEoDBIPCgdrZXlzZXRzGAYgASgNEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SEwoLc2hhcmVfc3RvcmUYCSABKAkipAIKD1J1blJvdW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg0KBXJvdW5kGAIgASgNEiQKA2RrZxgDIAEoCzIVLmN1c3RvZHkudjEuRGtnUGFyYW1zSAASMQoHcHJlc2lnbhgFIAEoCzIeLmN1c3RvZHkudjEuRWNkc2FQcmVzaWduUGFyYW1zSAASMQoKa2V5X2ltcG9ydBgGIAEoCzIbLmN1c3RvZHkudjEuS2V5SW1wb3J0UGFyYW1zSAASLQoFc2V0dXAYByABKAsyHC5jdXN0b2R5LnYxLkVjZHNhU2V0dXBQYXJhbXNIABIpCghpbmNvbWluZxgEIAMoCzIXLmN1c3RvZHkudjEuUGVlck1lc3NhZ2VCCAoGcGFyYW1zIpsBChBSdW5Sb3VuZFJlc3BvbnNlEikKCG91dGdvaW5nGAEgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZRIkCgNka2cYAiABKAsyFS5jdXN0b2R5LnYxLkRrZ1Jlc3VsdEgAEiwKB3ByZXNpZ24YAyABKAsyGS5jdXN0b2R5LnYxLlByZXNpZ25SZXN1bHRIAEIICgZvdXRwdXQiOgoURmluaXNoU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZjb21taXQYAiABKAgiFwoVRmluaXNoU2Vzc2lvblJlc3BvbnNlIkcKFFJlc2VydmVOb25jZXNSZXF1ZXN0EiAKBWN1cnZlGAEgASgOMhEuY3VzdG9keS52MS5DdXJ2ZRINCgVjb3VudBgCIAEoDSJJCg9Ob25jZUNvbW1pdG1lbnQSFQoNY29tbWl0bWVudF9pZBgBIAEoCRIOCgZoaWRpbmcYAiABKAwSDwoHYmluZGluZxgDIAEoDCJJChVSZXNlcnZlTm9uY2VzUmVzcG9uc2USMAoLY29tbWl0bWVudHMYASADKAsyGy5jdXN0b2R5LnYxLk5vbmNlQ29tbWl0bWVudCJqChBTaWduZXJDb21taXRtZW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFQoNY29tbWl0bWVudF9pZBgDIAEoCRIOCgZoaWRpbmcYBCABKAwSDwoHYmluZGluZxgFIAEoDCJGCgtFY2RzYVNpZ25lchINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhcKD3ByZXNpZ25hdHVyZV9pZBgDIAEoCSKqAgoRU2lnbkF1dGhvcml6YXRpb24SEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCWtleXNldF9pZBgDIAEoCRIiCgZzY2hlbWUYBCABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBSABKAwSFwoPZGVyaXZhdGlvbl9wYXRoGAYgASgJEjEKC2NvbW1pdG1lbnRzGAcgAygLMhwuY3VzdG9keS52MS5TaWduZXJDb21taXRtZW50EhUKDWV4cGlyZXNfYXRfbXMYCCABKAMSLgoNZWNkc2Ffc2lnbmVycxgJIAMoCzIXLmN1c3RvZHkudjEuRWNkc2FTaWduZXISEwoLcHJlc2lnbl9zaWQYCiABKAwiRQoNU2lnblNoYXJlSXRlbRIVCg1hdXRob3JpemF0aW9uGAEgASgMEh0KFWNvb3JkaW5hdG9yX3NpZ25hdHVyZRgCIAEoDCI9ChFTaWduU2hhcmVzUmVxdWVzdBIoCgVpdGVtcxgBIAMoCzIZLmN1c3RvZHkudjEuU2lnblNoYXJlSXRlbSIvCg5TaWduU2hhcmVFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkiWQoPU2lnblNoYXJlUmVzdWx0Eg8KBXNoYXJlGAEgASgMSAASKwoFZXJyb3IYAiABKAsyGi5jdXN0b2R5LnYxLlNpZ25TaGFyZUVycm9ySABCCAoGcmVzdWx0IkIKElNpZ25TaGFyZXNSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsuY3VzdG9keS52MS5TaWduU2hhcmVSZXN1bHQyhQQKC05vZGVTZXJ2aWNlEk4KC0dldE5vZGVJbmZvEh4uY3VzdG9keS52MS5HZXROb2RlSW5mb1JlcXVlc3QaHy5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVzcG9uc2USRQoIUnVuUm91bmQSGy5jdXN0b2R5LnYxLlJ1blJvdW5kUmVxdWVzdBocLmN1c3RvZHkudjEuUnVuUm91bmRSZXNwb25zZRJUCg1GaW5pc2hTZXNzaW9uEiAuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVxdWVzdBohLmN1c3RvZHkudjEuRmluaXNoU2Vzc2lvblJlc3BvbnNlElQKDVJlc2VydmVOb25jZXMSIC5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXF1ZXN0GiEuY3VzdG9keS52MS5SZXNlcnZlTm9uY2VzUmVzcG9uc2USSwoKU2lnblNoYXJlcxIdLmN1c3RvZHkudjEuU2lnblNoYXJlc1JlcXVlc3QaHi5jdXN0b2R5LnYxLlNpZ25TaGFyZXNSZXNwb25zZRJmChNFeHBvcnRSZWNvdmVyeVNoYXJlEiYuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVNoYXJlUmVxdWVzdBonLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlTaGFyZVJlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common]);
+  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiUQoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCSLeAQoPS2V5SW1wb3J0UGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SLQoMcGFydGljaXBhbnRzGAQgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBITCgtjb21taXRtZW50cxgFIAMoDBISCgpjaGFpbl9jb2RlGAYgASgMEhIKCmRlYWxlcl9rZXkYByABKAwSFQoNc2VhbGVkX3NoYXJlcxgIIAMoDCIlChBFY2RzYVNldHVwUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCSJYCg1QcmVzaWduUmVzdWx0EhcKD3ByZXNpZ25hdHVyZV9pZBgBIAEoCRILCgNzaWQYAiABKAwSDQoFYmlnX3IYAyABKAwSEgoKcHVibGljX2tleRgEIAEoDCJmCglEa2dSZXN1bHQSEgoKcHVibGljX2tleRgBIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAIgAygMEhIKCmNoYWluX2NvZGUYAyABKAwSFwoPdHJhbnNjcmlwdF9oYXNoGAQgASgMIkcKG05vZGVTZXJ2aWNlU2V0UG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeSIvChxOb2RlU2VydmljZVNldFBvbGljeVJlc3BvbnNlEg8KB3ZlcnNpb24YASABKA0iLwoaRXhwb3J0UmVjb3ZlcnlTaGFyZVJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIlgKG0V4cG9ydFJlY292ZXJ5U2hhcmVSZXNwb25zZRINCgVpbmRleBgBIAEoDRIUCgxzZWFsZWRfc2hhcmUYAiABKAwSFAoMcmVjb3Zlcnlfa2V5GAMgASgMIhQKEkdldE5vZGVJbmZvUmVxdWVzdCLJAQoTR2V0Tm9kZUluZm9SZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEgsKA3BpZBgCIAEoDRIPCgd2ZXJzaW9uGAMgASgJEhYKDmVuY3J5cHRpb25fa2V5GAQgASgMEhMKC3NpZ25pbmdfa2V5GAUgASgMEg8KB2tleXNldHMYBiABKA0SFgoOZWQyNTUxOV9ub25jZXMYByABKA0SGAoQc2VjcDI1NmsxX25vbmNlcxgIIAEoDRITCgtzaGFyZV9zdG9yZRgJIAEoCSKkAgoPUnVuUm91bmRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDQoFcm91bmQYAiABKA0SJAoDZGtnGAMgASgLMhUuY3VzdG9keS52MS5Ea2dQYXJhbXNIABIxCgdwcmVzaWduGAUgASgLMh4uY3VzdG9keS52MS5FY2RzYVByZXNpZ25QYXJhbXNIABIxCgprZXlfaW1wb3J0GAYgASgLMhsuY3VzdG9keS52MS5LZXlJbXBvcnRQYXJhbXNIABItCgVzZXR1cBgHIAEoCzIcLmN1c3RvZHkudjEuRWNkc2FTZXR1cFBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIkYKC0VjZHNhU2lnbmVyEg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGAMgASgJIscDChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAxIuCg1lY2RzYV9zaWduZXJzGAkgAygLMhcuY3VzdG9keS52MS5FY2RzYVNpZ25lchITCgtwcmVzaWduX3NpZBgKIAEoDBIPCgdwYXlsb2FkGAsgASgMEhYKDnBvbGljeV92ZXJzaW9uGAwgASgNEhEKCWluaXRpYXRvchgNIAEoCRIRCgl3YWxsZXRfaWQYDiABKAkSLAoJYXBwcm92YWxzGA8gAygLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEh4KFmFwcHJvdmFsX2V4cGlyZXNfYXRfbXMYECABKAMiRQoNU2lnblNoYXJlSXRlbRIVCg1hdXRob3JpemF0aW9uGAEgASgMEh0KFWNvb3JkaW5hdG9yX3NpZ25hdHVyZRgCIAEoDCI9ChFTaWduU2hhcmVzUmVxdWVzdBIoCgVpdGVtcxgBIAMoCzIZLmN1c3RvZHkudjEuU2lnblNoYXJlSXRlbSIvCg5TaWduU2hhcmVFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkiWQoPU2lnblNoYXJlUmVzdWx0Eg8KBXNoYXJlGAEgASgMSAASKwoFZXJyb3IYAiABKAsyGi5jdXN0b2R5LnYxLlNpZ25TaGFyZUVycm9ySABCCAoGcmVzdWx0IkIKElNpZ25TaGFyZXNSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsuY3VzdG9keS52MS5TaWduU2hhcmVSZXN1bHQy5QQKC05vZGVTZXJ2aWNlEk4KC0dldE5vZGVJbmZvEh4uY3VzdG9keS52MS5HZXROb2RlSW5mb1JlcXVlc3QaHy5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVzcG9uc2USRQoIUnVuUm91bmQSGy5jdXN0b2R5LnYxLlJ1blJvdW5kUmVxdWVzdBocLmN1c3RvZHkudjEuUnVuUm91bmRSZXNwb25zZRJUCg1GaW5pc2hTZXNzaW9uEiAuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVxdWVzdBohLmN1c3RvZHkudjEuRmluaXNoU2Vzc2lvblJlc3BvbnNlElQKDVJlc2VydmVOb25jZXMSIC5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXF1ZXN0GiEuY3VzdG9keS52MS5SZXNlcnZlTm9uY2VzUmVzcG9uc2USSwoKU2lnblNoYXJlcxIdLmN1c3RvZHkudjEuU2lnblNoYXJlc1JlcXVlc3QaHi5jdXN0b2R5LnYxLlNpZ25TaGFyZXNSZXNwb25zZRJmChNFeHBvcnRSZWNvdmVyeVNoYXJlEiYuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVNoYXJlUmVxdWVzdBonLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlTaGFyZVJlc3BvbnNlEl4KCVNldFBvbGljeRInLmN1c3RvZHkudjEuTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXF1ZXN0GiguY3VzdG9keS52MS5Ob2RlU2VydmljZVNldFBvbGljeVJlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common]);
 
 /**
  * A protocol message as relayed by the coordinator.
@@ -319,6 +319,40 @@ export const DkgResultSchema: GenMessage<DkgResult> = /*@__PURE__*/
   messageDesc(file_custody_v1_node, 7);
 
 /**
+ * @generated from message custody.v1.NodeServiceSetPolicyRequest
+ */
+export type NodeServiceSetPolicyRequest = Message<"custody.v1.NodeServiceSetPolicyRequest"> & {
+  /**
+   * @generated from field: custody.v1.SignedPolicy policy = 1;
+   */
+  policy?: SignedPolicy | undefined;
+};
+
+/**
+ * Describes the message custody.v1.NodeServiceSetPolicyRequest.
+ * Use `create(NodeServiceSetPolicyRequestSchema)` to create a new message.
+ */
+export const NodeServiceSetPolicyRequestSchema: GenMessage<NodeServiceSetPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 8);
+
+/**
+ * @generated from message custody.v1.NodeServiceSetPolicyResponse
+ */
+export type NodeServiceSetPolicyResponse = Message<"custody.v1.NodeServiceSetPolicyResponse"> & {
+  /**
+   * @generated from field: uint32 version = 1;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message custody.v1.NodeServiceSetPolicyResponse.
+ * Use `create(NodeServiceSetPolicyResponseSchema)` to create a new message.
+ */
+export const NodeServiceSetPolicyResponseSchema: GenMessage<NodeServiceSetPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 9);
+
+/**
  * @generated from message custody.v1.ExportRecoveryShareRequest
  */
 export type ExportRecoveryShareRequest = Message<"custody.v1.ExportRecoveryShareRequest"> & {
@@ -333,7 +367,7 @@ export type ExportRecoveryShareRequest = Message<"custody.v1.ExportRecoveryShare
  * Use `create(ExportRecoveryShareRequestSchema)` to create a new message.
  */
 export const ExportRecoveryShareRequestSchema: GenMessage<ExportRecoveryShareRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 8);
+  messageDesc(file_custody_v1_node, 10);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareResponse
@@ -365,7 +399,7 @@ export type ExportRecoveryShareResponse = Message<"custody.v1.ExportRecoveryShar
  * Use `create(ExportRecoveryShareResponseSchema)` to create a new message.
  */
 export const ExportRecoveryShareResponseSchema: GenMessage<ExportRecoveryShareResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 9);
+  messageDesc(file_custody_v1_node, 11);
 
 /**
  * @generated from message custody.v1.GetNodeInfoRequest
@@ -378,7 +412,7 @@ export type GetNodeInfoRequest = Message<"custody.v1.GetNodeInfoRequest"> & {
  * Use `create(GetNodeInfoRequestSchema)` to create a new message.
  */
 export const GetNodeInfoRequestSchema: GenMessage<GetNodeInfoRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 10);
+  messageDesc(file_custody_v1_node, 12);
 
 /**
  * @generated from message custody.v1.GetNodeInfoResponse
@@ -437,7 +471,7 @@ export type GetNodeInfoResponse = Message<"custody.v1.GetNodeInfoResponse"> & {
  * Use `create(GetNodeInfoResponseSchema)` to create a new message.
  */
 export const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 11);
+  messageDesc(file_custody_v1_node, 13);
 
 /**
  * @generated from message custody.v1.RunRoundRequest
@@ -495,7 +529,7 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
  * Use `create(RunRoundRequestSchema)` to create a new message.
  */
 export const RunRoundRequestSchema: GenMessage<RunRoundRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 12);
+  messageDesc(file_custody_v1_node, 14);
 
 /**
  * @generated from message custody.v1.RunRoundResponse
@@ -531,7 +565,7 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
  * Use `create(RunRoundResponseSchema)` to create a new message.
  */
 export const RunRoundResponseSchema: GenMessage<RunRoundResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 13);
+  messageDesc(file_custody_v1_node, 15);
 
 /**
  * @generated from message custody.v1.FinishSessionRequest
@@ -553,7 +587,7 @@ export type FinishSessionRequest = Message<"custody.v1.FinishSessionRequest"> & 
  * Use `create(FinishSessionRequestSchema)` to create a new message.
  */
 export const FinishSessionRequestSchema: GenMessage<FinishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 14);
+  messageDesc(file_custody_v1_node, 16);
 
 /**
  * @generated from message custody.v1.FinishSessionResponse
@@ -566,7 +600,7 @@ export type FinishSessionResponse = Message<"custody.v1.FinishSessionResponse"> 
  * Use `create(FinishSessionResponseSchema)` to create a new message.
  */
 export const FinishSessionResponseSchema: GenMessage<FinishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 15);
+  messageDesc(file_custody_v1_node, 17);
 
 /**
  * @generated from message custody.v1.ReserveNoncesRequest
@@ -588,7 +622,7 @@ export type ReserveNoncesRequest = Message<"custody.v1.ReserveNoncesRequest"> & 
  * Use `create(ReserveNoncesRequestSchema)` to create a new message.
  */
 export const ReserveNoncesRequestSchema: GenMessage<ReserveNoncesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 16);
+  messageDesc(file_custody_v1_node, 18);
 
 /**
  * @generated from message custody.v1.NonceCommitment
@@ -615,7 +649,7 @@ export type NonceCommitment = Message<"custody.v1.NonceCommitment"> & {
  * Use `create(NonceCommitmentSchema)` to create a new message.
  */
 export const NonceCommitmentSchema: GenMessage<NonceCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 17);
+  messageDesc(file_custody_v1_node, 19);
 
 /**
  * @generated from message custody.v1.ReserveNoncesResponse
@@ -632,7 +666,7 @@ export type ReserveNoncesResponse = Message<"custody.v1.ReserveNoncesResponse"> 
  * Use `create(ReserveNoncesResponseSchema)` to create a new message.
  */
 export const ReserveNoncesResponseSchema: GenMessage<ReserveNoncesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 18);
+  messageDesc(file_custody_v1_node, 20);
 
 /**
  * @generated from message custody.v1.SignerCommitment
@@ -669,7 +703,7 @@ export type SignerCommitment = Message<"custody.v1.SignerCommitment"> & {
  * Use `create(SignerCommitmentSchema)` to create a new message.
  */
 export const SignerCommitmentSchema: GenMessage<SignerCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 19);
+  messageDesc(file_custody_v1_node, 21);
 
 /**
  * An ECDSA signer and the presignature it must use (ids are per node).
@@ -698,7 +732,7 @@ export type EcdsaSigner = Message<"custody.v1.EcdsaSigner"> & {
  * Use `create(EcdsaSignerSchema)` to create a new message.
  */
 export const EcdsaSignerSchema: GenMessage<EcdsaSigner> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 20);
+  messageDesc(file_custody_v1_node, 22);
 
 /**
  * What the coordinator asks a node to sign; serialized and signed by the coordinator's key so a
@@ -763,6 +797,42 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
    * @generated from field: bytes presign_sid = 10;
    */
   presignSid: Uint8Array;
+
+  /**
+   * Policy enforcement on the node (set once the cluster has a policy): the unsigned Ethereum
+   * transaction (empty: a raw digest), which the node decodes itself and whose signing hash must
+   * be the digest; the policy version it was evaluated under; who asked; the wallet; and the
+   * approvals with the deadline they cover. The node evaluates the per-transaction rules and checks
+   * every approval signature itself before it releases anything.
+   *
+   * @generated from field: bytes payload = 11;
+   */
+  payload: Uint8Array;
+
+  /**
+   * @generated from field: uint32 policy_version = 12;
+   */
+  policyVersion: number;
+
+  /**
+   * @generated from field: string initiator = 13;
+   */
+  initiator: string;
+
+  /**
+   * @generated from field: string wallet_id = 14;
+   */
+  walletId: string;
+
+  /**
+   * @generated from field: repeated custody.v1.ApprovalProof approvals = 15;
+   */
+  approvals: ApprovalProof[];
+
+  /**
+   * @generated from field: int64 approval_expires_at_ms = 16;
+   */
+  approvalExpiresAtMs: bigint;
 };
 
 /**
@@ -770,7 +840,7 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
  * Use `create(SignAuthorizationSchema)` to create a new message.
  */
 export const SignAuthorizationSchema: GenMessage<SignAuthorization> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 21);
+  messageDesc(file_custody_v1_node, 23);
 
 /**
  * @generated from message custody.v1.SignShareItem
@@ -796,7 +866,7 @@ export type SignShareItem = Message<"custody.v1.SignShareItem"> & {
  * Use `create(SignShareItemSchema)` to create a new message.
  */
 export const SignShareItemSchema: GenMessage<SignShareItem> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 22);
+  messageDesc(file_custody_v1_node, 24);
 
 /**
  * @generated from message custody.v1.SignSharesRequest
@@ -813,7 +883,7 @@ export type SignSharesRequest = Message<"custody.v1.SignSharesRequest"> & {
  * Use `create(SignSharesRequestSchema)` to create a new message.
  */
 export const SignSharesRequestSchema: GenMessage<SignSharesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 23);
+  messageDesc(file_custody_v1_node, 25);
 
 /**
  * @generated from message custody.v1.SignShareError
@@ -837,7 +907,7 @@ export type SignShareError = Message<"custody.v1.SignShareError"> & {
  * Use `create(SignShareErrorSchema)` to create a new message.
  */
 export const SignShareErrorSchema: GenMessage<SignShareError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 24);
+  messageDesc(file_custody_v1_node, 26);
 
 /**
  * @generated from message custody.v1.SignShareResult
@@ -866,7 +936,7 @@ export type SignShareResult = Message<"custody.v1.SignShareResult"> & {
  * Use `create(SignShareResultSchema)` to create a new message.
  */
 export const SignShareResultSchema: GenMessage<SignShareResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 25);
+  messageDesc(file_custody_v1_node, 27);
 
 /**
  * @generated from message custody.v1.SignSharesResponse
@@ -885,7 +955,7 @@ export type SignSharesResponse = Message<"custody.v1.SignSharesResponse"> & {
  * Use `create(SignSharesResponseSchema)` to create a new message.
  */
 export const SignSharesResponseSchema: GenMessage<SignSharesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 26);
+  messageDesc(file_custody_v1_node, 28);
 
 /**
  * @generated from service custody.v1.NodeService
@@ -949,6 +1019,16 @@ export const NodeService: GenService<{
     methodKind: "unary";
     input: typeof ExportRecoveryShareRequestSchema;
     output: typeof ExportRecoveryShareResponseSchema;
+  },
+  /**
+   * Installs a policy version; the node checks the admin signatures against its own roster.
+   *
+   * @generated from rpc custody.v1.NodeService.SetPolicy
+   */
+  setPolicy: {
+    methodKind: "unary";
+    input: typeof NodeServiceSetPolicyRequestSchema;
+    output: typeof NodeServiceSetPolicyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_custody_v1_node, 0);
