@@ -82,14 +82,15 @@ export class Approvals {
     }
     const fresh: SignedApproval = { approver: proof.approver, decision: proof.decision, expiresAt: new Date(Number(proof.expiresAtMs)), signature: proof.signature };
     const earlier = await listApprovals(this.db, requestId);
-    if (earlier.some((a) => a.approver === proof.approver)) throw new RpcError(status.ALREADY_EXISTS, `${proof.approver} already decided on request ${requestId}`);
+    if (earlier.some((a) => a.approver === proof.approver)) {
+      await this.refused(requestId, proof, actor, 'already decided on this request');
+      throw new RpcError(status.ALREADY_EXISTS, `${proof.approver} already decided on request ${requestId}`);
+    }
     const all: SignedApproval[] = [...earlier.map((a) => ({ approver: a.approver, decision: a.decision, expiresAt: a.expiresAt, signature: a.signature })), fresh];
     const check = checkApprovals(policy.doc, subject, all, row.clientId, row.requirements ?? [], now);
     const problem = check.invalid.find((i) => i.approver === proof.approver || i.approver === '*');
     if (problem) {
-      await durably(this.log, 'audit refused approval', () =>
-        this.db.tx((q) => appendAudit(q, { actor, action: 'approval.refused', subject: requestId, details: { approver: proof.approver, decision: proof.decision, reason: problem.reason } })),
-      );
+      await this.refused(requestId, proof, actor, problem.reason);
       throw new RpcError(status.PERMISSION_DENIED, `approval by ${proof.approver} refused: ${problem.reason}`);
     }
     const next = check.rejectedBy.length ? 'rejected' : check.satisfied ? 'signing' : 'awaiting_approvals';
@@ -118,6 +119,13 @@ export class Approvals {
     }
     this.log.info({ requestId, approver: proof.approver, decision: proof.decision, status: updated!.status }, 'approval recorded');
     return updated!.status === 'signing' || updated!.status === 'rejected' ? this.requests.execute(updated!) : updated!;
+  }
+
+  /** Every refused approval is on the record, with why. */
+  private refused(requestId: string, proof: ApprovalProof, actor: string, reason: string): Promise<unknown> {
+    return durably(this.log, 'audit refused approval', () =>
+      this.db.tx((q) => appendAudit(q, { actor, action: 'approval.refused', subject: requestId, details: { approver: proof.approver, decision: proof.decision, reason } })),
+    );
   }
 
   /** Marks requests whose approval deadline passed as expired (each an audit record). */

@@ -341,6 +341,7 @@ export class RequestService {
       walletId: row.walletId ?? '',
       approvals: approvals.map((a) => ({ approver: a.approver, decision: a.decision, expiresAtMs: BigInt(a.expiresAt.getTime()), signature: a.signature })),
       approvalExpiresAtMs: BigInt(row.approvalExpiresAt?.getTime() ?? 0),
+      requiredApprovals: row.requirements ?? [],
     };
   }
 

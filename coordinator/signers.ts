@@ -21,7 +21,7 @@ import type { Wallets } from './wallets.js';
 export type LoadedKeyset = ({ kind: 'frost' } & FrostKeyset) | ({ kind: 'ecdsa' } & EcdsaKeyset);
 
 /** The SignAuthorization fields that let each node check the policy itself (node.proto). */
-export type PolicyContext = Pick<MessageInitShape<typeof SignAuthorizationSchema>, 'payload' | 'policyVersion' | 'initiator' | 'walletId' | 'approvals' | 'approvalExpiresAtMs'>;
+export type PolicyContext = Pick<MessageInitShape<typeof SignAuthorizationSchema>, 'payload' | 'policyVersion' | 'initiator' | 'walletId' | 'approvals' | 'approvalExpiresAtMs' | 'requiredApprovals'>;
 
 export const NO_POLICY: PolicyContext = {};
 

@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   await bans.load();
   const nonces = await NonceStore.open(store, join(dataDir, 'nonces'));
   const roster = new RosterSource(rosterPath);
-  const policy = new PolicyGuard(store, roster);
+  const policy = new PolicyGuard(store, roster, log);
   await policy.load();
 
   const allowRecoveryExport = process.env.CUSTODY_ALLOW_RECOVERY_EXPORT === '1';

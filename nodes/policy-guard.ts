@@ -14,6 +14,7 @@ import {
   evaluate,
   EthTxError,
   intentOfPayload,
+  mergeRequirements,
   PolicyError,
   policyHash,
   verifyPolicySignatures,
@@ -24,6 +25,7 @@ import {
 import { SignedPolicySchema, type SignedPolicy } from '../proto/gen/custody/v1/common_pb.js';
 import type { SignAuthorization } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
+import type { Logger } from '../runtime/log.js';
 import type { RosterSource } from './roster.js';
 import type { ShareStore } from './store/share-store.js';
 
@@ -40,6 +42,7 @@ export class PolicyGuard {
   constructor(
     private readonly store: ShareStore,
     private readonly roster: RosterSource,
+    private readonly log: Logger,
   ) {}
 
   async load(): Promise<void> {
@@ -81,6 +84,16 @@ export class PolicyGuard {
    * the node signs what its coordinator authorizes (a cluster that never set a policy).
    */
   check(auth: SignAuthorization, now: Date): void {
+    try {
+      this.enforce(auth, now);
+    } catch (e) {
+      // A refusal here means the coordinator asked for something the policy forbids: worth a loud line.
+      if (e instanceof RpcError) this.log.warn({ requestId: auth.requestId, keysetId: auth.keysetId, code: e.code, reason: e.message }, 'policy refused a signing request');
+      throw e;
+    }
+  }
+
+  private enforce(auth: SignAuthorization, now: Date): void {
     const p = this.current;
     if (!p) {
       if (auth.policyVersion !== 0) throw new RpcError(status.FAILED_PRECONDITION, `request was evaluated under policy ${auth.policyVersion}, which this node does not have yet`);
@@ -93,7 +106,11 @@ export class PolicyGuard {
     const walletId = auth.walletId || null;
     const decision = evaluate(p.doc, { intent, keysetId: auth.keysetId, walletId, now });
     if (decision.effect === 'deny') throw new RpcError(status.PERMISSION_DENIED, `policy ${p.doc.version} rule ${decision.ruleId} denies this request: ${decision.reason}`);
-    if (decision.effect === 'allow') return;
+    const requirements = mergeRequirements(
+      decision.effect === 'require_approvals' ? decision.requirements : [],
+      auth.requiredApprovals.map((r) => ({ count: r.count, role: r.role })),
+    );
+    if (requirements.length === 0) return;
     const approvals: SignedApproval[] = auth.approvals.map((a) => ({
       approver: a.approver,
       decision: a.decision === 'reject' ? 'reject' : 'approve',
@@ -112,7 +129,7 @@ export class PolicyGuard {
     };
     let result;
     try {
-      result = checkApprovals(p.doc, subject, approvals, auth.initiator, decision.requirements, now);
+      result = checkApprovals(p.doc, subject, approvals, auth.initiator, requirements, now);
     } catch (e) {
       if (e instanceof PolicyError) throw new RpcError(status.PERMISSION_DENIED, `approvals refused: ${e.message}`);
       throw e;

@@ -106,7 +106,8 @@ describe('policy, approvals and node-side enforcement', () => {
     expect(second.json.status).toBe('signed');
     expect(Transaction.from(second.json.signedTx as string).from).toBe(address);
     const records = (await audit()).filter((x) => x.subject === id).map((x) => x.action);
-    expect(records).toEqual(['sign.received', 'sign.policy_checked', 'sign.awaiting_approvals', 'approval.recorded', 'approval.recorded', 'sign.signing', 'sign.completed']);
+    // The second try by t1 is on the record as refused.
+    expect(records).toEqual(['sign.received', 'sign.policy_checked', 'sign.awaiting_approvals', 'approval.recorded', 'approval.refused', 'approval.recorded', 'sign.signing', 'sign.completed']);
   }, 60_000);
 
   it('rejects 200 ETH by rule, and the wallet window stops the 11th ETH', async () => {

@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { ApprovalProof, Scheme, SignedPolicy } from "./common_pb.js";
+import type { ApprovalProof, ApprovalRequirement, Scheme, SignedPolicy } from "./common_pb.js";
 import { file_custody_v1_common } from "./common_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwingIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQi/AQKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCRITCgtpbnRlbnRfanNvbhgQIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgRIAEoDRIMCgRydWxlGBIgASgJEjoKEW1pc3NpbmdfYXBwcm92YWxzGBMgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhMKC2FwcHJvdmVkX2J5GBQgAygJEjcKE2FwcHJvdmFsX2V4cGlyZXNfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNpZ25lZF90eBgWIAEoDBIOCgZldGhfdHgYFyABKAwiMgoTQXBwcm92YWxSZXF1aXJlbWVudBINCgVjb3VudBgBIAEoDRIMCgRyb2xlGAIgASgJImEKD1dhbGxldEFkZHJlc3NlcxIQCghldGhlcmV1bRgBIAEoCRIWCg5iaXRjb2luX3Ayd3BraBgCIAEoCRIUCgxiaXRjb2luX3AydHIYAyABKAkSDgoGc29sYW5hGAQgASgJIqYCCgZXYWxsZXQSEQoJd2FsbGV0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRINCgVpbmRleBgEIAEoDRIMCgRwYXRoGAUgASgJEhIKCnB1YmxpY19rZXkYBiABKAwSLgoJYWRkcmVzc2VzGAcgASgLMhsuY3VzdG9keS52MS5XYWxsZXRBZGRyZXNzZXMSDQoFbGFiZWwYCCABKAkSDwoHdXNlcl9pZBgJIAEoCRIPCgdwdXJwb3NlGAogASgJEhAKCGJhdGNoX2lkGAsgASgJEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMBCgtXYWxsZXRCYXRjaBIQCghiYXRjaF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSEwoLZmlyc3RfaW5kZXgYAyABKA0SDQoFY291bnQYBCABKA0SDwoHY3JlYXRlZBgFIAEoDRIQCghjb21wbGV0ZRgGIAEoCBINCgVsYWJlbBgHIAEoCRIPCgd1c2VyX2lkGAggASgJEg8KB3B1cnBvc2UYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpYBChRDcmVhdGVXYWxsZXRzUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSDQoFY291bnQYAiABKA0SDQoFbGFiZWwYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRIPCgdwdXJwb3NlGAUgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRISCgpmaWxsX2xpbWl0GAcgASgNIj8KFUNyZWF0ZVdhbGxldHNSZXNwb25zZRImCgViYXRjaBgBIAEoCzIXLmN1c3RvZHkudjEuV2FsbGV0QmF0Y2giJQoQR2V0V2FsbGV0UmVxdWVzdBIRCgl3YWxsZXRfaWQYASABKAkiNwoRR2V0V2FsbGV0UmVzcG9uc2USIgoGd2FsbGV0GAEgASgLMhIuY3VzdG9keS52MS5XYWxsZXQibQoSTGlzdFdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIQCghiYXRjaF9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg0KBWxpbWl0GAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiUwoTTGlzdFdhbGxldHNSZXNwb25zZRIjCgd3YWxsZXRzGAEgAygLMhIuY3VzdG9keS52MS5XYWxsZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjwKEFNldFBvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhguY3VzdG9keS52MS5TaWduZWRQb2xpY3kiSQoRU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDRIMCgRoYXNoGAIgASgMEhUKDXBlbmRpbmdfbm9kZXMYAyADKAkiEgoQR2V0UG9saWN5UmVxdWVzdCJcChFHZXRQb2xpY3lSZXNwb25zZRIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeRIPCgd2ZXJzaW9uGAIgASgNEgwKBGhhc2gYAyABKAwiIwoSTGlzdFBlbmRpbmdSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIkYKE0xpc3RQZW5kaW5nUmVzcG9uc2USLwoIcmVxdWVzdHMYASADKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkImAKDURlY2lkZVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIrCghhcHByb3ZhbBgCIAEoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIOCgZyZWFzb24YAyABKAkiQAoORGVjaWRlUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiPQoQU2lnbkJhdGNoUmVxdWVzdBIpCghyZXF1ZXN0cxgBIAMoCzIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QiPAoRU2lnbkJhdGNoUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLmN1c3RvZHkudjEuU2lnblJlc3VsdCKAAQoKU2lnblJlc3VsdBIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZBISCgplcnJvcl9jb2RlGAIgASgNEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJImwKC1NpZ25SZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAwSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCXdhbGxldF9pZBgEIAEoCRIOCgZldGhfdHgYBSABKAwiPgoMU2lnblJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIisKFUdldFNpZ25SZXF1ZXN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIkgKFkdldFNpZ25SZXF1ZXN0UmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiqQEKC0F1ZGl0UmVjb3JkEgsKA3NlcRgBIAEoBBImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg8KB3N1YmplY3QYBSABKAkSFAoMZGV0YWlsc19qc29uGAYgASgJEhEKCXByZXZfaGFzaBgHIAEoDBIMCgRoYXNoGAggASgMIhQKElZlcmlmeUF1ZGl0UmVxdWVzdCJZChNWZXJpZnlBdWRpdFJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB3JlY29yZHMYAiABKAQSFQoNZmlyc3RfYmFkX3NlcRgDIAEoBBIOCgZyZWFzb24YBCABKAkiNAoQTGlzdEF1ZGl0UmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iPQoRTGlzdEF1ZGl0UmVzcG9uc2USKAoHcmVjb3JkcxgBIAMoCzIXLmN1c3RvZHkudjEuQXVkaXRSZWNvcmQijwIKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgsKA3BpZBgDIAEoDRIkCgVzdGF0ZRgEIAEoDjIVLmN1c3RvZHkudjEuTm9kZVN0YXRlEg8KB3ZlcnNpb24YBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEg4KBmZhdWx0cxgJIAEoDRISCgpsYXN0X2Vycm9yGAogASgJEhYKDmJhbm5lZF9rZXlzZXRzGAsgAygJIg8KDUhlYWx0aFJlcXVlc3QidAoOSGVhbHRoUmVzcG9uc2USDwoHc2VydmluZxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEhAKCG5vZGVzX3VwGAMgASgNEhMKC25vZGVzX3RvdGFsGAQgASgNEhkKEWRlZmF1bHRfdGhyZXNob2xkGAUgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiOgoRTGlzdE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVTdGF0dXMqgwIKClNpZ25TdGF0dXMSGwoXU0lHTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRTSUdOX1NUQVRVU19SRUNFSVZFRBABEh4KGlNJR05fU1RBVFVTX1BPTElDWV9DSEVDS0VEEAISIgoeU0lHTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUxTEAMSFwoTU0lHTl9TVEFUVVNfU0lHTklORxAEEhYKElNJR05fU1RBVFVTX1NJR05FRBAFEhgKFFNJR05fU1RBVFVTX1JFSkVDVEVEEAYSFgoSU0lHTl9TVEFUVVNfRkFJTEVEEAcSFwoTU0lHTl9TVEFUVVNfRVhQSVJFRBAIKk8KCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTk9ERV9TVEFURV9VUBABEhMKD05PREVfU1RBVEVfRE9XThACMvUDCg1LZXlzZXRTZXJ2aWNlElEKDENyZWF0ZUtleXNldBIfLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVzcG9uc2USSAoJR2V0S2V5c2V0EhwuY3VzdG9keS52MS5HZXRLZXlzZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRLZXlzZXRSZXNwb25zZRJOCgtMaXN0S2V5c2V0cxIeLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0S2V5c2V0c1Jlc3BvbnNlElEKDEltcG9ydEtleXNldBIfLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVzcG9uc2USSwoKUmVydW5TZXR1cBIdLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlcXVlc3QaHi5jdXN0b2R5LnYxLlJlcnVuU2V0dXBSZXNwb25zZRJXCg5FeHBvcnRSZWNvdmVyeRIhLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlSZXF1ZXN0GiIuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlc3BvbnNlMv8BCg1XYWxsZXRTZXJ2aWNlElQKDUNyZWF0ZVdhbGxldHMSIC5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXF1ZXN0GiEuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVzcG9uc2USSAoJR2V0V2FsbGV0EhwuY3VzdG9keS52MS5HZXRXYWxsZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRXYWxsZXRSZXNwb25zZRJOCgtMaXN0V2FsbGV0cxIeLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlMqMBCg1Qb2xpY3lTZXJ2aWNlEkgKCVNldFBvbGljeRIcLmN1c3RvZHkudjEuU2V0UG9saWN5UmVxdWVzdBodLmN1c3RvZHkudjEuU2V0UG9saWN5UmVzcG9uc2USSAoJR2V0UG9saWN5EhwuY3VzdG9keS52MS5HZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRQb2xpY3lSZXNwb25zZTKiAQoPQXBwcm92YWxTZXJ2aWNlEk4KC0xpc3RQZW5kaW5nEh4uY3VzdG9keS52MS5MaXN0UGVuZGluZ1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVzcG9uc2USPwoGRGVjaWRlEhkuY3VzdG9keS52MS5EZWNpZGVSZXF1ZXN0GhouY3VzdG9keS52MS5EZWNpZGVSZXNwb25zZTLuAQoOU2lnbmluZ1NlcnZpY2USOQoEU2lnbhIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QaGC5jdXN0b2R5LnYxLlNpZ25SZXNwb25zZRJICglTaWduQmF0Y2gSHC5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlcXVlc3QaHS5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlc3BvbnNlElcKDkdldFNpZ25SZXF1ZXN0EiEuY3VzdG9keS52MS5HZXRTaWduUmVxdWVzdFJlcXVlc3QaIi5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVzcG9uc2UyqAEKDEF1ZGl0U2VydmljZRJOCgtWZXJpZnlBdWRpdBIeLmN1c3RvZHkudjEuVmVyaWZ5QXVkaXRSZXF1ZXN0Gh8uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlc3BvbnNlEkgKCUxpc3RBdWRpdBIcLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVxdWVzdBodLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVzcG9uc2UymwEKDkNsdXN0ZXJTZXJ2aWNlEj8KBkhlYWx0aBIZLmN1c3RvZHkudjEuSGVhbHRoUmVxdWVzdBoaLmN1c3RvZHkudjEuSGVhbHRoUmVzcG9uc2USSAoJTGlzdE5vZGVzEhwuY3VzdG9keS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0Tm9kZXNSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwingIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQi/AQKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCRITCgtpbnRlbnRfanNvbhgQIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgRIAEoDRIMCgRydWxlGBIgASgJEjoKEW1pc3NpbmdfYXBwcm92YWxzGBMgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhMKC2FwcHJvdmVkX2J5GBQgAygJEjcKE2FwcHJvdmFsX2V4cGlyZXNfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNpZ25lZF90eBgWIAEoDBIOCgZldGhfdHgYFyABKAwiYQoPV2FsbGV0QWRkcmVzc2VzEhAKCGV0aGVyZXVtGAEgASgJEhYKDmJpdGNvaW5fcDJ3cGtoGAIgASgJEhQKDGJpdGNvaW5fcDJ0chgDIAEoCRIOCgZzb2xhbmEYBCABKAkipgIKBldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWluZGV4GAQgASgNEgwKBHBhdGgYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIuCglhZGRyZXNzZXMYByABKAsyGy5jdXN0b2R5LnYxLldhbGxldEFkZHJlc3NlcxINCgVsYWJlbBgIIAEoCRIPCgd1c2VyX2lkGAkgASgJEg8KB3B1cnBvc2UYCiABKAkSEAoIYmF0Y2hfaWQYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8wEKC1dhbGxldEJhdGNoEhAKCGJhdGNoX2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRITCgtmaXJzdF9pbmRleBgDIAEoDRINCgVjb3VudBgEIAEoDRIPCgdjcmVhdGVkGAUgASgNEhAKCGNvbXBsZXRlGAYgASgIEg0KBWxhYmVsGAcgASgJEg8KB3VzZXJfaWQYCCABKAkSDwoHcHVycG9zZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKFENyZWF0ZVdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRINCgVsYWJlbBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEg8KB3B1cnBvc2UYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhIKCmZpbGxfbGltaXQYByABKA0iPwoVQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEiYKBWJhdGNoGAEgASgLMhcuY3VzdG9keS52MS5XYWxsZXRCYXRjaCIlChBHZXRXYWxsZXRSZXF1ZXN0EhEKCXdhbGxldF9pZBgBIAEoCSI3ChFHZXRXYWxsZXRSZXNwb25zZRIiCgZ3YWxsZXQYASABKAsyEi5jdXN0b2R5LnYxLldhbGxldCJtChJMaXN0V2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFbGltaXQYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJTChNMaXN0V2FsbGV0c1Jlc3BvbnNlEiMKB3dhbGxldHMYASADKAsyEi5jdXN0b2R5LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoQU2V0UG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeSJJChFTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEgwKBGhhc2gYAiABKAwSFQoNcGVuZGluZ19ub2RlcxgDIAMoCSISChBHZXRQb2xpY3lSZXF1ZXN0IlwKEUdldFBvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Eg8KB3ZlcnNpb24YAiABKA0SDAoEaGFzaBgDIAEoDCIjChJMaXN0UGVuZGluZ1JlcXVlc3QSDQoFbGltaXQYASABKA0iRgoTTGlzdFBlbmRpbmdSZXNwb25zZRIvCghyZXF1ZXN0cxgBIAMoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiYAoNRGVjaWRlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEisKCGFwcHJvdmFsGAIgASgLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEg4KBnJlYXNvbhgDIAEoCSJACg5EZWNpZGVSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkibAoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSEQoJd2FsbGV0X2lkGAQgASgJEg4KBmV0aF90eBgFIAEoDCI+CgxTaWduUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiKwoVR2V0U2lnblJlcXVlc3RSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiSAoWR2V0U2lnblJlcXVlc3RSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCKpAQoLQXVkaXRSZWNvcmQSCwoDc2VxGAEgASgEEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSDwoHc3ViamVjdBgFIAEoCRIUCgxkZXRhaWxzX2pzb24YBiABKAkSEQoJcHJldl9oYXNoGAcgASgMEgwKBGhhc2gYCCABKAwiFAoSVmVyaWZ5QXVkaXRSZXF1ZXN0IlkKE1ZlcmlmeUF1ZGl0UmVzcG9uc2USCgoCb2sYASABKAgSDwoHcmVjb3JkcxgCIAEoBBIVCg1maXJzdF9iYWRfc2VxGAMgASgEEg4KBnJlYXNvbhgEIAEoCSI0ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSI9ChFMaXN0QXVkaXRSZXNwb25zZRIoCgdyZWNvcmRzGAEgAygLMhcuY3VzdG9keS52MS5BdWRpdFJlY29yZCKPAgoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSCwoDcGlkGAMgASgNEiQKBXN0YXRlGAQgASgOMhUuY3VzdG9keS52MS5Ob2RlU3RhdGUSDwoHdmVyc2lvbhgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SDgoGZmF1bHRzGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOYmFubmVkX2tleXNldHMYCyADKAkiDwoNSGVhbHRoUmVxdWVzdCJ0Cg5IZWFsdGhSZXNwb25zZRIPCgdzZXJ2aW5nGAEgASgIEg8KB3ZlcnNpb24YAiABKAkSEAoIbm9kZXNfdXAYAyABKA0SEwoLbm9kZXNfdG90YWwYBCABKA0SGQoRZGVmYXVsdF90aHJlc2hvbGQYBSABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCI6ChFMaXN0Tm9kZXNSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmN1c3RvZHkudjEuTm9kZVN0YXR1cyqDAgoKU2lnblN0YXR1cxIbChdTSUdOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNJR05fU1RBVFVTX1JFQ0VJVkVEEAESHgoaU0lHTl9TVEFUVVNfUE9MSUNZX0NIRUNLRUQQAhIiCh5TSUdOX1NUQVRVU19BV0FJVElOR19BUFBST1ZBTFMQAxIXChNTSUdOX1NUQVRVU19TSUdOSU5HEAQSFgoSU0lHTl9TVEFUVVNfU0lHTkVEEAUSGAoUU0lHTl9TVEFUVVNfUkVKRUNURUQQBhIWChJTSUdOX1NUQVRVU19GQUlMRUQQBxIXChNTSUdOX1NUQVRVU19FWFBJUkVEEAgqTwoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1NUQVRFX1VQEAESEwoPTk9ERV9TVEFURV9ET1dOEAIy9QMKDUtleXNldFNlcnZpY2USUQoMQ3JlYXRlS2V5c2V0Eh8uY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXNwb25zZRJICglHZXRLZXlzZXQSHC5jdXN0b2R5LnYxLkdldEtleXNldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldEtleXNldFJlc3BvbnNlEk4KC0xpc3RLZXlzZXRzEh4uY3VzdG9keS52MS5MaXN0S2V5c2V0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVzcG9uc2USUQoMSW1wb3J0S2V5c2V0Eh8uY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXNwb25zZRJLCgpSZXJ1blNldHVwEh0uY3VzdG9keS52MS5SZXJ1blNldHVwUmVxdWVzdBoeLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlc3BvbnNlElcKDkV4cG9ydFJlY292ZXJ5EiEuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlcXVlc3QaIi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5UmVzcG9uc2Uy/wEKDVdhbGxldFNlcnZpY2USVAoNQ3JlYXRlV2FsbGV0cxIgLmN1c3RvZHkudjEuQ3JlYXRlV2FsbGV0c1JlcXVlc3QaIS5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXNwb25zZRJICglHZXRXYWxsZXQSHC5jdXN0b2R5LnYxLkdldFdhbGxldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFdhbGxldFJlc3BvbnNlEk4KC0xpc3RXYWxsZXRzEh4uY3VzdG9keS52MS5MaXN0V2FsbGV0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UyowEKDVBvbGljeVNlcnZpY2USSAoJU2V0UG9saWN5EhwuY3VzdG9keS52MS5TZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5TZXRQb2xpY3lSZXNwb25zZRJICglHZXRQb2xpY3kSHC5jdXN0b2R5LnYxLkdldFBvbGljeVJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFBvbGljeVJlc3BvbnNlMqIBCg9BcHByb3ZhbFNlcnZpY2USTgoLTGlzdFBlbmRpbmcSHi5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdFBlbmRpbmdSZXNwb25zZRI/CgZEZWNpZGUSGS5jdXN0b2R5LnYxLkRlY2lkZVJlcXVlc3QaGi5jdXN0b2R5LnYxLkRlY2lkZVJlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -602,28 +602,6 @@ export const SignRequestRecordSchema: GenMessage<SignRequestRecord> = /*@__PURE_
   messageDesc(file_custody_v1_api, 15);
 
 /**
- * @generated from message custody.v1.ApprovalRequirement
- */
-export type ApprovalRequirement = Message<"custody.v1.ApprovalRequirement"> & {
-  /**
-   * @generated from field: uint32 count = 1;
-   */
-  count: number;
-
-  /**
-   * @generated from field: string role = 2;
-   */
-  role: string;
-};
-
-/**
- * Describes the message custody.v1.ApprovalRequirement.
- * Use `create(ApprovalRequirementSchema)` to create a new message.
- */
-export const ApprovalRequirementSchema: GenMessage<ApprovalRequirement> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 16);
-
-/**
  * Addresses of a wallet where its scheme has a standard encoding; empty strings otherwise.
  *
  * @generated from message custody.v1.WalletAddresses
@@ -663,7 +641,7 @@ export type WalletAddresses = Message<"custody.v1.WalletAddresses"> & {
  * Use `create(WalletAddressesSchema)` to create a new message.
  */
 export const WalletAddressesSchema: GenMessage<WalletAddresses> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 17);
+  messageDesc(file_custody_v1_api, 16);
 
 /**
  * One HD wallet: a non-hardened child of its keyset's root key, at path m/0/index.
@@ -740,7 +718,7 @@ export type Wallet = Message<"custody.v1.Wallet"> & {
  * Use `create(WalletSchema)` to create a new message.
  */
 export const WalletSchema: GenMessage<Wallet> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 18);
+  messageDesc(file_custody_v1_api, 17);
 
 /**
  * A batch of wallets created by one CreateWallets call; indexes first_index .. first_index+count-1.
@@ -811,7 +789,7 @@ export type WalletBatch = Message<"custody.v1.WalletBatch"> & {
  * Use `create(WalletBatchSchema)` to create a new message.
  */
 export const WalletBatchSchema: GenMessage<WalletBatch> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 19);
+  messageDesc(file_custody_v1_api, 18);
 
 /**
  * @generated from message custody.v1.CreateWalletsRequest
@@ -866,7 +844,7 @@ export type CreateWalletsRequest = Message<"custody.v1.CreateWalletsRequest"> & 
  * Use `create(CreateWalletsRequestSchema)` to create a new message.
  */
 export const CreateWalletsRequestSchema: GenMessage<CreateWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 20);
+  messageDesc(file_custody_v1_api, 19);
 
 /**
  * @generated from message custody.v1.CreateWalletsResponse
@@ -883,7 +861,7 @@ export type CreateWalletsResponse = Message<"custody.v1.CreateWalletsResponse"> 
  * Use `create(CreateWalletsResponseSchema)` to create a new message.
  */
 export const CreateWalletsResponseSchema: GenMessage<CreateWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 21);
+  messageDesc(file_custody_v1_api, 20);
 
 /**
  * @generated from message custody.v1.GetWalletRequest
@@ -900,7 +878,7 @@ export type GetWalletRequest = Message<"custody.v1.GetWalletRequest"> & {
  * Use `create(GetWalletRequestSchema)` to create a new message.
  */
 export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 22);
+  messageDesc(file_custody_v1_api, 21);
 
 /**
  * @generated from message custody.v1.GetWalletResponse
@@ -917,7 +895,7 @@ export type GetWalletResponse = Message<"custody.v1.GetWalletResponse"> & {
  * Use `create(GetWalletResponseSchema)` to create a new message.
  */
 export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 23);
+  messageDesc(file_custody_v1_api, 22);
 
 /**
  * @generated from message custody.v1.ListWalletsRequest
@@ -958,7 +936,7 @@ export type ListWalletsRequest = Message<"custody.v1.ListWalletsRequest"> & {
  * Use `create(ListWalletsRequestSchema)` to create a new message.
  */
 export const ListWalletsRequestSchema: GenMessage<ListWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 24);
+  messageDesc(file_custody_v1_api, 23);
 
 /**
  * @generated from message custody.v1.ListWalletsResponse
@@ -982,7 +960,7 @@ export type ListWalletsResponse = Message<"custody.v1.ListWalletsResponse"> & {
  * Use `create(ListWalletsResponseSchema)` to create a new message.
  */
 export const ListWalletsResponseSchema: GenMessage<ListWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 25);
+  messageDesc(file_custody_v1_api, 24);
 
 /**
  * @generated from message custody.v1.SetPolicyRequest
@@ -999,7 +977,7 @@ export type SetPolicyRequest = Message<"custody.v1.SetPolicyRequest"> & {
  * Use `create(SetPolicyRequestSchema)` to create a new message.
  */
 export const SetPolicyRequestSchema: GenMessage<SetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 26);
+  messageDesc(file_custody_v1_api, 25);
 
 /**
  * @generated from message custody.v1.SetPolicyResponse
@@ -1028,7 +1006,7 @@ export type SetPolicyResponse = Message<"custody.v1.SetPolicyResponse"> & {
  * Use `create(SetPolicyResponseSchema)` to create a new message.
  */
 export const SetPolicyResponseSchema: GenMessage<SetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 27);
+  messageDesc(file_custody_v1_api, 26);
 
 /**
  * @generated from message custody.v1.GetPolicyRequest
@@ -1041,7 +1019,7 @@ export type GetPolicyRequest = Message<"custody.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 28);
+  messageDesc(file_custody_v1_api, 27);
 
 /**
  * @generated from message custody.v1.GetPolicyResponse
@@ -1070,7 +1048,7 @@ export type GetPolicyResponse = Message<"custody.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 29);
+  messageDesc(file_custody_v1_api, 28);
 
 /**
  * @generated from message custody.v1.ListPendingRequest
@@ -1087,7 +1065,7 @@ export type ListPendingRequest = Message<"custody.v1.ListPendingRequest"> & {
  * Use `create(ListPendingRequestSchema)` to create a new message.
  */
 export const ListPendingRequestSchema: GenMessage<ListPendingRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 30);
+  messageDesc(file_custody_v1_api, 29);
 
 /**
  * @generated from message custody.v1.ListPendingResponse
@@ -1104,7 +1082,7 @@ export type ListPendingResponse = Message<"custody.v1.ListPendingResponse"> & {
  * Use `create(ListPendingResponseSchema)` to create a new message.
  */
 export const ListPendingResponseSchema: GenMessage<ListPendingResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 31);
+  messageDesc(file_custody_v1_api, 30);
 
 /**
  * @generated from message custody.v1.DecideRequest
@@ -1133,7 +1111,7 @@ export type DecideRequest = Message<"custody.v1.DecideRequest"> & {
  * Use `create(DecideRequestSchema)` to create a new message.
  */
 export const DecideRequestSchema: GenMessage<DecideRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 32);
+  messageDesc(file_custody_v1_api, 31);
 
 /**
  * @generated from message custody.v1.DecideResponse
@@ -1150,7 +1128,7 @@ export type DecideResponse = Message<"custody.v1.DecideResponse"> & {
  * Use `create(DecideResponseSchema)` to create a new message.
  */
 export const DecideResponseSchema: GenMessage<DecideResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 33);
+  messageDesc(file_custody_v1_api, 32);
 
 /**
  * @generated from message custody.v1.SignBatchRequest
@@ -1169,7 +1147,7 @@ export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
  * Use `create(SignBatchRequestSchema)` to create a new message.
  */
 export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 34);
+  messageDesc(file_custody_v1_api, 33);
 
 /**
  * @generated from message custody.v1.SignBatchResponse
@@ -1186,7 +1164,7 @@ export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
  * Use `create(SignBatchResponseSchema)` to create a new message.
  */
 export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 35);
+  messageDesc(file_custody_v1_api, 34);
 
 /**
  * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
@@ -1226,7 +1204,7 @@ export type SignResult = Message<"custody.v1.SignResult"> & {
  * Use `create(SignResultSchema)` to create a new message.
  */
 export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 36);
+  messageDesc(file_custody_v1_api, 35);
 
 /**
  * @generated from message custody.v1.SignRequest
@@ -1274,7 +1252,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 37);
+  messageDesc(file_custody_v1_api, 36);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -1291,7 +1269,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 38);
+  messageDesc(file_custody_v1_api, 37);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -1308,7 +1286,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 39);
+  messageDesc(file_custody_v1_api, 38);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -1325,7 +1303,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 40);
+  messageDesc(file_custody_v1_api, 39);
 
 /**
  * One append-only, hash-chained audit record.
@@ -1383,7 +1361,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 41);
+  messageDesc(file_custody_v1_api, 40);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -1396,7 +1374,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 42);
+  messageDesc(file_custody_v1_api, 41);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -1430,7 +1408,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 43);
+  messageDesc(file_custody_v1_api, 42);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -1452,7 +1430,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 44);
+  messageDesc(file_custody_v1_api, 43);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -1469,7 +1447,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 45);
+  messageDesc(file_custody_v1_api, 44);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -1542,7 +1520,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 46);
+  messageDesc(file_custody_v1_api, 45);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -1555,7 +1533,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 47);
+  messageDesc(file_custody_v1_api, 46);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -1592,7 +1570,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 48);
+  messageDesc(file_custody_v1_api, 47);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -1605,7 +1583,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 49);
+  messageDesc(file_custody_v1_api, 48);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -1622,7 +1600,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 50);
+  messageDesc(file_custody_v1_api, 49);
 
 /**
  * @generated from enum custody.v1.SignStatus

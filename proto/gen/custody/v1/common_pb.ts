@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/common.proto.
  */
 export const file_custody_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChdjdXN0b2R5L3YxL2NvbW1vbi5wcm90bxIKY3VzdG9keS52MSJRCgxTaWduZWRQb2xpY3kSEAoIZG9jdW1lbnQYASABKAwSLwoKc2lnbmF0dXJlcxgCIAMoCzIbLmN1c3RvZHkudjEuUG9saWN5U2lnbmF0dXJlIjMKD1BvbGljeVNpZ25hdHVyZRINCgVhZG1pbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwiXQoNQXBwcm92YWxQcm9vZhIQCghhcHByb3ZlchgBIAEoCRIQCghkZWNpc2lvbhgCIAEoCRIVCg1leHBpcmVzX2F0X21zGAMgASgDEhEKCXNpZ25hdHVyZRgEIAEoDCpvCgZTY2hlbWUSFgoSU0NIRU1FX1VOU1BFQ0lGSUVEEAASEgoOU0NIRU1FX0VEMjU1MTkQARIUChBTQ0hFTUVfU0VDUDI1NksxEAISEQoNU0NIRU1FX0JJUDM0MBADEhAKDFNDSEVNRV9FQ0RTQRAEKkYKBUN1cnZlEhUKEUNVUlZFX1VOU1BFQ0lGSUVEEAASEQoNQ1VSVkVfRUQyNTUxORABEhMKD0NVUlZFX1NFQ1AyNTZLMRACYgZwcm90bzM");
+  fileDesc("ChdjdXN0b2R5L3YxL2NvbW1vbi5wcm90bxIKY3VzdG9keS52MSJRCgxTaWduZWRQb2xpY3kSEAoIZG9jdW1lbnQYASABKAwSLwoKc2lnbmF0dXJlcxgCIAMoCzIbLmN1c3RvZHkudjEuUG9saWN5U2lnbmF0dXJlIjMKD1BvbGljeVNpZ25hdHVyZRINCgVhZG1pbhgBIAEoCRIRCglzaWduYXR1cmUYAiABKAwiXQoNQXBwcm92YWxQcm9vZhIQCghhcHByb3ZlchgBIAEoCRIQCghkZWNpc2lvbhgCIAEoCRIVCg1leHBpcmVzX2F0X21zGAMgASgDEhEKCXNpZ25hdHVyZRgEIAEoDCIyChNBcHByb3ZhbFJlcXVpcmVtZW50Eg0KBWNvdW50GAEgASgNEgwKBHJvbGUYAiABKAkqbwoGU2NoZW1lEhYKElNDSEVNRV9VTlNQRUNJRklFRBAAEhIKDlNDSEVNRV9FRDI1NTE5EAESFAoQU0NIRU1FX1NFQ1AyNTZLMRACEhEKDVNDSEVNRV9CSVAzNDAQAxIQCgxTQ0hFTUVfRUNEU0EQBCpGCgVDdXJ2ZRIVChFDVVJWRV9VTlNQRUNJRklFRBAAEhEKDUNVUlZFX0VEMjU1MTkQARITCg9DVVJWRV9TRUNQMjU2SzEQAmIGcHJvdG8z");
 
 /**
  * A policy document (policy/document.ts canonical bytes) with its admin signatures. Nodes accept
@@ -96,6 +96,30 @@ export type ApprovalProof = Message<"custody.v1.ApprovalProof"> & {
  */
 export const ApprovalProofSchema: GenMessage<ApprovalProof> = /*@__PURE__*/
   messageDesc(file_custody_v1_common, 2);
+
+/**
+ * count approvers holding role.
+ *
+ * @generated from message custody.v1.ApprovalRequirement
+ */
+export type ApprovalRequirement = Message<"custody.v1.ApprovalRequirement"> & {
+  /**
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+
+  /**
+   * @generated from field: string role = 2;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message custody.v1.ApprovalRequirement.
+ * Use `create(ApprovalRequirementSchema)` to create a new message.
+ */
+export const ApprovalRequirementSchema: GenMessage<ApprovalRequirement> = /*@__PURE__*/
+  messageDesc(file_custody_v1_common, 3);
 
 /**
  * Signature scheme of a keyset. The curve follows from it.
