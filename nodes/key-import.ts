@@ -11,7 +11,7 @@ import type { EcdsaKeyShare } from '../crypto/ecdsa/keygen.js';
 import { groupFor, InvalidEncoding } from '../crypto/group/index.js';
 import { importShare, type ImportedShare, type ImportParams } from '../crypto/import.js';
 import { openFromPeer, PeerBoxError } from '../crypto/peer-box.js';
-import { curveOfScheme, isScheme } from '../crypto/schemes.js';
+import { curveOfScheme, isScheme, type Scheme } from '../crypto/schemes.js';
 import { schemeFromProto } from '../proto/convert.js';
 import { DkgResultSchema, type DkgResult, type EcdsaSetupParams, type KeyImportParams, type PeerMessage } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
@@ -51,18 +51,21 @@ function pendingKind<P, O>(
   };
 }
 
-const ecdsaShare = (keysetId: string, participants: Participants, out: EcdsaKeyShare): KeyShare => ({
-  keysetId,
-  scheme: 'ecdsa',
-  threshold: out.threshold,
-  index: out.index,
-  participants,
-  secretShare: out.secretShare,
-  groupPublicKey: out.publicKey,
-  verifyingShares: new Map(out.verifyingShares),
-  chainCode: out.chainCode,
-  ecdsa: out,
-});
+/** The node's record of a share from a protocol output (an ecdsa output is kept whole, with its setups). */
+function keyShare(keysetId: string, scheme: Scheme, participants: Participants, out: ImportedShare | EcdsaKeyShare): KeyShare {
+  return {
+    keysetId,
+    scheme,
+    threshold: out.threshold,
+    index: out.index,
+    participants,
+    secretShare: out.secretShare,
+    groupPublicKey: out.publicKey,
+    verifyingShares: new Map(out.verifyingShares),
+    chainCode: out.chainCode,
+    ...(scheme === 'ecdsa' ? { ecdsa: out as EcdsaKeyShare } : {}),
+  };
+}
 
 function checkParticipants(ctx: NodeContext, roster: Roster, list: readonly { index: number; nodeId: string }[], threshold: number) {
   const nodeIds = new Map<number, string>();
@@ -115,17 +118,9 @@ export async function startKeyImport(ctx: NodeContext, roster: Roster, sessionId
   const sorted = [...nodeIds.keys()].sort((a, b) => a - b);
   const agreement: ImportParams = { sessionId, self, participants: sorted, threshold: p.threshold, group: g, commitments, chainCode: p.chainCode, share };
   if (scheme !== 'ecdsa') {
-    const kind = pendingKind<ImportParams, ImportedShare>(ctx, importShare as SessionKind<ImportParams, unknown, ImportedShare, DkgResult>['protocol'], (out) => ({
-      keysetId: p.keysetId,
-      scheme,
-      threshold: out.threshold,
-      index: out.index,
-      participants,
-      secretShare: out.secretShare,
-      groupPublicKey: out.publicKey,
-      verifyingShares: new Map(out.verifyingShares),
-      chainCode: out.chainCode,
-    }));
+    const kind = pendingKind<ImportParams, ImportedShare>(ctx, importShare as SessionKind<ImportParams, unknown, ImportedShare, DkgResult>['protocol'], (out) =>
+      keyShare(p.keysetId, scheme, participants, out),
+    );
     return ctx.sessions.start(roster, peers, kind, agreement);
   }
   // ecdsa: the Feldman check here, and agreement on the dealing from the setup's input binding.
@@ -148,7 +143,7 @@ function startSetup(
   existing: CryptoSetupParams['existing'],
 ): Promise<PeerMessage[]> {
   const kind = pendingKind<CryptoSetupParams, EcdsaKeyShare>(ctx, ecdsaSetup as SessionKind<CryptoSetupParams, unknown, EcdsaKeyShare, DkgResult>['protocol'], (out) =>
-    ecdsaShare(keysetId, participants, out),
+    keyShare(keysetId, 'ecdsa', participants, out),
   );
   try {
     return ctx.sessions.start(roster, peers, kind, { sessionId: peers.sessionId, self: peers.selfIndex, participants: [...peers.nodeIds.keys()], threshold, existing });
