@@ -128,11 +128,19 @@ export class RequestService {
         const now = new Date();
         for (let i = 0; i < items.length; i++) {
           const c = checked[i]!;
+          const item = items[i]!;
           if ('error' in c) {
             out.push(c);
+            // Refused before it became a request (malformed, unknown keyset, a transaction that is not
+            // what the digest says): on the record all the same, with who tried and why.
+            audits.push({
+              actor: who.actor,
+              action: 'sign.refused',
+              subject: item.walletId || item.keysetId || 'unknown',
+              details: { code: status[c.error.code] ?? String(c.error.code), message: c.error.message.slice(0, 300), source: who.source },
+            });
             continue;
           }
-          const item = items[i]!;
           const key = item.idempotencyKey;
           const earlier = key ? (seen.get(key) ?? (await this.existing(q, key, c.requestHash, who))) : undefined;
           if (earlier) {

@@ -183,6 +183,8 @@ describe('policy, approvals and node-side enforcement', () => {
     // Through the API the same mismatch is refused before anything is stored.
     const mismatch = await t.cli('sign', '--wallet', walletId, '--eth-tx', small, '--digest', bytesToHex(randomBytes(32)));
     expect(mismatch.json.error).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    const refused = (await audit()).filter((r) => r.action === 'sign.refused' && r.subject === walletId);
+    expect(refused.at(-1)?.details).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/signing hash/) });
   });
 
   it('a request whose approvals do not arrive in time expires', async () => {
