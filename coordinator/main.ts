@@ -19,6 +19,7 @@ import { groupFor } from '../crypto/group/index.js';
 import { parseRoster, type RosterFile } from '../nodes/roster.js';
 import { ApprovalService, AuditService, ClusterService, KeysetService, PolicyService, SigningService, WalletService } from '../proto/gen/custody/v1/api_pb.js';
 import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
+import { logGroupBackend } from '../runtime/group-backend.js';
 import { createLogger } from '../runtime/log.js';
 import { clientCredentials, loadPem, serverCredentials } from '../runtime/tls.js';
 import { onStopSignal, runMain } from '../runtime/process.js';
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
   }
   initTracing('custody-coordinator');
   const log = createLogger('coordinator');
+  logGroupBackend(log);
   const roster = parseRoster(JSON.parse(await readFile(rosterPath, 'utf8')) as RosterFile);
   const keyPair = ed25519KeyPair(hexToBytes((await readFile(keyFile, 'utf8')).trim()));
   if (Buffer.compare(Buffer.from(keyPair.publicKey), Buffer.from(roster.coordinatorKey)) !== 0) {

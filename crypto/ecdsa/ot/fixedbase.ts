@@ -8,6 +8,9 @@
  * entry (the identity for a zero digit; the group's addition is complete) and the entry is picked by
  * scanning the whole row, as @noble/curves does for its own constant-time tables. Scalars are
  * BigInts, so this is as constant-time as the rest of a pure-JS stack, not more.
+ *
+ * On a native backend (libsecp256k1, libsodium) one constant-time library multiplication costs
+ * less than the 32 table additions of a lookup, so no table is built and mul calls the library.
  */
 import type { Group } from '../../group/index.js';
 
@@ -15,13 +18,21 @@ export class FixedBase<P> {
   private readonly rows: P[][] = [];
   private readonly windows: number;
   private readonly mask: bigint;
+  /** Native backends: multiply directly (see the file comment). */
+  private readonly direct: boolean;
+  private readonly isGenerator: boolean;
 
   constructor(
     private readonly g: Group<P>,
-    base: P,
+    private readonly base: P,
     private readonly bits: number,
   ) {
     if (!Number.isInteger(bits) || bits < 1 || bits > 10) throw new RangeError('FixedBase: window must be 1..10 bits');
+    this.direct = g.backend !== 'noble';
+    this.isGenerator = g.eq(base, g.generator);
+    this.windows = 0;
+    this.mask = 0n;
+    if (this.direct) return;
     const orderBits = g.order.toString(2).length;
     this.windows = Math.ceil(orderBits / bits);
     this.mask = (1n << BigInt(bits)) - 1n;
@@ -40,6 +51,7 @@ export class FixedBase<P> {
   /** k * base for 0 <= k < order. */
   mul(k: bigint): P {
     if (k < 0n || k >= this.g.order) throw new RangeError('FixedBase.mul: scalar out of range');
+    if (this.direct) return this.isGenerator ? this.g.baseMul(k) : this.g.mul(this.base, k);
     const B = BigInt(this.bits);
     let acc = this.g.identity;
     let rest = k;
