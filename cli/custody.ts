@@ -33,6 +33,7 @@ type Flags = Record<string, string | boolean | undefined>;
 const USAGE = `custody: threshold-signing custody cluster
 
   custody up [--nodes N] [--threshold T] [--database-url URL] [--nats URL] [--trace-files]
+             [--sealer local|vault --vault-addr URL --vault-credentials DIR]
                                            start a local cluster (coordinator + N nodes); --trace-files
                                            writes each process's spans to logs/<name>.spans.jsonl
   custody keyset create --scheme ed25519|secp256k1|bip340|ecdsa [--threshold T] [--nodes a,b,c] [--label L]
@@ -102,6 +103,19 @@ function parseHex(v: string, what: string): Uint8Array {
   return hexToBytes(clean);
 }
 
+/** `--sealer vault --vault-addr URL --vault-credentials DIR` (DIR: <node>.role-id and <node>.secret-id files). */
+function vaultOptions(flags: Flags): { address: string; credentialsDir: string } | undefined {
+  const sealer = (flags.sealer as string | undefined) ?? 'local';
+  if (sealer === 'local') return undefined;
+  if (sealer !== 'vault') throw new CliError(`unknown --sealer ${sealer}: use local or vault`, 'INVALID_ARGUMENT');
+  const address = (flags['vault-addr'] as string | undefined) ?? process.env.VAULT_ADDR;
+  const credentialsDir = flags['vault-credentials'] as string | undefined;
+  if (!address || !credentialsDir) {
+    throw new CliError('--sealer vault needs --vault-addr URL and --vault-credentials DIR (the <node>.role-id and <node>.secret-id files from deploy/vault/setup.sh)', 'INVALID_ARGUMENT');
+  }
+  return { address, credentialsDir };
+}
+
 async function up(flags: Flags, json: boolean): Promise<void> {
   const dir = clusterDir(flags.dir as string | undefined);
   const progress = (m: string) => {
@@ -114,6 +128,7 @@ async function up(flags: Flags, json: boolean): Promise<void> {
     databaseUrl: flags['database-url'] as string | undefined,
     natsUrl: flags.nats as string | undefined,
     traceFiles: flags['trace-files'] === true,
+    vault: vaultOptions(flags),
     onProgress: progress,
   });
   process.stdout.write(JSON.stringify({ event: 'ready', ...cluster.describe() }) + '\n');
@@ -364,7 +379,21 @@ async function main(): Promise<void> {
   const json = argv.includes('--json');
   try {
     if (argv[0] === 'up') {
-      const { values } = parseArgs({ args: argv.slice(1), options: { dir: { type: 'string' }, json: { type: 'boolean' }, nodes: { type: 'string' }, threshold: { type: 'string' }, 'database-url': { type: 'string' }, nats: { type: 'string' }, 'trace-files': { type: 'boolean' } } });
+      const { values } = parseArgs({
+        args: argv.slice(1),
+        options: {
+          dir: { type: 'string' },
+          json: { type: 'boolean' },
+          nodes: { type: 'string' },
+          threshold: { type: 'string' },
+          'database-url': { type: 'string' },
+          nats: { type: 'string' },
+          'trace-files': { type: 'boolean' },
+          sealer: { type: 'string' },
+          'vault-addr': { type: 'string' },
+          'vault-credentials': { type: 'string' },
+        },
+      });
       await up(values, json);
       return;
     }

@@ -36,6 +36,11 @@ export interface LaunchOptions {
   onProgress?: (message: string) => void;
   /** Each process writes its spans to logs/<name>.spans.jsonl. */
   traceFiles?: boolean;
+  /**
+   * Seal node secrets with Vault Transit instead of the local keystore (docs/vault.md): the Vault
+   * address and a folder holding <node>.role-id and <node>.secret-id (deploy/vault/setup.sh).
+   */
+  vault?: { address: string; credentialsDir: string };
 }
 
 export interface ProcessInfo {
@@ -102,6 +107,11 @@ function spawnReady(
     env: { ...process.env, ...(traceFiles ? { CUSTODY_OTEL_FILE: join(L.logs, `${name}.spans.jsonl`) } : {}), ...env },
   });
   child.stderr!.pipe(createWriteStream(L.log(name), { flags: 'a' }));
+  // The process's own last words ("... failed to start: <why>") make the error say what to fix.
+  let lastError = '';
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    if (line.includes('failed to start')) lastError = line.trim();
+  });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     const timer = setTimeout(() => {
@@ -121,7 +131,8 @@ function spawnReady(
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`${name} exited with code ${code} before it was ready; see ${L.log(name)}`));
+      // Let the stderr reader catch up with the last line before reporting.
+      setImmediate(() => reject(new Error(`${name} exited with code ${code} before it was ready${lastError ? `: ${lastError}` : ''}; see ${L.log(name)}`)));
     });
   });
 }
@@ -175,6 +186,17 @@ export class LocalCluster {
     return cluster;
   }
 
+  private sealerArgs(nodeId: string): string[] {
+    const v = this.opts.vault;
+    if (!v) return ['--passphrase-file', this.L.passphrase(nodeId)];
+    return [
+      '--sealer', 'vault',
+      '--vault-addr', v.address,
+      '--vault-role-id-file', join(v.credentialsDir, `${nodeId}.role-id`),
+      '--vault-secret-id-file', join(v.credentialsDir, `${nodeId}.secret-id`),
+    ];
+  }
+
   async startNode(nodeId: string): Promise<ProcessInfo> {
     this.opts.onProgress?.(`starting ${nodeId}`);
     const L = this.L;
@@ -184,7 +206,7 @@ export class LocalCluster {
       L,
       nodeId,
       'nodes/main.js',
-      ['--id', nodeId, '--data', L.nodeData(nodeId), '--tls-dir', L.tls, '--roster', L.roster, '--passphrase-file', L.passphrase(nodeId), '--listen', listen],
+      ['--id', nodeId, '--data', L.nodeData(nodeId), '--tls-dir', L.tls, '--roster', L.roster, '--listen', listen, ...this.sealerArgs(nodeId)],
       this.opts.env?.[nodeId],
       this.opts.traceFiles ?? false,
     );

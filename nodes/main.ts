@@ -29,6 +29,9 @@ import { FrostSigner, type Fault } from './signer.js';
 import { LocalSealer } from './store/local-sealer.js';
 import { NonceStore } from './store/nonce-store.js';
 import { SealedFileStore } from './store/sealed-file-store.js';
+import { logGroupBackend } from '../runtime/group-backend.js';
+import type { Sealer } from './store/sealer.js';
+import { rewrapSealedStore, VaultSealer } from './store/vault-sealer.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -39,6 +42,13 @@ async function main(): Promise<void> {
       roster: { type: 'string' },
       listen: { type: 'string', default: '127.0.0.1:0' },
       'passphrase-file': { type: 'string' },
+      sealer: { type: 'string', default: 'local' },
+      'vault-addr': { type: 'string' },
+      'vault-role-id-file': { type: 'string' },
+      'vault-secret-id-file': { type: 'string' },
+      'vault-transit-key': { type: 'string' },
+      'vault-ca-file': { type: 'string' },
+      'vault-rewrap': { type: 'boolean' },
     },
   });
   const nodeId = values.id;
@@ -50,15 +60,15 @@ async function main(): Promise<void> {
   }
   initTracing(`custody-node-${nodeId}`);
   const log = createLogger(`node`, { base: { nodeId } });
-
-  const passphrase = values['passphrase-file']
-    ? (await readFile(values['passphrase-file'], 'utf8')).trim()
-    : process.env.CUSTODY_KEYSTORE_PASSPHRASE;
-  if (!passphrase) throw new Error('no keystore passphrase: set CUSTODY_KEYSTORE_PASSPHRASE or pass --passphrase-file');
+  logGroupBackend(log);
 
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const sealer = await LocalSealer.open(join(dataDir, 'keystore'), passphrase);
+  const sealer = await openSealer(values, nodeId, dataDir, log);
   const store = new SealedFileStore(join(dataDir, 'sealed'), sealer);
+  if (values['vault-rewrap'] && sealer instanceof VaultSealer) {
+    // After the operator rotated this node's Transit key: every record onto the newest version.
+    log.info(await rewrapSealedStore(store, sealer), 'sealed records rewrapped to the latest key version');
+  }
   const identity = await loadOrCreateIdentity(store);
   const shares = new KeyShares(store);
   await shares.load();
@@ -98,8 +108,32 @@ async function main(): Promise<void> {
     sessions.close();
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     await nonces.close();
+    await sealer.close?.();
     await shutdownTracing();
   });
+}
+
+/** The local Argon2id keystore (default) or Vault Transit (docs/vault.md); fails with what to do next. */
+async function openSealer(values: Record<string, string | boolean | undefined>, nodeId: string, dataDir: string, log: ReturnType<typeof createLogger>): Promise<Sealer> {
+  if (values.sealer === 'vault') {
+    const address = (values['vault-addr'] as string | undefined) ?? process.env.VAULT_ADDR;
+    const roleIdFile = values['vault-role-id-file'] as string | undefined;
+    const secretIdFile = values['vault-secret-id-file'] as string | undefined;
+    if (!address || !roleIdFile || !secretIdFile) throw new Error('--sealer vault needs --vault-addr (or VAULT_ADDR), --vault-role-id-file and --vault-secret-id-file');
+    const caFile = values['vault-ca-file'] as string | undefined;
+    return VaultSealer.openWithFiles({
+      address,
+      roleIdFile,
+      secretIdFile,
+      transitKey: (values['vault-transit-key'] as string | undefined) ?? `custody-${nodeId}`,
+      ...(caFile ? { caCert: await readFile(caFile, 'utf8') } : {}),
+      logger: log,
+    });
+  }
+  if (values.sealer !== 'local') throw new Error(`unknown --sealer ${String(values.sealer)}: use local or vault`);
+  const passphrase = values['passphrase-file'] ? (await readFile(values['passphrase-file'] as string, 'utf8')).trim() : process.env.CUSTODY_KEYSTORE_PASSPHRASE;
+  if (!passphrase) throw new Error('no keystore passphrase: set CUSTODY_KEYSTORE_PASSPHRASE or pass --passphrase-file');
+  return LocalSealer.open(join(dataDir, 'keystore'), passphrase);
 }
 
 runMain('custody node', main);
