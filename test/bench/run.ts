@@ -2,7 +2,7 @@
  * `npm run bench [-- --json] [-- --quick]`: signatures through the real cluster (coordinator and
  * three node processes, mTLS on loopback, embedded database, audit on) at rising concurrency, next
  * to a baseline measured in the same run: @noble/curves' in-process FROST for each FROST scheme,
- * and our own DKLs23 protocol in one process (presign + sign, noble backend) for cluster ECDSA
+ * and our own DKLs23 protocol in one process (presign + sign, same group backend as the cluster) for cluster ECDSA
  * (measured at concurrency 1 and 8 only: keygen and presigning are far heavier than FROST).
  * Prints a table, or with --json one object per scheme:
  * {"scheme","signatures_per_s","p50_ms","p99_ms","baseline_name","baseline_signatures_per_s","ratio"}.
@@ -17,6 +17,7 @@ import { schnorr_FROST, secp256k1_FROST } from '@noble/curves/secp256k1.js';
 import { HDKey } from '@scure/bip32';
 import { computeAddress } from 'ethers';
 import { LocalCluster } from '../../cli/launcher.js';
+import { parseGroupBackend, setGroupBackend } from '../../crypto/group/index.js';
 import { layout } from '../../cli/layout.js';
 import { KeysetService, SigningService } from '../../proto/gen/custody/v1/api_pb.js';
 import { Scheme } from '../../proto/gen/custody/v1/common_pb.js';
@@ -25,6 +26,9 @@ import { clientCredentials, loadPem } from '../../runtime/tls.js';
 import { keygenAllAsync, presignAll, signWith } from '../crypto/support/ecdsa-driver.js';
 
 const json = process.argv.includes('--json');
+// The bench process and the cluster it starts use the same default backend (native when the addons load).
+const groups = setGroupBackend(parseGroupBackend(process.env.CUSTODY_GROUP_BACKEND));
+const backendName = `${groups.secp256k1} backend`;
 const quick = process.argv.includes('--quick');
 /** `--only wallets`: just the batch wallet creation figure. */
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
@@ -102,7 +106,7 @@ async function drive(signing: Client<typeof SigningService>, keysetId: string, c
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'custody-bench-'));
-  say(`starting a local cluster in ${dir} (3 nodes, threshold 2, embedded database)`);
+  say(`starting a local cluster in ${dir} (3 nodes, threshold 2, embedded database; group backends ${groups.ed25519} / ${groups.secp256k1})`);
   const cluster = await LocalCluster.start({ dir, nodes: 3, threshold: 2 });
   const L = layout(dir);
   const ca = await loadPem(L.tls, 'ca');
@@ -149,7 +153,7 @@ async function main(): Promise<void> {
       results.push(row);
       say(`  ${s.name}: peak ${row.signatures_per_s} sig/s at concurrency ${peak.concurrency}; baseline ${row.baseline_signatures_per_s} sig/s; ratio ${row.ratio}; keyset ${row.keygen_ms} ms`);
     }
-    say('ecdsa: our DKLs23 in one process (noble backend)');
+    say(`ecdsa: our DKLs23 in one process (${backendName})`);
     const ecdsa = await ecdsaInProcess(quick ? 1 : 3);
     say(`  ecdsa presign+sign in process: ${round(ecdsa.perSecond)} sig/s; keygen ${round(ecdsa.keygenMs)} ms`);
 
@@ -174,7 +178,7 @@ async function main(): Promise<void> {
       signatures_per_s: round(peak.perSecond),
       p50_ms: round(peak.p50),
       p99_ms: round(peak.p99),
-      baseline_name: 'our DKLs23 in one process, noble backend',
+      baseline_name: `our DKLs23 in one process, ${backendName}`,
       baseline_signatures_per_s: round(ecdsa.perSecond),
       ratio: round(peak.perSecond / ecdsa.perSecond),
       concurrency: peak.concurrency,
