@@ -41,6 +41,7 @@ const USAGE = `custody: threshold-signing custody cluster
                         | --private-key-file F [--chain-code HEX]) [--threshold T] [--nodes a,b,c] [--label L]
                                            split a legacy key across the nodes (admin); nothing is stored whole
   custody keyset rerun-setup ID            re-run an ecdsa keyset's pairwise OT setup and clear its bans (admin)
+  custody keyset refresh ID                proactive refresh of every member's share; same public key (admin)
   custody keyset export-recovery ID --out FILE   disaster recovery: shares sealed to the roster recovery key (admin)
   custody recovery keygen --out FILE [--install] an offline X25519 recovery key (--install pins it in this cluster's roster)
   custody recovery reconstruct --bundle FILE --key FILE --out FILE   offline: rebuild and verify the key
@@ -85,6 +86,7 @@ function keysetJson(k: Keyset) {
     chainCode: hex(k.chainCode),
     ...(k.extendedPublicKey ? { xpub: k.extendedPublicKey } : {}),
     ...(schemeFromProto(k.scheme) === 'ecdsa' ? { presignaturesReady: k.presignaturesReady } : {}),
+    epoch: k.epoch,
     label: k.label,
     createdAt: k.createdAt ? new Date(Number(k.createdAt.seconds) * 1000 + Math.floor(k.createdAt.nanos / 1e6)).toISOString() : undefined,
     members: k.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: hex(m.verifyingShare) })),
@@ -230,6 +232,15 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
         const k = { ...keysetJson(keyset), source };
         return { out: k, text: `imported keyset ${k.keysetId} (${source})\n  scheme     ${k.scheme}\n  public key ${k.publicKey}\n  threshold  ${k.threshold} of ${k.nodes.join(', ')}` };
       }
+      if (sub === 'refresh') {
+        const id = arg ?? need(flags, 'keyset', 'the keyset id');
+        const c = await connect(KeysetService, dir, role('admin'));
+        if (!json) process.stderr.write(`custody: refreshing the shares of ${id} on every member (two phases: prepare, then commit)...\n`);
+        const res = await c.refreshKeyset({ keysetId: id }, { deadlineMs: 300_000 });
+        const k = keysetJson(res.keyset!);
+        const pending = res.pendingNodes.length ? `; ${res.pendingNodes.join(', ')} take the new share when they are back` : '';
+        return { out: { ...k, epoch: res.epoch, pendingNodes: res.pendingNodes }, text: `keyset ${id} refreshed: share epoch ${res.epoch}, public key unchanged (${k.publicKey})${pending}` };
+      }
       if (sub === 'rerun-setup') {
         const id = arg ?? need(flags, 'keyset', 'the keyset id');
         const c = await connect(KeysetService, dir, role('admin'));
@@ -250,7 +261,7 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
         const keysets = res.keysets.map(keysetJson);
         return { out: { keysets }, text: keysets.map((k) => `${k.keysetId}  ${k.scheme.padEnd(9)}  ${k.threshold}-of-${k.nodes.length}  ${k.publicKey}`).join('\n') || 'no keysets' };
       }
-      throw new CliError('usage: custody keyset create|import|rerun-setup|export-recovery|show|list', 'INVALID_ARGUMENT');
+      throw new CliError('usage: custody keyset create|import|refresh|rerun-setup|export-recovery|show|list', 'INVALID_ARGUMENT');
     }
     case 'policy':
       return policyCommand(sub, flags, dir, role('admin'));

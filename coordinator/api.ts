@@ -21,6 +21,7 @@ import type { Logger } from '../runtime/log.js';
 import { VERSION } from '../runtime/version.js';
 import { createKeyset, displayPublicKey, importKeyset, rerunSetup } from './keysets.js';
 import { exportRecovery } from './recovery.js';
+import type { Refreshes } from './refresh.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { Accepted, RequestService, Submitter } from './requests.js';
@@ -42,13 +43,14 @@ export interface ApiContext {
   nodeKeys: ReadonlyMap<string, Uint8Array>;
   /** Ready root-key presignatures of an ecdsa keyset in this coordinator's pool. */
   poolLevel(keysetId: string): number;
+  refreshes: Refreshes;
 }
 
 const READERS: readonly Role[] = ['payment', 'approver', 'operator', 'admin'];
 const OPERATORS: readonly Role[] = ['operator', 'admin'];
 
 export const ACCESS = {
-  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[], exportRecovery: ['admin'] as readonly Role[] },
+  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[], exportRecovery: ['admin'] as readonly Role[], refreshKeyset: ['admin'] as readonly Role[] },
   signing: { sign: ['payment', 'admin'] as readonly Role[], signBatch: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
   audit: OPERATORS,
   cluster: { health: READERS, listNodes: OPERATORS },
@@ -70,6 +72,7 @@ export function keysetToProto(row: KeysetRow, presignaturesReady = 0): MessageIn
     createdAt: timestampFromDate(row.createdAt),
     extendedPublicKey: row.scheme === 'ed25519' ? '' : new HDKey({ publicKey: row.publicKey, chainCode: row.chainCode }).publicExtendedKey,
     presignaturesReady,
+    epoch: row.epoch,
   };
 }
 
@@ -162,6 +165,11 @@ export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
       const { cleared } = await rerunSetup(c.db, c.registry, c.log, row.keysetId, actorOf(ctx));
       c.afterSetupRerun(row.keysetId);
       return { keyset: keysetToProto(row), clearedBans: cleared };
+    },
+    async refreshKeyset(req, ctx) {
+      const row = await loadKeysetRow(c.db, req.keysetId);
+      const r = await c.refreshes.refresh(row.keysetId, actorOf(ctx));
+      return { keyset: keysetToProto(r.row), epoch: r.epoch, pendingNodes: r.pending };
     },
     async exportRecovery(req, ctx) {
       const row = await loadKeysetRow(c.db, req.keysetId);

@@ -53,6 +53,12 @@ export class EcdsaSigning {
     this.pool = new PresignPool(log, poolOptions);
   }
 
+  /** Forgets a keyset (its shares were refreshed): the next use loads the new row, and its pool is dropped. */
+  forget(keysetId: string): void {
+    this.keysets.delete(keysetId);
+    this.pool.dropKeyset(keysetId);
+  }
+
   load(row: KeysetRow): EcdsaKeyset {
     let ks = this.keysets.get(row.keysetId);
     if (!ks) this.keysets.set(row.keysetId, (ks = { row, turn: 0, refillTurn: 0 }));
@@ -107,7 +113,7 @@ export class EcdsaSigning {
     const participants = quorum.map((m) => ({ index: m.index, nodeId: m.nodeId }));
     let session: Awaited<ReturnType<typeof runSession>>;
     try {
-      session = await runSession(this.registry, participants, { case: 'presign', value: { keysetId, signers: participants.map((p) => p.index), derivationPath: key.path } });
+      session = await runSession(this.registry, participants, { case: 'presign', value: { keysetId, signers: participants.map((p) => p.index), derivationPath: key.path, keysetEpoch: ks.row.epoch } });
     } catch (e) {
       if (!(e instanceof SessionFailed)) throw e;
       for (const id of e.unreachable) this.registry.markDown(id, e);
@@ -169,6 +175,7 @@ export class EcdsaSigning {
         ecdsaSigners: pre.signers,
         presignSid: pre.sid,
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
+        keysetEpoch: ks.row.epoch,
         ...policy,
       }),
     );

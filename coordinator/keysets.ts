@@ -125,6 +125,7 @@ async function runKeysetSession(db: Db, registry: NodeRegistry, log: Logger, inp
     label: input.label,
     createdAt: new Date(),
     members: participants.map((p, i) => ({ index: p.index, nodeId: p.nodeId, verifyingShare: first.result.verifyingShares[i]! })),
+    epoch: 0,
   };
   await db.tx(async (q) => {
     await insertKeyset(q, row);
@@ -147,7 +148,7 @@ async function runKeysetSession(db: Db, registry: NodeRegistry, log: Logger, inp
 }
 
 /** Every chosen node must take part; ones marked down are asked again first (they may have just restarted). */
-async function requireUp(registry: NodeRegistry, nodeIds: readonly string[], what: string): Promise<void> {
+export async function requireUp(registry: NodeRegistry, nodeIds: readonly string[], what: string): Promise<void> {
   const marked = nodeIds.filter((id) => !registry.nodes.get(id)?.up);
   const back = await registry.reprobe(marked);
   const down = marked.filter((id) => !back.includes(id));
@@ -157,7 +158,7 @@ async function requireUp(registry: NodeRegistry, nodeIds: readonly string[], wha
 }
 
 /** Runs the session and checks that every node reports the same public outcome. */
-async function agreedResult(
+export async function agreedResult(
   registry: NodeRegistry,
   participants: { index: number; nodeId: string }[],
   params: Parameters<typeof runSession>[2],

@@ -28,6 +28,7 @@ import { ACCESS, auditApi, clusterApi, keysetApi, signingApi, type ApiContext } 
 import { Approvals } from './approvals.js';
 import { NodeRegistry } from './node-registry.js';
 import { Policies } from './policies.js';
+import { Refreshes } from './refresh.js';
 import { APPROVAL_ACCESS, approvalApi, POLICY_ACCESS, policyApi } from './policy-api.js';
 import { NonceCache } from './nonce-cache.js';
 import { NatsPipeline } from './pipeline.js';
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
   };
   const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log, afterSetupRerun, nodeKeys: new Map([...roster.nodes].map(([id, n]) => [id, n.encryptionKey])),
     poolLevel: (keysetId) => ecdsa.pool.level(keysetId),
+    refreshes: new Refreshes(db, registry, log, (keysetId) => signing.forget(keysetId)),
   };
 
   const server = new grpc.Server(SERVER_OPTIONS);
@@ -117,6 +119,7 @@ async function main(): Promise<void> {
   const address = `${values.listen!.slice(0, values.listen!.lastIndexOf(':'))}:${port}`;
   requests.startResuming();
   policies.start();
+  ctx.refreshes.start();
   const expiry = setInterval(() => void approvals.expire().catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'approval expiry failed')), 5_000);
   expiry.unref();
   // Pools start filling now rather than after each keyset's first signature.
@@ -131,6 +134,7 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
     clearInterval(expiry);
     policies.stop();
+    ctx.refreshes.stop();
     await pipeline?.stop();
     await requests.drain();
     registry.close();

@@ -69,6 +69,13 @@ export class Signers {
     return ks;
   }
 
+  /** Drops a keyset's cached state after a refresh: new verifying shares and epoch from the database. */
+  forget(keysetId: string): void {
+    this.loaded.delete(keysetId);
+    this.frost.forget(keysetId);
+    this.ecdsa.forget(keysetId);
+  }
+
   /** A wallet (immutable once created, so cached); NOT_FOUND for an unknown id. */
   async loadWallet(walletId: string): Promise<Wallet> {
     return this.wallets.get(walletId) ?? this.wallets.set(walletId, await this.walletStore.get(walletId));

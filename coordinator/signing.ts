@@ -104,6 +104,7 @@ export class FrostSigning {
         derivationPath,
         commitments: quorum.map((m, i) => ({ index: m.index, nodeId: m.nodeId, commitmentId: picked[i]!.id, hiding: picked[i]!.hiding, binding: picked[i]!.binding })),
         expiresAtMs: BigInt(Date.now() + AUTHORIZATION_TTL_MS),
+        keysetEpoch: ks.row.epoch,
         ...policy,
       }),
     );
@@ -138,6 +139,11 @@ export class FrostSigning {
       // Without blame nobody is excluded, so a retry picks a fresh quorum from the rotation.
       return { problem: e.message, exclude: blamed, unreachable: [], blamed };
     }
+  }
+
+  /** Forgets a keyset (its shares were refreshed): the next use loads the new row. */
+  forget(keysetId: string): void {
+    this.keysets.delete(keysetId);
   }
 
   /** Decodes a FROST keyset row once (points validated at the boundary) and caches it. */

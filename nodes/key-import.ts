@@ -13,7 +13,8 @@ import { importShare, type ImportedShare, type ImportParams } from '../crypto/im
 import { openFromPeer, PeerBoxError } from '../crypto/peer-box.js';
 import { curveOfScheme, isScheme, type Scheme } from '../crypto/schemes.js';
 import { schemeFromProto } from '../proto/convert.js';
-import { DkgResultSchema, type DkgResult, type EcdsaSetupParams, type KeyImportParams, type PeerMessage } from '../proto/gen/custody/v1/node_pb.js';
+import { DkgResultSchema, type DkgResult, type EcdsaSetupParams, type KeyImportParams, type PeerMessage, type RefreshParams } from '../proto/gen/custody/v1/node_pb.js';
+import { shareRefresh, type RefreshOutput, type RefreshParams as CryptoRefreshParams } from '../crypto/refresh.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { KeyShare } from './keyshares.js';
 import type { Roster } from './roster.js';
@@ -52,7 +53,7 @@ function pendingKind<P, O>(
 }
 
 /** The node's record of a share from a protocol output (an ecdsa output is kept whole, with its setups). */
-function keyShare(keysetId: string, scheme: Scheme, participants: Participants, out: ImportedShare | EcdsaKeyShare): KeyShare {
+function keyShare(keysetId: string, scheme: Scheme, participants: Participants, out: ImportedShare | EcdsaKeyShare | (RefreshOutput & { chainCode: Uint8Array })): KeyShare {
   return {
     keysetId,
     scheme,
@@ -63,7 +64,7 @@ function keyShare(keysetId: string, scheme: Scheme, participants: Participants, 
     groupPublicKey: out.publicKey,
     verifyingShares: new Map(out.verifyingShares),
     chainCode: out.chainCode,
-    ...(scheme === 'ecdsa' ? { ecdsa: out as EcdsaKeyShare } : {}),
+    ...(scheme === 'ecdsa' && 'senderSetups' in out ? { ecdsa: out } : {}),
   };
 }
 
@@ -141,10 +142,12 @@ function startSetup(
   participants: Participants,
   threshold: number,
   existing: CryptoSetupParams['existing'],
+  epoch = 0,
 ): Promise<PeerMessage[]> {
-  const kind = pendingKind<CryptoSetupParams, EcdsaKeyShare>(ctx, ecdsaSetup as SessionKind<CryptoSetupParams, unknown, EcdsaKeyShare, DkgResult>['protocol'], (out) =>
-    keyShare(keysetId, 'ecdsa', participants, out),
-  );
+  const kind = pendingKind<CryptoSetupParams, EcdsaKeyShare>(ctx, ecdsaSetup as SessionKind<CryptoSetupParams, unknown, EcdsaKeyShare, DkgResult>['protocol'], (out) => ({
+    ...keyShare(keysetId, 'ecdsa', participants, out),
+    ...(epoch ? { epoch } : {}),
+  }));
   try {
     return ctx.sessions.start(roster, peers, kind, { sessionId: peers.sessionId, self: peers.selfIndex, participants: [...peers.nodeIds.keys()], threshold, existing });
   } catch (e) {
@@ -154,13 +157,51 @@ function startSetup(
   }
 }
 
-/** Round 0 of a setup re-run on an ecdsa keyset this node holds. */
+/**
+ * Round 0 of a setup re-run on an ecdsa keyset this node holds, or (refreshed_session) on the share
+ * a refresh session left pending: a refreshed ecdsa share gets fresh OT setups before it is used.
+ */
 export async function startSetupRerun(ctx: NodeContext, roster: Roster, sessionId: string, p: EcdsaSetupParams): Promise<PeerMessage[]> {
-  const key = ctx.shares.get(p.keysetId);
-  if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${p.keysetId}`);
-  if (key.scheme !== 'ecdsa' || !key.ecdsa) throw new RpcError(status.INVALID_ARGUMENT, `keyset ${p.keysetId} is ${key.scheme}; only ecdsa keysets have a pairwise setup`);
+  const active = ctx.shares.get(p.keysetId);
+  if (!active) throw new RpcError(status.NOT_FOUND, `unknown keyset ${p.keysetId}`);
+  if (active.scheme !== 'ecdsa' || !active.ecdsa) throw new RpcError(status.INVALID_ARGUMENT, `keyset ${p.keysetId} is ${active.scheme}; only ecdsa keysets have a pairwise setup`);
+  const key = p.refreshedSession ? await ctx.shares.pending(p.refreshedSession) : active;
+  if (!key || key.keysetId !== p.keysetId) throw new RpcError(status.NOT_FOUND, `no refreshed share of keyset ${p.keysetId} from session ${p.refreshedSession}`);
   const { nodeIds, self, participants } = checkParticipants(ctx, roster, key.participants, key.threshold);
   const peers = { sessionId, selfIndex: self, selfNodeId: ctx.nodeId, nodeIds };
-  return startSetup(ctx, roster, peers, key.keysetId, participants, key.threshold, key.ecdsa);
+  const existing = { secretShare: key.secretShare, publicKey: key.groupPublicKey, verifyingShares: key.verifyingShares, chainCode: key.chainCode };
+  return startSetup(ctx, roster, peers, key.keysetId, participants, key.threshold, existing, key.epoch ?? 0);
+}
+
+/** Round 0 of a proactive refresh (crypto/refresh.ts): the pending output is the share of epoch + 1. */
+export async function startRefresh(ctx: NodeContext, roster: Roster, sessionId: string, p: RefreshParams): Promise<PeerMessage[]> {
+  const key = ctx.shares.get(p.keysetId);
+  if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${p.keysetId}`);
+  const epoch = key.epoch ?? 0;
+  if (p.epoch !== epoch) throw new RpcError(status.FAILED_PRECONDITION, `keyset ${p.keysetId} is at epoch ${epoch} on ${ctx.nodeId}, the refresh names epoch ${p.epoch}`);
+  const { nodeIds, self, participants } = checkParticipants(ctx, roster, key.participants, key.threshold);
+  const peers = { sessionId, selfIndex: self, selfNodeId: ctx.nodeId, nodeIds };
+  const kind = pendingKind<CryptoRefreshParams, RefreshOutput>(ctx, shareRefresh as SessionKind<CryptoRefreshParams, unknown, RefreshOutput, DkgResult>['protocol'], (out) => ({
+    ...keyShare(key.keysetId, key.scheme, participants, { ...out, chainCode: key.chainCode }),
+    // ecdsa: the new share in the DKLs23 record (never the old one); the setup that follows
+    // (startSetupRerun with refreshed_session) replaces its OT setups before anything is committed.
+    ...(key.ecdsa ? { ecdsa: { ...key.ecdsa, secretShare: out.secretShare, verifyingShares: out.verifyingShares, transcriptHash: out.transcriptHash } } : {}),
+    epoch: epoch + 1,
+  }));
+  try {
+    return await ctx.sessions.start(roster, peers, kind, {
+      sessionId,
+      self,
+      participants: [...nodeIds.keys()].sort((a, b) => a - b),
+      threshold: key.threshold,
+      group: groupFor(curveOfScheme(key.scheme)),
+      secretShare: key.secretShare,
+      publicKey: key.groupPublicKey,
+      verifyingShares: key.verifyingShares,
+    });
+  } catch (e) {
+    if (e instanceof Error && !(e instanceof RpcError)) throw new RpcError(status.FAILED_PRECONDITION, `refresh cannot start: ${e.message}`);
+    throw e;
+  }
 }
 

@@ -20,6 +20,8 @@ export interface KeyShare {
   chainCode: Uint8Array;
   /** ECDSA keysets: the DKLs23 share (Shamir share plus pairwise multiplication setups and zero seeds). */
   ecdsa?: EcdsaKeyShare;
+  /** Share epoch: 0 from the DKG, one more after each refresh. */
+  epoch?: number;
 }
 
 /** v1: FROST only. v2 adds `ecdsa` (encodeEcdsaKeyShare, hex) for ECDSA keysets; v1 records stay readable. */
@@ -35,6 +37,8 @@ interface KeyShareRecord {
   verifyingShares: [number, string][];
   chainCode: string;
   ecdsa?: string;
+  /** Absent before the first refresh (epoch 0). */
+  epoch?: number;
 }
 
 const encoder = new TextEncoder();
@@ -54,6 +58,7 @@ function encode(k: KeyShare): Uint8Array {
     chainCode: bytesToHex(k.chainCode),
   };
   if (k.ecdsa) rec.ecdsa = bytesToHex(encodeEcdsaKeyShare(k.ecdsa));
+  if (k.epoch) rec.epoch = k.epoch;
   return encoder.encode(JSON.stringify(rec));
 }
 
@@ -73,11 +78,14 @@ function decode(bytes: Uint8Array): KeyShare {
     chainCode: hexToBytes(rec.chainCode),
   };
   if (rec.ecdsa) share.ecdsa = decodeEcdsaKeyShare(hexToBytes(rec.ecdsa));
+  if (rec.epoch) share.epoch = rec.epoch;
   return share;
 }
 
 const activeName = (keysetId: string) => `keysets/${keysetId}`;
 const pendingName = (sessionId: string) => `pending/${sessionId}`;
+/** Marks a committed session, so a repeated commit (a coordinator retrying after a crash) succeeds. */
+const committedName = (sessionId: string) => `committed/${sessionId}`;
 
 export class KeyShares {
   private readonly cache = new Map<string, KeyShare>();
@@ -111,12 +119,23 @@ export class KeyShares {
   /** Promotes a pending share to active (the coordinator persisted the keyset). Idempotent. */
   async commit(sessionId: string): Promise<KeyShare | undefined> {
     const bytes = await this.store.get(pendingName(sessionId));
-    if (!bytes) return undefined;
+    if (!bytes) {
+      const marker = await this.store.get(committedName(sessionId));
+      return marker ? this.cache.get(decoder.decode(marker)) : undefined;
+    }
     const share = decode(bytes);
+    // Overwriting the active record destroys the previous share (a refresh's old epoch).
     await this.store.put(activeName(share.keysetId), bytes);
+    await this.store.put(committedName(sessionId), encoder.encode(share.keysetId));
     await this.store.delete(pendingName(sessionId));
     this.cache.set(share.keysetId, share);
     return share;
+  }
+
+  /** A pending (uncommitted) output, e.g. a refreshed share that an ecdsa setup builds on. */
+  async pending(sessionId: string): Promise<KeyShare | undefined> {
+    const bytes = await this.store.get(pendingName(sessionId));
+    return bytes ? decode(bytes) : undefined;
   }
 
   async abort(sessionId: string): Promise<void> {

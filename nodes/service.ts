@@ -28,9 +28,9 @@ import type { PolicyGuard } from './policy-guard.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
-import { startKeyImport, startSetupRerun } from './key-import.js';
+import { startKeyImport, startRefresh, startSetupRerun } from './key-import.js';
 import { exportRecoveryShare } from './recovery-export.js';
-import type { Fault, FrostSigner } from './signer.js';
+import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
 
 export interface NodeContext {
@@ -181,6 +181,7 @@ function startPresign(ctx: NodeContext, p: EcdsaPresignParams): { key: KeyShare 
   }
   if (!nodeIds.has(key.index)) throw new RpcError(status.INVALID_ARGUMENT, `node ${ctx.nodeId} is not in the signing set`);
   if (nodeIds.size < key.threshold) throw new RpcError(status.INVALID_ARGUMENT, `${nodeIds.size} signers is below the threshold ${key.threshold}`);
+  checkEpoch(ctx.nodeId, key, p.keysetEpoch);
   const banned = ctx.bans.banned(p.keysetId, key.ecdsa.transcriptHash).filter((i) => nodeIds.has(i));
   if (banned.length) {
     throw new RpcError(status.FAILED_PRECONDITION, `node ${ctx.nodeId} will not presign with ${banned.map((i) => nodeIds.get(i)).join(', ')} for keyset ${p.keysetId}: it failed a DKLs23 check; re-run the setup (custody keyset rerun-setup)`);
@@ -225,6 +226,7 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
         }
         if (req.params.case === 'keyImport') return { outgoing: await startKeyImport(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case === 'setup') return { outgoing: await startSetupRerun(ctx, roster, req.sessionId, req.params.value) };
+        if (req.params.case === 'refresh') return { outgoing: await startRefresh(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
         const p = req.params.value;
         const scheme = schemeFromProto(p.scheme);

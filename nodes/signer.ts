@@ -18,7 +18,7 @@ import { RpcError } from '../runtime/grpc.js';
 import { derivedKey } from './derivation.js';
 import type { PolicyGuard } from './policy-guard.js';
 import { ecdsaSignItem } from './ecdsa-signer.js';
-import type { KeyShares } from './keyshares.js';
+import type { KeyShare, KeyShares } from './keyshares.js';
 import type { NonceStore } from './store/nonce-store.js';
 
 
@@ -83,6 +83,7 @@ export class FrostSigner {
     if (Number(auth.expiresAtMs) < Date.now()) throw new RpcError(status.FAILED_PRECONDITION, `authorization for request ${auth.requestId} has expired`);
     const key = this.shares.get(auth.keysetId);
     if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${auth.keysetId}`);
+    checkEpoch(this.nodeId, key, auth.keysetEpoch);
     const scheme = schemeFromProto(auth.scheme);
     // The policy, checked by this node, before any nonce or presignature is touched.
     this.policy.check(auth, new Date());
@@ -149,6 +150,13 @@ export class FrostSigner {
     } finally {
       secret.fill(0);
     }
+  }
+}
+
+/** Shares of different refresh epochs do not combine: refuse plainly rather than return a share that fails. */
+export function checkEpoch(nodeId: string, key: KeyShare, epoch: number): void {
+  if ((key.epoch ?? 0) !== epoch) {
+    throw new RpcError(status.FAILED_PRECONDITION, `keyset ${key.keysetId} is at share epoch ${key.epoch ?? 0} on ${nodeId}; the request is for epoch ${epoch} (a refresh is being committed)`);
   }
 }
 

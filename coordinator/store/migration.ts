@@ -51,7 +51,7 @@ interface TableSpec {
   readonly columns: readonly (readonly [name: string, type: ColumnType])[];
 }
 
-export const TABLES = ['keysets', 'keyset_members', 'keyset_bans', 'wallet_batches', 'wallets', 'sign_requests', 'approvals', 'policies', 'node_faults', 'audit_log'] as const;
+export const TABLES = ['keysets', 'keyset_members', 'keyset_bans', 'keyset_refreshes', 'wallet_batches', 'wallets', 'sign_requests', 'approvals', 'policies', 'node_faults', 'audit_log'] as const;
 export type TableName = (typeof TABLES)[number];
 
 /** In foreign-key order (parents first): export writes and import inserts in this order. */
@@ -68,6 +68,7 @@ const SPECS: readonly TableSpec[] = [
       ['label', 'text'],
       ['created_at', 'timestamptz'],
       ['next_wallet_index', 'int8'],
+      ['epoch', 'int4'],
     ],
   },
   {
@@ -89,6 +90,21 @@ const SPECS: readonly TableSpec[] = [
       ['reason', 'text'],
       ['request_id', 'uuid'],
       ['at', 'timestamptz'],
+    ],
+  },
+  {
+    table: 'keyset_refreshes',
+    pk: ['refresh_id'],
+    columns: [
+      ['refresh_id', 'uuid'],
+      ['keyset_id', 'uuid'],
+      ['from_epoch', 'int4'],
+      ['commit_session', 'text'],
+      ['abort_session', 'text'],
+      ['verifying_shares', 'jsonb'],
+      ['status', 'text'],
+      ['created_at', 'timestamptz'],
+      ['updated_at', 'timestamptz'],
     ],
   },
   {

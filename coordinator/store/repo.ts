@@ -41,6 +41,8 @@ export interface Keyset {
   createdAt: Date;
   /** Ordered by index. */
   members: KeysetMember[];
+  /** Share epoch: one more after every committed refresh. */
+  epoch: number;
 }
 
 export interface NewKeyset {
@@ -211,6 +213,7 @@ interface KeysetDbRow {
   chain_code: Uint8Array;
   label: string;
   created_at: Date;
+  epoch: number;
 }
 
 interface MemberDbRow {
@@ -220,7 +223,7 @@ interface MemberDbRow {
   verifying_share: Uint8Array;
 }
 
-const KEYSET_COLUMNS = 'keyset_id, scheme, public_key, threshold, chain_code, label, created_at';
+const KEYSET_COLUMNS = 'keyset_id, scheme, public_key, threshold, chain_code, label, created_at, epoch';
 
 function toKeyset(r: KeysetDbRow, members: MemberDbRow[]): Keyset {
   return {
@@ -231,6 +234,7 @@ function toKeyset(r: KeysetDbRow, members: MemberDbRow[]): Keyset {
     chainCode: r.chain_code,
     label: r.label,
     createdAt: r.created_at,
+    epoch: r.epoch,
     members: members
       .map((m) => ({ index: m.party_index, nodeId: m.node_id, verifyingShare: m.verifying_share }))
       .sort((a, b) => a.index - b.index),
@@ -250,7 +254,7 @@ export async function insertKeyset(q: Queryable, k: NewKeyset): Promise<Keyset> 
   const createdAt = k.createdAt ?? new Date();
   const label = k.label ?? '';
   try {
-    await q.query(`INSERT INTO keysets (${KEYSET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+    await q.query(`INSERT INTO keysets (${KEYSET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, 0)`, [
       keysetId,
       k.scheme,
       k.publicKey,
@@ -269,7 +273,7 @@ export async function insertKeyset(q: Queryable, k: NewKeyset): Promise<Keyset> 
     mapError(err, 'insertKeyset');
   }
   const members = [...k.members].map((m) => ({ ...m })).sort((a, b) => a.index - b.index);
-  return { keysetId, scheme: k.scheme, publicKey: k.publicKey, threshold: k.threshold, chainCode: k.chainCode, label, createdAt, members };
+  return { keysetId, scheme: k.scheme, publicKey: k.publicKey, threshold: k.threshold, chainCode: k.chainCode, label, createdAt, members, epoch: 0 };
 }
 
 export async function getKeyset(q: Queryable, keysetId: string): Promise<Keyset | undefined> {

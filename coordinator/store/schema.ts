@@ -226,6 +226,26 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX IF NOT EXISTS sign_requests_wallet_velocity_idx ON sign_requests (wallet_id, created_at)`,
     ],
   },
+  {
+    version: 6,
+    name: 'share epochs and refreshes',
+    statements: () => [
+      `ALTER TABLE keysets ADD COLUMN IF NOT EXISTS epoch INT NOT NULL DEFAULT 0`,
+      // A refresh the nodes agreed on: 'committing' until every node made the new share active (a
+      // coordinator that stops in between finishes it on start), then 'done'.
+      `CREATE TABLE IF NOT EXISTS keyset_refreshes (
+        refresh_id UUID PRIMARY KEY,
+        keyset_id UUID NOT NULL REFERENCES keysets (keyset_id),
+        from_epoch INT NOT NULL,
+        commit_session TEXT NOT NULL,
+        abort_session TEXT NULL,
+        verifying_shares JSONB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('committing', 'done')),
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+      )`,
+    ],
+  },
 ];
 
 const BOOTSTRAP = [

@@ -135,8 +135,8 @@ function chainCodeCommitment(scheme: DkgScheme, sessionId: string, index: number
   return hashFields('sha256', TAG_CC_COMMIT, [scheme, sessionId, index, cc]);
 }
 
-/** [1, x, x^2, ..., x^(t-1)] mod the group order. */
-function powers(g: Group<unknown>, x: number, t: number): bigint[] {
+/** [1, x, x^2, ..., x^(t-1)] mod the group order. Shared with crypto/refresh.ts. */
+export function powers(g: Group<unknown>, x: number, t: number): bigint[] {
   const out = [1n];
   const bx = g.Fn.create(BigInt(x));
   for (let k = 1; k < t; k++) out.push(g.Fn.mul(out[k - 1]!, bx));
@@ -212,8 +212,65 @@ function round1Digest(s: DkgCommon, views: ReadonlyMap<number, Round1View>): Uin
   return hashFields('sha256', TAG_ROUND1, fields);
 }
 
-function throwIfBlamed(blame: number[], reason: 'malformed-message' | 'proof-failed' | 'check-failed', what: string): void {
+export function throwIfBlamed(blame: number[], reason: 'malformed-message' | 'proof-failed' | 'check-failed', what: string): void {
   if (blame.length > 0) throw new ProtocolAbort(reason, blame, `${what}: parties ${blame.join(', ')}`);
+}
+
+/*
+ * Generic Feldman-VSS pieces, shared by the DKG and proactive refresh (crypto/refresh.ts).
+ */
+
+/**
+ * Parses one message per sender, checking every sender before aborting so that the blame names
+ * all malformed senders, not just the first. `parse` throws a ProtocolAbort for a bad message.
+ */
+export function parseEach<T>(senders: readonly number[], round: number, parse: (from: number) => T): Map<number, T> {
+  const views = new Map<number, T>();
+  const bad: number[] = [];
+  const why: string[] = [];
+  for (const j of senders) {
+    try {
+      views.set(j, parse(j));
+    } catch (e) {
+      if (!(e instanceof ProtocolAbort)) throw e;
+      bad.push(j);
+      why.push(e.message);
+    }
+  }
+  if (bad.length > 0) throw new ProtocolAbort('malformed-message', bad, `round ${round}: ${why.join('; ')}`);
+  return views;
+}
+
+/** Coefficient-wise sum of commitment vectors: out[k] = sum_j vectors_j[k], for k < length. */
+export function sumCommitments(g: Group<unknown>, vectors: Iterable<readonly unknown[]>, length: number): unknown[] {
+  const out: unknown[] = Array.from({ length }, () => g.identity);
+  for (const v of vectors) for (let k = 0; k < length; k++) out[k] = g.add(out[k], v[k]!);
+  return out;
+}
+
+/**
+ * Feldman share check per sender: the senders j whose share s_j fails
+ * s_j*G == sum_k C_jk * xPowers[k] (xPowers = powers of the receiver's index, aligned with C_j).
+ */
+export function feldmanBlame(
+  g: Group<unknown>,
+  senders: readonly number[],
+  shareOf: (j: number) => bigint,
+  commitmentsOf: (j: number) => readonly unknown[],
+  xPowers: readonly bigint[],
+): number[] {
+  return senders.filter((j) => !g.eq(g.baseMul(shareOf(j)), g.msm(commitmentsOf(j), xPowers)));
+}
+
+/**
+ * Echo-broadcast check: every digest each sender reports must equal ours. On a mismatch nobody is
+ * blamed: the relay, a sender that equivocated or the reporting party may be the liar.
+ */
+export function requireEcho(senders: readonly number[], digestsOf: (j: number) => readonly Uint8Array[], ours: Uint8Array, what: string): void {
+  const disagree = senders.filter((j) => digestsOf(j).some((d) => !bytesEqual(d, ours)));
+  if (disagree.length > 0) {
+    throw new ProtocolAbort('inconsistent-broadcast', [], `parties ${disagree.join(', ')} saw different ${what} (the relay, a sender or those parties lied)`);
+  }
 }
 
 /** Decodes one sender's round-2 pair; returns what is wrong with it, or undefined after `accept`. */
@@ -293,19 +350,7 @@ function stepRound1(s: DkgRound1State, incoming: readonly ProtocolMessage[]): St
   const others = s.participants.filter((i) => i !== s.self);
 
   // Check every sender before aborting, so the blame names all of them, not just the first.
-  const views = new Map<number, Round1View>();
-  const bad: number[] = [];
-  const why: string[] = [];
-  for (const j of others) {
-    try {
-      views.set(j, parseRound1(g, s.threshold, j, got.get(j)!.payload));
-    } catch (e) {
-      if (!(e instanceof ProtocolAbort)) throw e;
-      bad.push(j);
-      why.push(e.message);
-    }
-  }
-  if (bad.length > 0) throw new ProtocolAbort('malformed-message', bad, `round 1: ${why.join('; ')}`);
+  const views = parseEach(others, 1, (j) => parseRound1(g, s.threshold, j, got.get(j)!.payload));
 
   throwIfBlamed(
     others.filter((j) => !verifyPok(g, s.scheme, s.sessionId, j, views.get(j)!)),
@@ -385,25 +430,11 @@ function stepRound2(s: DkgRound2State, incoming: readonly ProtocolMessage[]): St
   // commitments we never saw, and blaming j for it could be wrong. Either the relay showed
   // different broadcasts to different parties, a sender equivocated, or j lies about its view;
   // this layer cannot tell which, so nobody is blamed.
-  const disagree = others.filter(
-    (j) => !bytesEqual(shares.get(j)!.digest, s.round1Digest) || !bytesEqual(reveals.get(j)!.round1Digest, s.round1Digest),
-  );
-  if (disagree.length > 0) {
-    throw new ProtocolAbort(
-      'inconsistent-broadcast',
-      [],
-      `parties ${disagree.join(', ')} saw different round-1 broadcasts (the relay, a sender or those parties lied)`,
-    );
-  }
+  requireEcho(others, (j) => [shares.get(j)!.digest, reveals.get(j)!.round1Digest], s.round1Digest, 'round-1 broadcasts');
 
   // Sum the commitments coefficient-wise once: summed[k] = sum_j C_jk. Each verifying share is
   // then one t-term MSM, and summed[0] is the group key.
-  const summed: unknown[] = [];
-  for (let k = 0; k < s.threshold; k++) {
-    let acc = g.identity;
-    for (const i of s.participants) acc = g.add(acc, s.round1.get(i)!.commitments[k]!);
-    summed.push(acc);
-  }
+  const summed = sumCommitments(g, [...s.round1.values()].map((v) => v.commitments), s.threshold);
   let secretShare = s.ownShare;
   for (const j of others) secretShare = g.Fn.add(secretShare, shares.get(j)!.value);
   const selfVerifying = g.msm(summed, powers(g, s.self, s.threshold));
@@ -413,8 +444,7 @@ function stepRound2(s: DkgRound2State, incoming: readonly ProtocolMessage[]): St
   // change nothing we keep). Only on failure is each f_j(self)*G == sum_k C_jk * self^k checked,
   // to name the sender(s).
   if (!g.eq(g.baseMul(secretShare), selfVerifying)) {
-    const selfPowers = powers(g, s.self, s.threshold);
-    const blame = others.filter((j) => !g.eq(g.baseMul(shares.get(j)!.value), g.msm(s.round1.get(j)!.commitments, selfPowers)));
+    const blame = feldmanBlame(g, others, (j) => shares.get(j)!.value, (j) => s.round1.get(j)!.commitments, powers(g, s.self, s.threshold));
     throwIfBlamed(blame, 'proof-failed', 'secret share does not match commitments');
     throw new ProtocolAbort('check-failed', [], 'secret share does not match the summed commitments'); // linear algebra says unreachable
   }

@@ -55,6 +55,7 @@ describe('request lifecycle under injected 40001 failures', () => {
       chainCode: randomBytes(32),
       label: '',
       createdAt: new Date(),
+      epoch: 0,
       members: [1, 2, 3].map((index) => ({ index, nodeId: `node-${index}`, verifyingShare: randomBytes(32) })),
     };
     await insertKeyset(db, keyset);

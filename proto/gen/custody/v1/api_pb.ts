@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwingIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQi/AQKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCRITCgtpbnRlbnRfanNvbhgQIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgRIAEoDRIMCgRydWxlGBIgASgJEjoKEW1pc3NpbmdfYXBwcm92YWxzGBMgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhMKC2FwcHJvdmVkX2J5GBQgAygJEjcKE2FwcHJvdmFsX2V4cGlyZXNfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNpZ25lZF90eBgWIAEoDBIOCgZldGhfdHgYFyABKAwiYQoPV2FsbGV0QWRkcmVzc2VzEhAKCGV0aGVyZXVtGAEgASgJEhYKDmJpdGNvaW5fcDJ3cGtoGAIgASgJEhQKDGJpdGNvaW5fcDJ0chgDIAEoCRIOCgZzb2xhbmEYBCABKAkipgIKBldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWluZGV4GAQgASgNEgwKBHBhdGgYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIuCglhZGRyZXNzZXMYByABKAsyGy5jdXN0b2R5LnYxLldhbGxldEFkZHJlc3NlcxINCgVsYWJlbBgIIAEoCRIPCgd1c2VyX2lkGAkgASgJEg8KB3B1cnBvc2UYCiABKAkSEAoIYmF0Y2hfaWQYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8wEKC1dhbGxldEJhdGNoEhAKCGJhdGNoX2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRITCgtmaXJzdF9pbmRleBgDIAEoDRINCgVjb3VudBgEIAEoDRIPCgdjcmVhdGVkGAUgASgNEhAKCGNvbXBsZXRlGAYgASgIEg0KBWxhYmVsGAcgASgJEg8KB3VzZXJfaWQYCCABKAkSDwoHcHVycG9zZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKFENyZWF0ZVdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRINCgVsYWJlbBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEg8KB3B1cnBvc2UYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhIKCmZpbGxfbGltaXQYByABKA0iPwoVQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEiYKBWJhdGNoGAEgASgLMhcuY3VzdG9keS52MS5XYWxsZXRCYXRjaCIlChBHZXRXYWxsZXRSZXF1ZXN0EhEKCXdhbGxldF9pZBgBIAEoCSI3ChFHZXRXYWxsZXRSZXNwb25zZRIiCgZ3YWxsZXQYASABKAsyEi5jdXN0b2R5LnYxLldhbGxldCJtChJMaXN0V2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFbGltaXQYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJTChNMaXN0V2FsbGV0c1Jlc3BvbnNlEiMKB3dhbGxldHMYASADKAsyEi5jdXN0b2R5LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoQU2V0UG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeSJJChFTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEgwKBGhhc2gYAiABKAwSFQoNcGVuZGluZ19ub2RlcxgDIAMoCSISChBHZXRQb2xpY3lSZXF1ZXN0IlwKEUdldFBvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Eg8KB3ZlcnNpb24YAiABKA0SDAoEaGFzaBgDIAEoDCIjChJMaXN0UGVuZGluZ1JlcXVlc3QSDQoFbGltaXQYASABKA0iRgoTTGlzdFBlbmRpbmdSZXNwb25zZRIvCghyZXF1ZXN0cxgBIAMoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiYAoNRGVjaWRlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEisKCGFwcHJvdmFsGAIgASgLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEg4KBnJlYXNvbhgDIAEoCSJACg5EZWNpZGVSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkibAoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSEQoJd2FsbGV0X2lkGAQgASgJEg4KBmV0aF90eBgFIAEoDCI+CgxTaWduUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiKwoVR2V0U2lnblJlcXVlc3RSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiSAoWR2V0U2lnblJlcXVlc3RSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCKpAQoLQXVkaXRSZWNvcmQSCwoDc2VxGAEgASgEEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSDwoHc3ViamVjdBgFIAEoCRIUCgxkZXRhaWxzX2pzb24YBiABKAkSEQoJcHJldl9oYXNoGAcgASgMEgwKBGhhc2gYCCABKAwiFAoSVmVyaWZ5QXVkaXRSZXF1ZXN0IlkKE1ZlcmlmeUF1ZGl0UmVzcG9uc2USCgoCb2sYASABKAgSDwoHcmVjb3JkcxgCIAEoBBIVCg1maXJzdF9iYWRfc2VxGAMgASgEEg4KBnJlYXNvbhgEIAEoCSI0ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSI9ChFMaXN0QXVkaXRSZXNwb25zZRIoCgdyZWNvcmRzGAEgAygLMhcuY3VzdG9keS52MS5BdWRpdFJlY29yZCKPAgoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSCwoDcGlkGAMgASgNEiQKBXN0YXRlGAQgASgOMhUuY3VzdG9keS52MS5Ob2RlU3RhdGUSDwoHdmVyc2lvbhgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SDgoGZmF1bHRzGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOYmFubmVkX2tleXNldHMYCyADKAkiDwoNSGVhbHRoUmVxdWVzdCJ0Cg5IZWFsdGhSZXNwb25zZRIPCgdzZXJ2aW5nGAEgASgIEg8KB3ZlcnNpb24YAiABKAkSEAoIbm9kZXNfdXAYAyABKA0SEwoLbm9kZXNfdG90YWwYBCABKA0SGQoRZGVmYXVsdF90aHJlc2hvbGQYBSABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCI6ChFMaXN0Tm9kZXNSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmN1c3RvZHkudjEuTm9kZVN0YXR1cyqDAgoKU2lnblN0YXR1cxIbChdTSUdOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNJR05fU1RBVFVTX1JFQ0VJVkVEEAESHgoaU0lHTl9TVEFUVVNfUE9MSUNZX0NIRUNLRUQQAhIiCh5TSUdOX1NUQVRVU19BV0FJVElOR19BUFBST1ZBTFMQAxIXChNTSUdOX1NUQVRVU19TSUdOSU5HEAQSFgoSU0lHTl9TVEFUVVNfU0lHTkVEEAUSGAoUU0lHTl9TVEFUVVNfUkVKRUNURUQQBhIWChJTSUdOX1NUQVRVU19GQUlMRUQQBxIXChNTSUdOX1NUQVRVU19FWFBJUkVEEAgqTwoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1NUQVRFX1VQEAESEwoPTk9ERV9TVEFURV9ET1dOEAIy9QMKDUtleXNldFNlcnZpY2USUQoMQ3JlYXRlS2V5c2V0Eh8uY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXNwb25zZRJICglHZXRLZXlzZXQSHC5jdXN0b2R5LnYxLkdldEtleXNldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldEtleXNldFJlc3BvbnNlEk4KC0xpc3RLZXlzZXRzEh4uY3VzdG9keS52MS5MaXN0S2V5c2V0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVzcG9uc2USUQoMSW1wb3J0S2V5c2V0Eh8uY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXNwb25zZRJLCgpSZXJ1blNldHVwEh0uY3VzdG9keS52MS5SZXJ1blNldHVwUmVxdWVzdBoeLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlc3BvbnNlElcKDkV4cG9ydFJlY292ZXJ5EiEuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlcXVlc3QaIi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5UmVzcG9uc2Uy/wEKDVdhbGxldFNlcnZpY2USVAoNQ3JlYXRlV2FsbGV0cxIgLmN1c3RvZHkudjEuQ3JlYXRlV2FsbGV0c1JlcXVlc3QaIS5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXNwb25zZRJICglHZXRXYWxsZXQSHC5jdXN0b2R5LnYxLkdldFdhbGxldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFdhbGxldFJlc3BvbnNlEk4KC0xpc3RXYWxsZXRzEh4uY3VzdG9keS52MS5MaXN0V2FsbGV0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UyowEKDVBvbGljeVNlcnZpY2USSAoJU2V0UG9saWN5EhwuY3VzdG9keS52MS5TZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5TZXRQb2xpY3lSZXNwb25zZRJICglHZXRQb2xpY3kSHC5jdXN0b2R5LnYxLkdldFBvbGljeVJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFBvbGljeVJlc3BvbnNlMqIBCg9BcHByb3ZhbFNlcnZpY2USTgoLTGlzdFBlbmRpbmcSHi5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdFBlbmRpbmdSZXNwb25zZRI/CgZEZWNpZGUSGS5jdXN0b2R5LnYxLkRlY2lkZVJlcXVlc3QaGi5jdXN0b2R5LnYxLkRlY2lkZVJlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwirQIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNEg0KBWVwb2NoGAsgASgNIikKFFJlZnJlc2hLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJhChVSZWZyZXNoS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSDQoFZXBvY2gYAiABKA0SFQoNcGVuZGluZ19ub2RlcxgDIAMoCSIqChVFeHBvcnRSZWNvdmVyeVJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIlcKDVJlY292ZXJ5U2hhcmUSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIQCghub2RlX2tleRgDIAEoDBIUCgxzZWFsZWRfc2hhcmUYBCABKAwieAoWRXhwb3J0UmVjb3ZlcnlSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldBIpCgZzaGFyZXMYAiADKAsyGS5jdXN0b2R5LnYxLlJlY292ZXJ5U2hhcmUSDwoHcmVmdXNlZBgDIAMoCSLkAQoTSW1wb3J0S2V5c2V0UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEhAKCG5vZGVfaWRzGAQgAygJEg0KBWxhYmVsGAUgASgJEhMKC2NvbW1pdG1lbnRzGAYgAygMEhIKCmNoYWluX2NvZGUYByABKAwSEgoKZGVhbGVyX2tleRgIIAEoDBIVCg1zZWFsZWRfc2hhcmVzGAkgAygMEg4KBnNvdXJjZRgKIAEoCSI6ChRJbXBvcnRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCImChFSZXJ1blNldHVwUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiTgoSUmVydW5TZXR1cFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EhQKDGNsZWFyZWRfYmFucxgCIAMoCSJtChNDcmVhdGVLZXlzZXRSZXF1ZXN0EiIKBnNjaGVtZRgBIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEhEKCXRocmVzaG9sZBgCIAEoDRIQCghub2RlX2lkcxgDIAMoCRINCgVsYWJlbBgEIAEoCSI6ChRDcmVhdGVLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCIlChBHZXRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSI3ChFHZXRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCI8ChJMaXN0S2V5c2V0c1JlcXVlc3QSDQoFbGltaXQYASABKA0SFwoPYWZ0ZXJfa2V5c2V0X2lkGAIgASgJIjoKE0xpc3RLZXlzZXRzUmVzcG9uc2USIwoHa2V5c2V0cxgBIAMoCzISLmN1c3RvZHkudjEuS2V5c2V0IvwEChFTaWduUmVxdWVzdFJlY29yZBISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBCABKAwSJgoGc3RhdHVzGAUgASgOMhYuY3VzdG9keS52MS5TaWduU3RhdHVzEhEKCXNpZ25hdHVyZRgGIAEoDBISCgpwdWJsaWNfa2V5GAcgASgMEg8KB3NpZ25lcnMYCCADKAkSDQoFZXJyb3IYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEhAKCGF0dGVtcHRzGAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXdhbGxldF9pZBgOIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYDyABKAkSEwoLaW50ZW50X2pzb24YECABKAkSFgoOcG9saWN5X3ZlcnNpb24YESABKA0SDAoEcnVsZRgSIAEoCRI6ChFtaXNzaW5nX2FwcHJvdmFscxgTIAMoCzIfLmN1c3RvZHkudjEuQXBwcm92YWxSZXF1aXJlbWVudBITCgthcHByb3ZlZF9ieRgUIAMoCRI3ChNhcHByb3ZhbF9leHBpcmVzX2F0GBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglzaWduZWRfdHgYFiABKAwSDgoGZXRoX3R4GBcgASgMImEKD1dhbGxldEFkZHJlc3NlcxIQCghldGhlcmV1bRgBIAEoCRIWCg5iaXRjb2luX3Ayd3BraBgCIAEoCRIUCgxiaXRjb2luX3AydHIYAyABKAkSDgoGc29sYW5hGAQgASgJIqYCCgZXYWxsZXQSEQoJd2FsbGV0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRINCgVpbmRleBgEIAEoDRIMCgRwYXRoGAUgASgJEhIKCnB1YmxpY19rZXkYBiABKAwSLgoJYWRkcmVzc2VzGAcgASgLMhsuY3VzdG9keS52MS5XYWxsZXRBZGRyZXNzZXMSDQoFbGFiZWwYCCABKAkSDwoHdXNlcl9pZBgJIAEoCRIPCgdwdXJwb3NlGAogASgJEhAKCGJhdGNoX2lkGAsgASgJEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMBCgtXYWxsZXRCYXRjaBIQCghiYXRjaF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSEwoLZmlyc3RfaW5kZXgYAyABKA0SDQoFY291bnQYBCABKA0SDwoHY3JlYXRlZBgFIAEoDRIQCghjb21wbGV0ZRgGIAEoCBINCgVsYWJlbBgHIAEoCRIPCgd1c2VyX2lkGAggASgJEg8KB3B1cnBvc2UYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpYBChRDcmVhdGVXYWxsZXRzUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSDQoFY291bnQYAiABKA0SDQoFbGFiZWwYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRIPCgdwdXJwb3NlGAUgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRISCgpmaWxsX2xpbWl0GAcgASgNIj8KFUNyZWF0ZVdhbGxldHNSZXNwb25zZRImCgViYXRjaBgBIAEoCzIXLmN1c3RvZHkudjEuV2FsbGV0QmF0Y2giJQoQR2V0V2FsbGV0UmVxdWVzdBIRCgl3YWxsZXRfaWQYASABKAkiNwoRR2V0V2FsbGV0UmVzcG9uc2USIgoGd2FsbGV0GAEgASgLMhIuY3VzdG9keS52MS5XYWxsZXQibQoSTGlzdFdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIQCghiYXRjaF9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg0KBWxpbWl0GAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiUwoTTGlzdFdhbGxldHNSZXNwb25zZRIjCgd3YWxsZXRzGAEgAygLMhIuY3VzdG9keS52MS5XYWxsZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjwKEFNldFBvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhguY3VzdG9keS52MS5TaWduZWRQb2xpY3kiSQoRU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDRIMCgRoYXNoGAIgASgMEhUKDXBlbmRpbmdfbm9kZXMYAyADKAkiEgoQR2V0UG9saWN5UmVxdWVzdCJcChFHZXRQb2xpY3lSZXNwb25zZRIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeRIPCgd2ZXJzaW9uGAIgASgNEgwKBGhhc2gYAyABKAwiIwoSTGlzdFBlbmRpbmdSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIkYKE0xpc3RQZW5kaW5nUmVzcG9uc2USLwoIcmVxdWVzdHMYASADKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkImAKDURlY2lkZVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIrCghhcHByb3ZhbBgCIAEoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIOCgZyZWFzb24YAyABKAkiQAoORGVjaWRlUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiPQoQU2lnbkJhdGNoUmVxdWVzdBIpCghyZXF1ZXN0cxgBIAMoCzIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QiPAoRU2lnbkJhdGNoUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLmN1c3RvZHkudjEuU2lnblJlc3VsdCKAAQoKU2lnblJlc3VsdBIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZBISCgplcnJvcl9jb2RlGAIgASgNEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJImwKC1NpZ25SZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAwSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCXdhbGxldF9pZBgEIAEoCRIOCgZldGhfdHgYBSABKAwiPgoMU2lnblJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIisKFUdldFNpZ25SZXF1ZXN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIkgKFkdldFNpZ25SZXF1ZXN0UmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiqQEKC0F1ZGl0UmVjb3JkEgsKA3NlcRgBIAEoBBImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg8KB3N1YmplY3QYBSABKAkSFAoMZGV0YWlsc19qc29uGAYgASgJEhEKCXByZXZfaGFzaBgHIAEoDBIMCgRoYXNoGAggASgMIhQKElZlcmlmeUF1ZGl0UmVxdWVzdCJZChNWZXJpZnlBdWRpdFJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB3JlY29yZHMYAiABKAQSFQoNZmlyc3RfYmFkX3NlcRgDIAEoBBIOCgZyZWFzb24YBCABKAkiNAoQTGlzdEF1ZGl0UmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iPQoRTGlzdEF1ZGl0UmVzcG9uc2USKAoHcmVjb3JkcxgBIAMoCzIXLmN1c3RvZHkudjEuQXVkaXRSZWNvcmQijwIKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgsKA3BpZBgDIAEoDRIkCgVzdGF0ZRgEIAEoDjIVLmN1c3RvZHkudjEuTm9kZVN0YXRlEg8KB3ZlcnNpb24YBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEg4KBmZhdWx0cxgJIAEoDRISCgpsYXN0X2Vycm9yGAogASgJEhYKDmJhbm5lZF9rZXlzZXRzGAsgAygJIg8KDUhlYWx0aFJlcXVlc3QidAoOSGVhbHRoUmVzcG9uc2USDwoHc2VydmluZxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEhAKCG5vZGVzX3VwGAMgASgNEhMKC25vZGVzX3RvdGFsGAQgASgNEhkKEWRlZmF1bHRfdGhyZXNob2xkGAUgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiOgoRTGlzdE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVTdGF0dXMqgwIKClNpZ25TdGF0dXMSGwoXU0lHTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRTSUdOX1NUQVRVU19SRUNFSVZFRBABEh4KGlNJR05fU1RBVFVTX1BPTElDWV9DSEVDS0VEEAISIgoeU0lHTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUxTEAMSFwoTU0lHTl9TVEFUVVNfU0lHTklORxAEEhYKElNJR05fU1RBVFVTX1NJR05FRBAFEhgKFFNJR05fU1RBVFVTX1JFSkVDVEVEEAYSFgoSU0lHTl9TVEFUVVNfRkFJTEVEEAcSFwoTU0lHTl9TVEFUVVNfRVhQSVJFRBAIKk8KCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTk9ERV9TVEFURV9VUBABEhMKD05PREVfU1RBVEVfRE9XThACMssECg1LZXlzZXRTZXJ2aWNlElEKDENyZWF0ZUtleXNldBIfLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVzcG9uc2USSAoJR2V0S2V5c2V0EhwuY3VzdG9keS52MS5HZXRLZXlzZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRLZXlzZXRSZXNwb25zZRJOCgtMaXN0S2V5c2V0cxIeLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0S2V5c2V0c1Jlc3BvbnNlElEKDEltcG9ydEtleXNldBIfLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVzcG9uc2USSwoKUmVydW5TZXR1cBIdLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlcXVlc3QaHi5jdXN0b2R5LnYxLlJlcnVuU2V0dXBSZXNwb25zZRJXCg5FeHBvcnRSZWNvdmVyeRIhLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlSZXF1ZXN0GiIuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlc3BvbnNlElQKDVJlZnJlc2hLZXlzZXQSIC5jdXN0b2R5LnYxLlJlZnJlc2hLZXlzZXRSZXF1ZXN0GiEuY3VzdG9keS52MS5SZWZyZXNoS2V5c2V0UmVzcG9uc2Uy/wEKDVdhbGxldFNlcnZpY2USVAoNQ3JlYXRlV2FsbGV0cxIgLmN1c3RvZHkudjEuQ3JlYXRlV2FsbGV0c1JlcXVlc3QaIS5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXNwb25zZRJICglHZXRXYWxsZXQSHC5jdXN0b2R5LnYxLkdldFdhbGxldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFdhbGxldFJlc3BvbnNlEk4KC0xpc3RXYWxsZXRzEh4uY3VzdG9keS52MS5MaXN0V2FsbGV0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UyowEKDVBvbGljeVNlcnZpY2USSAoJU2V0UG9saWN5EhwuY3VzdG9keS52MS5TZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5TZXRQb2xpY3lSZXNwb25zZRJICglHZXRQb2xpY3kSHC5jdXN0b2R5LnYxLkdldFBvbGljeVJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFBvbGljeVJlc3BvbnNlMqIBCg9BcHByb3ZhbFNlcnZpY2USTgoLTGlzdFBlbmRpbmcSHi5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdFBlbmRpbmdSZXNwb25zZRI/CgZEZWNpZGUSGS5jdXN0b2R5LnYxLkRlY2lkZVJlcXVlc3QaGi5jdXN0b2R5LnYxLkRlY2lkZVJlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTKbAQoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlYgZwcm90bzM", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -112,6 +112,13 @@ export type Keyset = Message<"custody.v1.Keyset"> & {
    * @generated from field: uint32 presignatures_ready = 10;
    */
   presignaturesReady: number;
+
+  /**
+   * Share epoch: 0 at creation, one more after every refresh.
+   *
+   * @generated from field: uint32 epoch = 11;
+   */
+  epoch: number;
 };
 
 /**
@@ -120,6 +127,55 @@ export type Keyset = Message<"custody.v1.Keyset"> & {
  */
 export const KeysetSchema: GenMessage<Keyset> = /*@__PURE__*/
   messageDesc(file_custody_v1_api, 1);
+
+/**
+ * @generated from message custody.v1.RefreshKeysetRequest
+ */
+export type RefreshKeysetRequest = Message<"custody.v1.RefreshKeysetRequest"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+};
+
+/**
+ * Describes the message custody.v1.RefreshKeysetRequest.
+ * Use `create(RefreshKeysetRequestSchema)` to create a new message.
+ */
+export const RefreshKeysetRequestSchema: GenMessage<RefreshKeysetRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 2);
+
+/**
+ * @generated from message custody.v1.RefreshKeysetResponse
+ */
+export type RefreshKeysetResponse = Message<"custody.v1.RefreshKeysetResponse"> & {
+  /**
+   * @generated from field: custody.v1.Keyset keyset = 1;
+   */
+  keyset?: Keyset | undefined;
+
+  /**
+   * The share epoch now in force.
+   *
+   * @generated from field: uint32 epoch = 2;
+   */
+  epoch: number;
+
+  /**
+   * Members that were down at the commit: they take the new share when they are back (the
+   * coordinator retries); meanwhile they sit out, and the others sign.
+   *
+   * @generated from field: repeated string pending_nodes = 3;
+   */
+  pendingNodes: string[];
+};
+
+/**
+ * Describes the message custody.v1.RefreshKeysetResponse.
+ * Use `create(RefreshKeysetResponseSchema)` to create a new message.
+ */
+export const RefreshKeysetResponseSchema: GenMessage<RefreshKeysetResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 3);
 
 /**
  * @generated from message custody.v1.ExportRecoveryRequest
@@ -136,7 +192,7 @@ export type ExportRecoveryRequest = Message<"custody.v1.ExportRecoveryRequest"> 
  * Use `create(ExportRecoveryRequestSchema)` to create a new message.
  */
 export const ExportRecoveryRequestSchema: GenMessage<ExportRecoveryRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 2);
+  messageDesc(file_custody_v1_api, 4);
 
 /**
  * @generated from message custody.v1.RecoveryShare
@@ -170,7 +226,7 @@ export type RecoveryShare = Message<"custody.v1.RecoveryShare"> & {
  * Use `create(RecoveryShareSchema)` to create a new message.
  */
 export const RecoveryShareSchema: GenMessage<RecoveryShare> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 3);
+  messageDesc(file_custody_v1_api, 5);
 
 /**
  * @generated from message custody.v1.ExportRecoveryResponse
@@ -199,7 +255,7 @@ export type ExportRecoveryResponse = Message<"custody.v1.ExportRecoveryResponse"
  * Use `create(ExportRecoveryResponseSchema)` to create a new message.
  */
 export const ExportRecoveryResponseSchema: GenMessage<ExportRecoveryResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 4);
+  messageDesc(file_custody_v1_api, 6);
 
 /**
  * @generated from message custody.v1.ImportKeysetRequest
@@ -267,7 +323,7 @@ export type ImportKeysetRequest = Message<"custody.v1.ImportKeysetRequest"> & {
  * Use `create(ImportKeysetRequestSchema)` to create a new message.
  */
 export const ImportKeysetRequestSchema: GenMessage<ImportKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 5);
+  messageDesc(file_custody_v1_api, 7);
 
 /**
  * @generated from message custody.v1.ImportKeysetResponse
@@ -284,7 +340,7 @@ export type ImportKeysetResponse = Message<"custody.v1.ImportKeysetResponse"> & 
  * Use `create(ImportKeysetResponseSchema)` to create a new message.
  */
 export const ImportKeysetResponseSchema: GenMessage<ImportKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 6);
+  messageDesc(file_custody_v1_api, 8);
 
 /**
  * @generated from message custody.v1.RerunSetupRequest
@@ -301,7 +357,7 @@ export type RerunSetupRequest = Message<"custody.v1.RerunSetupRequest"> & {
  * Use `create(RerunSetupRequestSchema)` to create a new message.
  */
 export const RerunSetupRequestSchema: GenMessage<RerunSetupRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 7);
+  messageDesc(file_custody_v1_api, 9);
 
 /**
  * @generated from message custody.v1.RerunSetupResponse
@@ -325,7 +381,7 @@ export type RerunSetupResponse = Message<"custody.v1.RerunSetupResponse"> & {
  * Use `create(RerunSetupResponseSchema)` to create a new message.
  */
 export const RerunSetupResponseSchema: GenMessage<RerunSetupResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 8);
+  messageDesc(file_custody_v1_api, 10);
 
 /**
  * @generated from message custody.v1.CreateKeysetRequest
@@ -361,7 +417,7 @@ export type CreateKeysetRequest = Message<"custody.v1.CreateKeysetRequest"> & {
  * Use `create(CreateKeysetRequestSchema)` to create a new message.
  */
 export const CreateKeysetRequestSchema: GenMessage<CreateKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 9);
+  messageDesc(file_custody_v1_api, 11);
 
 /**
  * @generated from message custody.v1.CreateKeysetResponse
@@ -378,7 +434,7 @@ export type CreateKeysetResponse = Message<"custody.v1.CreateKeysetResponse"> & 
  * Use `create(CreateKeysetResponseSchema)` to create a new message.
  */
 export const CreateKeysetResponseSchema: GenMessage<CreateKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 10);
+  messageDesc(file_custody_v1_api, 12);
 
 /**
  * @generated from message custody.v1.GetKeysetRequest
@@ -395,7 +451,7 @@ export type GetKeysetRequest = Message<"custody.v1.GetKeysetRequest"> & {
  * Use `create(GetKeysetRequestSchema)` to create a new message.
  */
 export const GetKeysetRequestSchema: GenMessage<GetKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 11);
+  messageDesc(file_custody_v1_api, 13);
 
 /**
  * @generated from message custody.v1.GetKeysetResponse
@@ -412,7 +468,7 @@ export type GetKeysetResponse = Message<"custody.v1.GetKeysetResponse"> & {
  * Use `create(GetKeysetResponseSchema)` to create a new message.
  */
 export const GetKeysetResponseSchema: GenMessage<GetKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 12);
+  messageDesc(file_custody_v1_api, 14);
 
 /**
  * @generated from message custody.v1.ListKeysetsRequest
@@ -436,7 +492,7 @@ export type ListKeysetsRequest = Message<"custody.v1.ListKeysetsRequest"> & {
  * Use `create(ListKeysetsRequestSchema)` to create a new message.
  */
 export const ListKeysetsRequestSchema: GenMessage<ListKeysetsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 13);
+  messageDesc(file_custody_v1_api, 15);
 
 /**
  * @generated from message custody.v1.ListKeysetsResponse
@@ -453,7 +509,7 @@ export type ListKeysetsResponse = Message<"custody.v1.ListKeysetsResponse"> & {
  * Use `create(ListKeysetsResponseSchema)` to create a new message.
  */
 export const ListKeysetsResponseSchema: GenMessage<ListKeysetsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 14);
+  messageDesc(file_custody_v1_api, 16);
 
 /**
  * A signing request as stored by the coordinator.
@@ -599,7 +655,7 @@ export type SignRequestRecord = Message<"custody.v1.SignRequestRecord"> & {
  * Use `create(SignRequestRecordSchema)` to create a new message.
  */
 export const SignRequestRecordSchema: GenMessage<SignRequestRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 15);
+  messageDesc(file_custody_v1_api, 17);
 
 /**
  * Addresses of a wallet where its scheme has a standard encoding; empty strings otherwise.
@@ -641,7 +697,7 @@ export type WalletAddresses = Message<"custody.v1.WalletAddresses"> & {
  * Use `create(WalletAddressesSchema)` to create a new message.
  */
 export const WalletAddressesSchema: GenMessage<WalletAddresses> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 16);
+  messageDesc(file_custody_v1_api, 18);
 
 /**
  * One HD wallet: a non-hardened child of its keyset's root key, at path m/0/index.
@@ -718,7 +774,7 @@ export type Wallet = Message<"custody.v1.Wallet"> & {
  * Use `create(WalletSchema)` to create a new message.
  */
 export const WalletSchema: GenMessage<Wallet> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 17);
+  messageDesc(file_custody_v1_api, 19);
 
 /**
  * A batch of wallets created by one CreateWallets call; indexes first_index .. first_index+count-1.
@@ -789,7 +845,7 @@ export type WalletBatch = Message<"custody.v1.WalletBatch"> & {
  * Use `create(WalletBatchSchema)` to create a new message.
  */
 export const WalletBatchSchema: GenMessage<WalletBatch> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 18);
+  messageDesc(file_custody_v1_api, 20);
 
 /**
  * @generated from message custody.v1.CreateWalletsRequest
@@ -844,7 +900,7 @@ export type CreateWalletsRequest = Message<"custody.v1.CreateWalletsRequest"> & 
  * Use `create(CreateWalletsRequestSchema)` to create a new message.
  */
 export const CreateWalletsRequestSchema: GenMessage<CreateWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 19);
+  messageDesc(file_custody_v1_api, 21);
 
 /**
  * @generated from message custody.v1.CreateWalletsResponse
@@ -861,7 +917,7 @@ export type CreateWalletsResponse = Message<"custody.v1.CreateWalletsResponse"> 
  * Use `create(CreateWalletsResponseSchema)` to create a new message.
  */
 export const CreateWalletsResponseSchema: GenMessage<CreateWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 20);
+  messageDesc(file_custody_v1_api, 22);
 
 /**
  * @generated from message custody.v1.GetWalletRequest
@@ -878,7 +934,7 @@ export type GetWalletRequest = Message<"custody.v1.GetWalletRequest"> & {
  * Use `create(GetWalletRequestSchema)` to create a new message.
  */
 export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 21);
+  messageDesc(file_custody_v1_api, 23);
 
 /**
  * @generated from message custody.v1.GetWalletResponse
@@ -895,7 +951,7 @@ export type GetWalletResponse = Message<"custody.v1.GetWalletResponse"> & {
  * Use `create(GetWalletResponseSchema)` to create a new message.
  */
 export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 22);
+  messageDesc(file_custody_v1_api, 24);
 
 /**
  * @generated from message custody.v1.ListWalletsRequest
@@ -936,7 +992,7 @@ export type ListWalletsRequest = Message<"custody.v1.ListWalletsRequest"> & {
  * Use `create(ListWalletsRequestSchema)` to create a new message.
  */
 export const ListWalletsRequestSchema: GenMessage<ListWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 23);
+  messageDesc(file_custody_v1_api, 25);
 
 /**
  * @generated from message custody.v1.ListWalletsResponse
@@ -960,7 +1016,7 @@ export type ListWalletsResponse = Message<"custody.v1.ListWalletsResponse"> & {
  * Use `create(ListWalletsResponseSchema)` to create a new message.
  */
 export const ListWalletsResponseSchema: GenMessage<ListWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 24);
+  messageDesc(file_custody_v1_api, 26);
 
 /**
  * @generated from message custody.v1.SetPolicyRequest
@@ -977,7 +1033,7 @@ export type SetPolicyRequest = Message<"custody.v1.SetPolicyRequest"> & {
  * Use `create(SetPolicyRequestSchema)` to create a new message.
  */
 export const SetPolicyRequestSchema: GenMessage<SetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 25);
+  messageDesc(file_custody_v1_api, 27);
 
 /**
  * @generated from message custody.v1.SetPolicyResponse
@@ -1006,7 +1062,7 @@ export type SetPolicyResponse = Message<"custody.v1.SetPolicyResponse"> & {
  * Use `create(SetPolicyResponseSchema)` to create a new message.
  */
 export const SetPolicyResponseSchema: GenMessage<SetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 26);
+  messageDesc(file_custody_v1_api, 28);
 
 /**
  * @generated from message custody.v1.GetPolicyRequest
@@ -1019,7 +1075,7 @@ export type GetPolicyRequest = Message<"custody.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 27);
+  messageDesc(file_custody_v1_api, 29);
 
 /**
  * @generated from message custody.v1.GetPolicyResponse
@@ -1048,7 +1104,7 @@ export type GetPolicyResponse = Message<"custody.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 28);
+  messageDesc(file_custody_v1_api, 30);
 
 /**
  * @generated from message custody.v1.ListPendingRequest
@@ -1065,7 +1121,7 @@ export type ListPendingRequest = Message<"custody.v1.ListPendingRequest"> & {
  * Use `create(ListPendingRequestSchema)` to create a new message.
  */
 export const ListPendingRequestSchema: GenMessage<ListPendingRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 29);
+  messageDesc(file_custody_v1_api, 31);
 
 /**
  * @generated from message custody.v1.ListPendingResponse
@@ -1082,7 +1138,7 @@ export type ListPendingResponse = Message<"custody.v1.ListPendingResponse"> & {
  * Use `create(ListPendingResponseSchema)` to create a new message.
  */
 export const ListPendingResponseSchema: GenMessage<ListPendingResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 30);
+  messageDesc(file_custody_v1_api, 32);
 
 /**
  * @generated from message custody.v1.DecideRequest
@@ -1111,7 +1167,7 @@ export type DecideRequest = Message<"custody.v1.DecideRequest"> & {
  * Use `create(DecideRequestSchema)` to create a new message.
  */
 export const DecideRequestSchema: GenMessage<DecideRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 31);
+  messageDesc(file_custody_v1_api, 33);
 
 /**
  * @generated from message custody.v1.DecideResponse
@@ -1128,7 +1184,7 @@ export type DecideResponse = Message<"custody.v1.DecideResponse"> & {
  * Use `create(DecideResponseSchema)` to create a new message.
  */
 export const DecideResponseSchema: GenMessage<DecideResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 32);
+  messageDesc(file_custody_v1_api, 34);
 
 /**
  * @generated from message custody.v1.SignBatchRequest
@@ -1147,7 +1203,7 @@ export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
  * Use `create(SignBatchRequestSchema)` to create a new message.
  */
 export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 33);
+  messageDesc(file_custody_v1_api, 35);
 
 /**
  * @generated from message custody.v1.SignBatchResponse
@@ -1164,7 +1220,7 @@ export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
  * Use `create(SignBatchResponseSchema)` to create a new message.
  */
 export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 34);
+  messageDesc(file_custody_v1_api, 36);
 
 /**
  * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
@@ -1204,7 +1260,7 @@ export type SignResult = Message<"custody.v1.SignResult"> & {
  * Use `create(SignResultSchema)` to create a new message.
  */
 export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 35);
+  messageDesc(file_custody_v1_api, 37);
 
 /**
  * @generated from message custody.v1.SignRequest
@@ -1252,7 +1308,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 36);
+  messageDesc(file_custody_v1_api, 38);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -1269,7 +1325,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 37);
+  messageDesc(file_custody_v1_api, 39);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -1286,7 +1342,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 38);
+  messageDesc(file_custody_v1_api, 40);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -1303,7 +1359,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 39);
+  messageDesc(file_custody_v1_api, 41);
 
 /**
  * One append-only, hash-chained audit record.
@@ -1361,7 +1417,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 40);
+  messageDesc(file_custody_v1_api, 42);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -1374,7 +1430,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 41);
+  messageDesc(file_custody_v1_api, 43);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -1408,7 +1464,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 42);
+  messageDesc(file_custody_v1_api, 44);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -1430,7 +1486,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 43);
+  messageDesc(file_custody_v1_api, 45);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -1447,7 +1503,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 44);
+  messageDesc(file_custody_v1_api, 46);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -1520,7 +1576,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 45);
+  messageDesc(file_custody_v1_api, 47);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -1533,7 +1589,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 46);
+  messageDesc(file_custody_v1_api, 48);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -1570,7 +1626,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 47);
+  messageDesc(file_custody_v1_api, 49);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -1583,7 +1639,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 48);
+  messageDesc(file_custody_v1_api, 50);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -1600,7 +1656,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 49);
+  messageDesc(file_custody_v1_api, 51);
 
 /**
  * @generated from enum custody.v1.SignStatus
@@ -1747,6 +1803,17 @@ export const KeysetService: GenService<{
     methodKind: "unary";
     input: typeof ExportRecoveryRequestSchema;
     output: typeof ExportRecoveryResponseSchema;
+  },
+  /**
+   * Proactive refresh: every member re-randomizes its share (ecdsa: with fresh OT setups); the
+   * key never changes; old shares are destroyed once every node confirmed the new ones. Role: admin.
+   *
+   * @generated from rpc custody.v1.KeysetService.RefreshKeyset
+   */
+  refreshKeyset: {
+    methodKind: "unary";
+    input: typeof RefreshKeysetRequestSchema;
+    output: typeof RefreshKeysetResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_custody_v1_api, 0);

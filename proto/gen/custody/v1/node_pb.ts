@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/node.proto.
  */
 export const file_custody_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiUQoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhcKD2Rlcml2YXRpb25fcGF0aBgDIAEoCSLeAQoPS2V5SW1wb3J0UGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SLQoMcGFydGljaXBhbnRzGAQgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBITCgtjb21taXRtZW50cxgFIAMoDBISCgpjaGFpbl9jb2RlGAYgASgMEhIKCmRlYWxlcl9rZXkYByABKAwSFQoNc2VhbGVkX3NoYXJlcxgIIAMoDCIlChBFY2RzYVNldHVwUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCSJYCg1QcmVzaWduUmVzdWx0EhcKD3ByZXNpZ25hdHVyZV9pZBgBIAEoCRILCgNzaWQYAiABKAwSDQoFYmlnX3IYAyABKAwSEgoKcHVibGljX2tleRgEIAEoDCJmCglEa2dSZXN1bHQSEgoKcHVibGljX2tleRgBIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAIgAygMEhIKCmNoYWluX2NvZGUYAyABKAwSFwoPdHJhbnNjcmlwdF9oYXNoGAQgASgMIkcKG05vZGVTZXJ2aWNlU2V0UG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeSIvChxOb2RlU2VydmljZVNldFBvbGljeVJlc3BvbnNlEg8KB3ZlcnNpb24YASABKA0iLwoaRXhwb3J0UmVjb3ZlcnlTaGFyZVJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIlgKG0V4cG9ydFJlY292ZXJ5U2hhcmVSZXNwb25zZRINCgVpbmRleBgBIAEoDRIUCgxzZWFsZWRfc2hhcmUYAiABKAwSFAoMcmVjb3Zlcnlfa2V5GAMgASgMIhQKEkdldE5vZGVJbmZvUmVxdWVzdCLJAQoTR2V0Tm9kZUluZm9SZXNwb25zZRIPCgdub2RlX2lkGAEgASgJEgsKA3BpZBgCIAEoDRIPCgd2ZXJzaW9uGAMgASgJEhYKDmVuY3J5cHRpb25fa2V5GAQgASgMEhMKC3NpZ25pbmdfa2V5GAUgASgMEg8KB2tleXNldHMYBiABKA0SFgoOZWQyNTUxOV9ub25jZXMYByABKA0SGAoQc2VjcDI1NmsxX25vbmNlcxgIIAEoDRITCgtzaGFyZV9zdG9yZRgJIAEoCSKkAgoPUnVuUm91bmRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDQoFcm91bmQYAiABKA0SJAoDZGtnGAMgASgLMhUuY3VzdG9keS52MS5Ea2dQYXJhbXNIABIxCgdwcmVzaWduGAUgASgLMh4uY3VzdG9keS52MS5FY2RzYVByZXNpZ25QYXJhbXNIABIxCgprZXlfaW1wb3J0GAYgASgLMhsuY3VzdG9keS52MS5LZXlJbXBvcnRQYXJhbXNIABItCgVzZXR1cBgHIAEoCzIcLmN1c3RvZHkudjEuRWNkc2FTZXR1cFBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIkYKC0VjZHNhU2lnbmVyEg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGAMgASgJIoQEChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAxIuCg1lY2RzYV9zaWduZXJzGAkgAygLMhcuY3VzdG9keS52MS5FY2RzYVNpZ25lchITCgtwcmVzaWduX3NpZBgKIAEoDBIPCgdwYXlsb2FkGAsgASgMEhYKDnBvbGljeV92ZXJzaW9uGAwgASgNEhEKCWluaXRpYXRvchgNIAEoCRIRCgl3YWxsZXRfaWQYDiABKAkSLAoJYXBwcm92YWxzGA8gAygLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEh4KFmFwcHJvdmFsX2V4cGlyZXNfYXRfbXMYECABKAMSOwoScmVxdWlyZWRfYXBwcm92YWxzGBEgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50IkUKDVNpZ25TaGFyZUl0ZW0SFQoNYXV0aG9yaXphdGlvbhgBIAEoDBIdChVjb29yZGluYXRvcl9zaWduYXR1cmUYAiABKAwiPQoRU2lnblNoYXJlc1JlcXVlc3QSKAoFaXRlbXMYASADKAsyGS5jdXN0b2R5LnYxLlNpZ25TaGFyZUl0ZW0iLwoOU2lnblNoYXJlRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIlkKD1NpZ25TaGFyZVJlc3VsdBIPCgVzaGFyZRgBIAEoDEgAEisKBWVycm9yGAIgASgLMhouY3VzdG9keS52MS5TaWduU2hhcmVFcnJvckgAQggKBnJlc3VsdCJCChJTaWduU2hhcmVzUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLmN1c3RvZHkudjEuU2lnblNoYXJlUmVzdWx0MuUECgtOb2RlU2VydmljZRJOCgtHZXROb2RlSW5mbxIeLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXF1ZXN0Gh8uY3VzdG9keS52MS5HZXROb2RlSW5mb1Jlc3BvbnNlEkUKCFJ1blJvdW5kEhsuY3VzdG9keS52MS5SdW5Sb3VuZFJlcXVlc3QaHC5jdXN0b2R5LnYxLlJ1blJvdW5kUmVzcG9uc2USVAoNRmluaXNoU2Vzc2lvbhIgLmN1c3RvZHkudjEuRmluaXNoU2Vzc2lvblJlcXVlc3QaIS5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXNwb25zZRJUCg1SZXNlcnZlTm9uY2VzEiAuY3VzdG9keS52MS5SZXNlcnZlTm9uY2VzUmVxdWVzdBohLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1Jlc3BvbnNlEksKClNpZ25TaGFyZXMSHS5jdXN0b2R5LnYxLlNpZ25TaGFyZXNSZXF1ZXN0Gh4uY3VzdG9keS52MS5TaWduU2hhcmVzUmVzcG9uc2USZgoTRXhwb3J0UmVjb3ZlcnlTaGFyZRImLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlTaGFyZVJlcXVlc3QaJy5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5U2hhcmVSZXNwb25zZRJeCglTZXRQb2xpY3kSJy5jdXN0b2R5LnYxLk5vZGVTZXJ2aWNlU2V0UG9saWN5UmVxdWVzdBooLmN1c3RvZHkudjEuTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common]);
+  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiZwoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhQKDGtleXNldF9lcG9jaBgEIAEoDRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAki3gEKD0tleUltcG9ydFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQSEwoLY29tbWl0bWVudHMYBSADKAwSEgoKY2hhaW5fY29kZRgGIAEoDBISCgpkZWFsZXJfa2V5GAcgASgMEhUKDXNlYWxlZF9zaGFyZXMYCCADKAwiQAoQRWNkc2FTZXR1cFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSGQoRcmVmcmVzaGVkX3Nlc3Npb24YAiABKAkiMQoNUmVmcmVzaFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSDQoFZXBvY2gYAiABKA0iWAoNUHJlc2lnblJlc3VsdBIXCg9wcmVzaWduYXR1cmVfaWQYASABKAkSCwoDc2lkGAIgASgMEg0KBWJpZ19yGAMgASgMEhIKCnB1YmxpY19rZXkYBCABKAwiZgoJRGtnUmVzdWx0EhIKCnB1YmxpY19rZXkYASABKAwSGAoQdmVyaWZ5aW5nX3NoYXJlcxgCIAMoDBISCgpjaGFpbl9jb2RlGAMgASgMEhcKD3RyYW5zY3JpcHRfaGFzaBgEIAEoDCJHChtOb2RlU2VydmljZVNldFBvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhguY3VzdG9keS52MS5TaWduZWRQb2xpY3kiLwocTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNIi8KGkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJYChtFeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USDQoFaW5kZXgYASABKA0SFAoMc2VhbGVkX3NoYXJlGAIgASgMEhQKDHJlY292ZXJ5X2tleRgDIAEoDCIUChJHZXROb2RlSW5mb1JlcXVlc3QiyQEKE0dldE5vZGVJbmZvUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRILCgNwaWQYAiABKA0SDwoHdmVyc2lvbhgDIAEoCRIWCg5lbmNyeXB0aW9uX2tleRgEIAEoDBITCgtzaWduaW5nX2tleRgFIAEoDBIPCgdrZXlzZXRzGAYgASgNEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SEwoLc2hhcmVfc3RvcmUYCSABKAki0gIKD1J1blJvdW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg0KBXJvdW5kGAIgASgNEiQKA2RrZxgDIAEoCzIVLmN1c3RvZHkudjEuRGtnUGFyYW1zSAASMQoHcHJlc2lnbhgFIAEoCzIeLmN1c3RvZHkudjEuRWNkc2FQcmVzaWduUGFyYW1zSAASMQoKa2V5X2ltcG9ydBgGIAEoCzIbLmN1c3RvZHkudjEuS2V5SW1wb3J0UGFyYW1zSAASLQoFc2V0dXAYByABKAsyHC5jdXN0b2R5LnYxLkVjZHNhU2V0dXBQYXJhbXNIABIsCgdyZWZyZXNoGAggASgLMhkuY3VzdG9keS52MS5SZWZyZXNoUGFyYW1zSAASKQoIaW5jb21pbmcYBCADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlQggKBnBhcmFtcyKbAQoQUnVuUm91bmRSZXNwb25zZRIpCghvdXRnb2luZxgBIAMoCzIXLmN1c3RvZHkudjEuUGVlck1lc3NhZ2USJAoDZGtnGAIgASgLMhUuY3VzdG9keS52MS5Ea2dSZXN1bHRIABIsCgdwcmVzaWduGAMgASgLMhkuY3VzdG9keS52MS5QcmVzaWduUmVzdWx0SABCCAoGb3V0cHV0IjoKFEZpbmlzaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDgoGY29tbWl0GAIgASgIIhcKFUZpbmlzaFNlc3Npb25SZXNwb25zZSJHChRSZXNlcnZlTm9uY2VzUmVxdWVzdBIgCgVjdXJ2ZRgBIAEoDjIRLmN1c3RvZHkudjEuQ3VydmUSDQoFY291bnQYAiABKA0iSQoPTm9uY2VDb21taXRtZW50EhUKDWNvbW1pdG1lbnRfaWQYASABKAkSDgoGaGlkaW5nGAIgASgMEg8KB2JpbmRpbmcYAyABKAwiSQoVUmVzZXJ2ZU5vbmNlc1Jlc3BvbnNlEjAKC2NvbW1pdG1lbnRzGAEgAygLMhsuY3VzdG9keS52MS5Ob25jZUNvbW1pdG1lbnQiagoQU2lnbmVyQ29tbWl0bWVudBINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhUKDWNvbW1pdG1lbnRfaWQYAyABKAkSDgoGaGlkaW5nGAQgASgMEg8KB2JpbmRpbmcYBSABKAwiRgoLRWNkc2FTaWduZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg9wcmVzaWduYXR1cmVfaWQYAyABKAkimgQKEVNpZ25BdXRob3JpemF0aW9uEhIKCnJlcXVlc3RfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIRCglrZXlzZXRfaWQYAyABKAkSIgoGc2NoZW1lGAQgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSDgoGZGlnZXN0GAUgASgMEhcKD2Rlcml2YXRpb25fcGF0aBgGIAEoCRIxCgtjb21taXRtZW50cxgHIAMoCzIcLmN1c3RvZHkudjEuU2lnbmVyQ29tbWl0bWVudBIVCg1leHBpcmVzX2F0X21zGAggASgDEi4KDWVjZHNhX3NpZ25lcnMYCSADKAsyFy5jdXN0b2R5LnYxLkVjZHNhU2lnbmVyEhMKC3ByZXNpZ25fc2lkGAogASgMEg8KB3BheWxvYWQYCyABKAwSFgoOcG9saWN5X3ZlcnNpb24YDCABKA0SEQoJaW5pdGlhdG9yGA0gASgJEhEKCXdhbGxldF9pZBgOIAEoCRIsCglhcHByb3ZhbHMYDyADKAsyGS5jdXN0b2R5LnYxLkFwcHJvdmFsUHJvb2YSHgoWYXBwcm92YWxfZXhwaXJlc19hdF9tcxgQIAEoAxI7ChJyZXF1aXJlZF9hcHByb3ZhbHMYESADKAsyHy5jdXN0b2R5LnYxLkFwcHJvdmFsUmVxdWlyZW1lbnQSFAoMa2V5c2V0X2Vwb2NoGBIgASgNIkUKDVNpZ25TaGFyZUl0ZW0SFQoNYXV0aG9yaXphdGlvbhgBIAEoDBIdChVjb29yZGluYXRvcl9zaWduYXR1cmUYAiABKAwiPQoRU2lnblNoYXJlc1JlcXVlc3QSKAoFaXRlbXMYASADKAsyGS5jdXN0b2R5LnYxLlNpZ25TaGFyZUl0ZW0iLwoOU2lnblNoYXJlRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIlkKD1NpZ25TaGFyZVJlc3VsdBIPCgVzaGFyZRgBIAEoDEgAEisKBWVycm9yGAIgASgLMhouY3VzdG9keS52MS5TaWduU2hhcmVFcnJvckgAQggKBnJlc3VsdCJCChJTaWduU2hhcmVzUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLmN1c3RvZHkudjEuU2lnblNoYXJlUmVzdWx0MuUECgtOb2RlU2VydmljZRJOCgtHZXROb2RlSW5mbxIeLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXF1ZXN0Gh8uY3VzdG9keS52MS5HZXROb2RlSW5mb1Jlc3BvbnNlEkUKCFJ1blJvdW5kEhsuY3VzdG9keS52MS5SdW5Sb3VuZFJlcXVlc3QaHC5jdXN0b2R5LnYxLlJ1blJvdW5kUmVzcG9uc2USVAoNRmluaXNoU2Vzc2lvbhIgLmN1c3RvZHkudjEuRmluaXNoU2Vzc2lvblJlcXVlc3QaIS5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXNwb25zZRJUCg1SZXNlcnZlTm9uY2VzEiAuY3VzdG9keS52MS5SZXNlcnZlTm9uY2VzUmVxdWVzdBohLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1Jlc3BvbnNlEksKClNpZ25TaGFyZXMSHS5jdXN0b2R5LnYxLlNpZ25TaGFyZXNSZXF1ZXN0Gh4uY3VzdG9keS52MS5TaWduU2hhcmVzUmVzcG9uc2USZgoTRXhwb3J0UmVjb3ZlcnlTaGFyZRImLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlTaGFyZVJlcXVlc3QaJy5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5U2hhcmVSZXNwb25zZRJeCglTZXRQb2xpY3kSJy5jdXN0b2R5LnYxLk5vZGVTZXJ2aWNlU2V0UG9saWN5UmVxdWVzdBooLmN1c3RvZHkudjEuTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common]);
 
 /**
  * A protocol message as relayed by the coordinator.
@@ -138,6 +138,13 @@ export type EcdsaPresignParams = Message<"custody.v1.EcdsaPresignParams"> & {
   signers: number[];
 
   /**
+   * The share epoch (refreshes) every signer must be at.
+   *
+   * @generated from field: uint32 keyset_epoch = 4;
+   */
+  keysetEpoch: number;
+
+  /**
    * Non-hardened path relative to the keyset root (empty: the root key). The node derives the
    * tweak itself and binds it into the presignature, which then signs only for that key.
    *
@@ -228,6 +235,14 @@ export type EcdsaSetupParams = Message<"custody.v1.EcdsaSetupParams"> & {
    * @generated from field: string keyset_id = 1;
    */
   keysetId: string;
+
+  /**
+   * Refresh of an ecdsa keyset: run the setup on the share the refresh session of this id left
+   * pending (fresh OT setups for the refreshed shares), not on the active one.
+   *
+   * @generated from field: string refreshed_session = 2;
+   */
+  refreshedSession: string;
 };
 
 /**
@@ -236,6 +251,34 @@ export type EcdsaSetupParams = Message<"custody.v1.EcdsaSetupParams"> & {
  */
 export const EcdsaSetupParamsSchema: GenMessage<EcdsaSetupParams> = /*@__PURE__*/
   messageDesc(file_custody_v1_node, 5);
+
+/**
+ * Proactive refresh of a keyset's shares (crypto/refresh.ts): every member takes part, the key
+ * never changes. The output is a DkgResult (new verifying shares), committed with FinishSession;
+ * the committed share belongs to epoch + 1.
+ *
+ * @generated from message custody.v1.RefreshParams
+ */
+export type RefreshParams = Message<"custody.v1.RefreshParams"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * The epoch the coordinator believes the keyset is at; a node at another epoch refuses.
+   *
+   * @generated from field: uint32 epoch = 2;
+   */
+  epoch: number;
+};
+
+/**
+ * Describes the message custody.v1.RefreshParams.
+ * Use `create(RefreshParamsSchema)` to create a new message.
+ */
+export const RefreshParamsSchema: GenMessage<RefreshParams> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 6);
 
 /**
  * What a node reports when its presignature is sealed. Public values only; R and sid must agree
@@ -278,7 +321,7 @@ export type PresignResult = Message<"custody.v1.PresignResult"> & {
  * Use `create(PresignResultSchema)` to create a new message.
  */
 export const PresignResultSchema: GenMessage<PresignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 6);
+  messageDesc(file_custody_v1_node, 7);
 
 /**
  * What a node reports when its part of a DKG completes. Public values only.
@@ -316,7 +359,7 @@ export type DkgResult = Message<"custody.v1.DkgResult"> & {
  * Use `create(DkgResultSchema)` to create a new message.
  */
 export const DkgResultSchema: GenMessage<DkgResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 7);
+  messageDesc(file_custody_v1_node, 8);
 
 /**
  * @generated from message custody.v1.NodeServiceSetPolicyRequest
@@ -333,7 +376,7 @@ export type NodeServiceSetPolicyRequest = Message<"custody.v1.NodeServiceSetPoli
  * Use `create(NodeServiceSetPolicyRequestSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyRequestSchema: GenMessage<NodeServiceSetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 8);
+  messageDesc(file_custody_v1_node, 9);
 
 /**
  * @generated from message custody.v1.NodeServiceSetPolicyResponse
@@ -350,7 +393,7 @@ export type NodeServiceSetPolicyResponse = Message<"custody.v1.NodeServiceSetPol
  * Use `create(NodeServiceSetPolicyResponseSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyResponseSchema: GenMessage<NodeServiceSetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 9);
+  messageDesc(file_custody_v1_node, 10);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareRequest
@@ -367,7 +410,7 @@ export type ExportRecoveryShareRequest = Message<"custody.v1.ExportRecoveryShare
  * Use `create(ExportRecoveryShareRequestSchema)` to create a new message.
  */
 export const ExportRecoveryShareRequestSchema: GenMessage<ExportRecoveryShareRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 10);
+  messageDesc(file_custody_v1_node, 11);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareResponse
@@ -399,7 +442,7 @@ export type ExportRecoveryShareResponse = Message<"custody.v1.ExportRecoveryShar
  * Use `create(ExportRecoveryShareResponseSchema)` to create a new message.
  */
 export const ExportRecoveryShareResponseSchema: GenMessage<ExportRecoveryShareResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 11);
+  messageDesc(file_custody_v1_node, 12);
 
 /**
  * @generated from message custody.v1.GetNodeInfoRequest
@@ -412,7 +455,7 @@ export type GetNodeInfoRequest = Message<"custody.v1.GetNodeInfoRequest"> & {
  * Use `create(GetNodeInfoRequestSchema)` to create a new message.
  */
 export const GetNodeInfoRequestSchema: GenMessage<GetNodeInfoRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 12);
+  messageDesc(file_custody_v1_node, 13);
 
 /**
  * @generated from message custody.v1.GetNodeInfoResponse
@@ -471,7 +514,7 @@ export type GetNodeInfoResponse = Message<"custody.v1.GetNodeInfoResponse"> & {
  * Use `create(GetNodeInfoResponseSchema)` to create a new message.
  */
 export const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 13);
+  messageDesc(file_custody_v1_node, 14);
 
 /**
  * @generated from message custody.v1.RunRoundRequest
@@ -516,6 +559,12 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
      */
     value: EcdsaSetupParams;
     case: "setup";
+  } | {
+    /**
+     * @generated from field: custody.v1.RefreshParams refresh = 8;
+     */
+    value: RefreshParams;
+    case: "refresh";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -529,7 +578,7 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
  * Use `create(RunRoundRequestSchema)` to create a new message.
  */
 export const RunRoundRequestSchema: GenMessage<RunRoundRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 14);
+  messageDesc(file_custody_v1_node, 15);
 
 /**
  * @generated from message custody.v1.RunRoundResponse
@@ -565,7 +614,7 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
  * Use `create(RunRoundResponseSchema)` to create a new message.
  */
 export const RunRoundResponseSchema: GenMessage<RunRoundResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 15);
+  messageDesc(file_custody_v1_node, 16);
 
 /**
  * @generated from message custody.v1.FinishSessionRequest
@@ -587,7 +636,7 @@ export type FinishSessionRequest = Message<"custody.v1.FinishSessionRequest"> & 
  * Use `create(FinishSessionRequestSchema)` to create a new message.
  */
 export const FinishSessionRequestSchema: GenMessage<FinishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 16);
+  messageDesc(file_custody_v1_node, 17);
 
 /**
  * @generated from message custody.v1.FinishSessionResponse
@@ -600,7 +649,7 @@ export type FinishSessionResponse = Message<"custody.v1.FinishSessionResponse"> 
  * Use `create(FinishSessionResponseSchema)` to create a new message.
  */
 export const FinishSessionResponseSchema: GenMessage<FinishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 17);
+  messageDesc(file_custody_v1_node, 18);
 
 /**
  * @generated from message custody.v1.ReserveNoncesRequest
@@ -622,7 +671,7 @@ export type ReserveNoncesRequest = Message<"custody.v1.ReserveNoncesRequest"> & 
  * Use `create(ReserveNoncesRequestSchema)` to create a new message.
  */
 export const ReserveNoncesRequestSchema: GenMessage<ReserveNoncesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 18);
+  messageDesc(file_custody_v1_node, 19);
 
 /**
  * @generated from message custody.v1.NonceCommitment
@@ -649,7 +698,7 @@ export type NonceCommitment = Message<"custody.v1.NonceCommitment"> & {
  * Use `create(NonceCommitmentSchema)` to create a new message.
  */
 export const NonceCommitmentSchema: GenMessage<NonceCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 19);
+  messageDesc(file_custody_v1_node, 20);
 
 /**
  * @generated from message custody.v1.ReserveNoncesResponse
@@ -666,7 +715,7 @@ export type ReserveNoncesResponse = Message<"custody.v1.ReserveNoncesResponse"> 
  * Use `create(ReserveNoncesResponseSchema)` to create a new message.
  */
 export const ReserveNoncesResponseSchema: GenMessage<ReserveNoncesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 20);
+  messageDesc(file_custody_v1_node, 21);
 
 /**
  * @generated from message custody.v1.SignerCommitment
@@ -703,7 +752,7 @@ export type SignerCommitment = Message<"custody.v1.SignerCommitment"> & {
  * Use `create(SignerCommitmentSchema)` to create a new message.
  */
 export const SignerCommitmentSchema: GenMessage<SignerCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 21);
+  messageDesc(file_custody_v1_node, 22);
 
 /**
  * An ECDSA signer and the presignature it must use (ids are per node).
@@ -732,7 +781,7 @@ export type EcdsaSigner = Message<"custody.v1.EcdsaSigner"> & {
  * Use `create(EcdsaSignerSchema)` to create a new message.
  */
 export const EcdsaSignerSchema: GenMessage<EcdsaSigner> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 22);
+  messageDesc(file_custody_v1_node, 23);
 
 /**
  * What the coordinator asks a node to sign; serialized and signed by the coordinator's key so a
@@ -841,6 +890,14 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
    * @generated from field: repeated custody.v1.ApprovalRequirement required_approvals = 17;
    */
   requiredApprovals: ApprovalRequirement[];
+
+  /**
+   * The share epoch (refreshes) the signers' shares must be at; a node at another one refuses
+   * rather than return a share that would not combine.
+   *
+   * @generated from field: uint32 keyset_epoch = 18;
+   */
+  keysetEpoch: number;
 };
 
 /**
@@ -848,7 +905,7 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
  * Use `create(SignAuthorizationSchema)` to create a new message.
  */
 export const SignAuthorizationSchema: GenMessage<SignAuthorization> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 23);
+  messageDesc(file_custody_v1_node, 24);
 
 /**
  * @generated from message custody.v1.SignShareItem
@@ -874,7 +931,7 @@ export type SignShareItem = Message<"custody.v1.SignShareItem"> & {
  * Use `create(SignShareItemSchema)` to create a new message.
  */
 export const SignShareItemSchema: GenMessage<SignShareItem> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 24);
+  messageDesc(file_custody_v1_node, 25);
 
 /**
  * @generated from message custody.v1.SignSharesRequest
@@ -891,7 +948,7 @@ export type SignSharesRequest = Message<"custody.v1.SignSharesRequest"> & {
  * Use `create(SignSharesRequestSchema)` to create a new message.
  */
 export const SignSharesRequestSchema: GenMessage<SignSharesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 25);
+  messageDesc(file_custody_v1_node, 26);
 
 /**
  * @generated from message custody.v1.SignShareError
@@ -915,7 +972,7 @@ export type SignShareError = Message<"custody.v1.SignShareError"> & {
  * Use `create(SignShareErrorSchema)` to create a new message.
  */
 export const SignShareErrorSchema: GenMessage<SignShareError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 26);
+  messageDesc(file_custody_v1_node, 27);
 
 /**
  * @generated from message custody.v1.SignShareResult
@@ -944,7 +1001,7 @@ export type SignShareResult = Message<"custody.v1.SignShareResult"> & {
  * Use `create(SignShareResultSchema)` to create a new message.
  */
 export const SignShareResultSchema: GenMessage<SignShareResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 27);
+  messageDesc(file_custody_v1_node, 28);
 
 /**
  * @generated from message custody.v1.SignSharesResponse
@@ -963,7 +1020,7 @@ export type SignSharesResponse = Message<"custody.v1.SignSharesResponse"> & {
  * Use `create(SignSharesResponseSchema)` to create a new message.
  */
 export const SignSharesResponseSchema: GenMessage<SignSharesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 28);
+  messageDesc(file_custody_v1_node, 29);
 
 /**
  * @generated from service custody.v1.NodeService
