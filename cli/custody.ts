@@ -26,6 +26,7 @@ import { exportRecoveryCommand, recoveryCommand } from './recovery-commands.js';
 import { approverCommand, decideCommand, policyCommand } from './policy-commands.js';
 import { progress } from './progress.js';
 import { requestJson } from './request-json.js';
+import { vaultCommand } from './vault-commands.js';
 import { walletCommand } from './wallet-commands.js';
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -65,6 +66,8 @@ const USAGE = `custody: threshold-signing custody cluster
   custody request show ID
   custody nodes
   custody health
+  custody vault rotate --vault-addr URL --vault-token-file FILE   rotate every node's Transit key, rewrap online,
+                                           then raise min_decryption_version (admin; operator Vault token)
   custody db export --out DIR [--database-url URL]      copy the coordinator database (cluster stopped)
   custody db import --from DIR --database-url URL      into an empty database, then verify it
   custody db verify [--from DIR] [--database-url URL]  counts, audit chain, every wallet re-derived
@@ -193,6 +196,8 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       role: { type: 'string' },
       'public-key': { type: 'string' },
       reason: { type: 'string' },
+      'vault-addr': { type: 'string' },
+      'vault-token-file': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -272,6 +277,8 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       return decideCommand(cmd, sub, flags, dir, role('approver'));
     case 'recovery':
       return recoveryCommand(sub, flags, dir);
+    case 'vault':
+      return vaultCommand(sub, flags, dir, role('admin'), json);
     case 'db':
       return migrateCommand(sub, flags, json);
     case 'wallet':

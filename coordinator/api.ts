@@ -10,6 +10,7 @@ import {
   ClusterService,
   KeysetSchema,
   KeysetService,
+  NodeRewrapSchema,
   NodeState,
   SignRequestRecordSchema,
   SignResultSchema,
@@ -25,7 +26,8 @@ import type { Refreshes } from './refresh.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { Accepted, RequestService, Submitter } from './requests.js';
-import { listAudit, verifyAudit } from './store/audit.js';
+import { appendAudit, listAudit, verifyAudit } from './store/audit.js';
+import { errorMessage } from './node-registry.js';
 import type { Db } from './store/db.js';
 import { getKeyset, getSignRequest, listKeysets, nodeFaultCounts,
   listKeysetBans, type KeysetRow, type SignRequestRow, type SignStatus as RowStatus } from './store/repo.js';
@@ -53,7 +55,7 @@ export const ACCESS = {
   keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[], exportRecovery: ['admin'] as readonly Role[], refreshKeyset: ['admin'] as readonly Role[] },
   signing: { sign: ['payment', 'admin'] as readonly Role[], signBatch: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
   audit: OPERATORS,
-  cluster: { health: READERS, listNodes: OPERATORS },
+  cluster: { health: READERS, listNodes: OPERATORS, rewrapNodes: ['admin'] as readonly Role[] },
 };
 
 const actorOf = (ctx: CallContext) => `${ctx.role}:${ctx.subject}`;
@@ -247,6 +249,20 @@ export function clusterApi(c: ApiContext): ServiceImpl<typeof ClusterService> {
     async health() {
       const up = c.registry.upNodes().length;
       return { serving: true, version: VERSION, nodesUp: up, nodesTotal: c.registry.nodes.size, defaultThreshold: c.defaultThreshold };
+    },
+    async rewrapNodes(_req, ctx) {
+      // One node at a time: rewrapping is Vault traffic on top of signing, and nothing is gained by rushing.
+      const nodes: MessageInitShape<typeof NodeRewrapSchema>[] = [];
+      for (const n of c.registry.nodes.values()) {
+        try {
+          const r = await c.registry.get(n.nodeId).client.rewrapSealed({}, { deadlineMs: 300_000 });
+          nodes.push({ nodeId: n.nodeId, transitKey: r.transitKey, latestVersion: r.latestVersion, records: r.records, oldestVersion: r.oldestVersion });
+        } catch (e) {
+          nodes.push({ nodeId: n.nodeId, error: errorMessage(e) });
+        }
+      }
+      await c.db.tx((q) => appendAudit(q, { actor: actorOf(ctx), action: 'vault.rewrapped', subject: 'cluster', details: { nodes: nodes.map((x) => ({ ...x })) } }));
+      return { nodes };
     },
     async listNodes() {
       const faults = await nodeFaultCounts(c.db);

@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   addService(
     server,
     NodeService,
-    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, policy, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport }),
+    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, policy, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport, rewrap: rewrapper(store, sealer) }),
     ['coordinator'],
     { logger: log },
   );
@@ -111,6 +111,16 @@ async function main(): Promise<void> {
     await sealer.close?.();
     await shutdownTracing();
   });
+}
+
+/** Online rewrap for the Vault sealer (custody vault rotate); absent for the local keystore. */
+function rewrapper(store: SealedFileStore, sealer: Sealer) {
+  if (!(sealer instanceof VaultSealer)) return undefined;
+  return async () => {
+    const r = await rewrapSealedStore(store, sealer);
+    const versions = Object.keys(r.after.byVersion).map(Number);
+    return { transitKey: sealer.transitKey, latestVersion: r.latestVersion, records: r.after.records, oldestVersion: versions.length ? Math.min(...versions) : r.latestVersion };
+  };
 }
 
 /** The local Argon2id keystore (default) or Vault Transit (docs/vault.md); fails with what to do next. */

@@ -45,6 +45,8 @@ export interface NodeContext {
   nonces: NonceStore;
   signer: FrostSigner;
   shareStoreKind: string;
+  /** Vault sealer only: rewraps every sealed record to the newest Transit key version. */
+  rewrap?: () => Promise<{ transitKey: string; latestVersion: number; records: number; oldestVersion: number }>;
   /** Set by the node's own operator (CUSTODY_ALLOW_RECOVERY_EXPORT=1); off by default. */
   allowRecoveryExport?: boolean;
   fault?: Fault;
@@ -293,6 +295,13 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
     },
 
     exportRecoveryShare: (req) => exportRecoveryShare(ctx, req),
+
+    async rewrapSealed() {
+      if (!ctx.rewrap) throw new RpcError(status.FAILED_PRECONDITION, `${ctx.nodeId} seals with the ${ctx.shareStoreKind} keystore, not Vault: nothing to rewrap`);
+      const r = await ctx.rewrap();
+      ctx.log.info(r, 'sealed records rewrapped');
+      return r;
+    },
 
     async setPolicy(req) {
       if (!req.policy) throw new RpcError(status.INVALID_ARGUMENT, 'policy is required');

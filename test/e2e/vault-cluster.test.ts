@@ -23,11 +23,14 @@ describe('cluster sealed by Vault Transit (emulator)', () => {
   let emu: VaultEmulator;
   let t: TestCluster;
   let credentials: string;
+  let operatorToken: string;
   const keysets: Record<string, string> = {};
 
   beforeAll(async () => {
     emu = await VaultEmulator.start();
-    const { nodes } = await provisionLikeSetupSh(emu, { nodes: NODES });
+    const provisioned = await provisionLikeSetupSh(emu, { nodes: NODES });
+    const nodes = provisioned.nodes;
+    operatorToken = provisioned.operatorToken;
     credentials = await mkdtemp(join(tmpdir(), 'custody-vault-creds-'));
     for (const n of NODES) {
       await writeFile(join(credentials, `${n}.role-id`), nodes[n]!.roleId + '\n', { mode: 0o600 });
@@ -97,5 +100,29 @@ describe('cluster sealed by Vault Transit (emulator)', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 6 && !seen.has('node-3'); i++) for (const s of (await signWith('ed25519')).signers) seen.add(s);
     expect(seen.has('node-3')).toBe(true);
+  }, 180_000);
+
+  it('custody vault rotate: every Transit key rotated, every record rewrapped online, old versions disabled', async () => {
+    const tokenFile = join(credentials, 'operator.token');
+    await writeFile(tokenFile, operatorToken + '\n', { mode: 0o600 });
+    const r = await t.cli('vault', 'rotate', '--vault-addr', emu.address, '--vault-token-file', tokenFile);
+    expect(r.code, `${r.stderr} ${JSON.stringify(r.json)}`).toBe(0);
+    const nodes = r.json.nodes as { nodeId: string; version: number; records: number; minDecryptionVersionRaised: boolean }[];
+    expect(nodes.map((n) => [n.nodeId, n.version, n.minDecryptionVersionRaised])).toEqual(NODES.map((n) => [n, 2, true]));
+    // No record on any node is wrapped with version 1 any more, and signing never stopped.
+    for (const n of NODES) {
+      const sealed = join(t.dir, 'nodes', n, 'sealed');
+      for (const f of (await readdir(sealed, { recursive: true })).map(String).filter((x) => x.endsWith('.rec'))) {
+        expect((await readFile(join(sealed, f))).toString('latin1'), `${n}/${f}`).not.toContain('vault:v1:');
+      }
+    }
+    const e = await signWith('ed25519');
+    expect(ed25519.verify(e.sig, e.digest, e.pub)).toBe(true);
+    // After a restart the nodes open everything with version 2 alone (version 1 is refused now).
+    await t.restart();
+    const s = await signWith('ecdsa');
+    expect(secp256k1.verify(s.sig.subarray(0, 64), s.digest, s.pub, { prehash: false })).toBe(true);
+    const audit = (await t.cli('audit', 'list', '--limit', '1000')).json.records as { action: string }[];
+    expect(audit.some((x) => x.action === 'vault.rewrapped')).toBe(true);
   }, 180_000);
 });

@@ -62,6 +62,9 @@ const impl: ServiceImpl<typeof ClusterService> = {
   async listNodes() {
     return { nodes: [{ nodeId: 'node-1', address: '127.0.0.1:1' }] };
   },
+  async rewrapNodes() {
+    return { nodes: [] };
+  },
 };
 
 function client(own: Pem, trustCa: Pem = ca) {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/node.proto.
  */
 export const file_custody_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiZwoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhQKDGtleXNldF9lcG9jaBgEIAEoDRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAki3gEKD0tleUltcG9ydFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQSEwoLY29tbWl0bWVudHMYBSADKAwSEgoKY2hhaW5fY29kZRgGIAEoDBISCgpkZWFsZXJfa2V5GAcgASgMEhUKDXNlYWxlZF9zaGFyZXMYCCADKAwiQAoQRWNkc2FTZXR1cFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSGQoRcmVmcmVzaGVkX3Nlc3Npb24YAiABKAkiMQoNUmVmcmVzaFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSDQoFZXBvY2gYAiABKA0iWAoNUHJlc2lnblJlc3VsdBIXCg9wcmVzaWduYXR1cmVfaWQYASABKAkSCwoDc2lkGAIgASgMEg0KBWJpZ19yGAMgASgMEhIKCnB1YmxpY19rZXkYBCABKAwiZgoJRGtnUmVzdWx0EhIKCnB1YmxpY19rZXkYASABKAwSGAoQdmVyaWZ5aW5nX3NoYXJlcxgCIAMoDBISCgpjaGFpbl9jb2RlGAMgASgMEhcKD3RyYW5zY3JpcHRfaGFzaBgEIAEoDCJHChtOb2RlU2VydmljZVNldFBvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhguY3VzdG9keS52MS5TaWduZWRQb2xpY3kiLwocTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNIi8KGkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJYChtFeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USDQoFaW5kZXgYASABKA0SFAoMc2VhbGVkX3NoYXJlGAIgASgMEhQKDHJlY292ZXJ5X2tleRgDIAEoDCIUChJHZXROb2RlSW5mb1JlcXVlc3QiyQEKE0dldE5vZGVJbmZvUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRILCgNwaWQYAiABKA0SDwoHdmVyc2lvbhgDIAEoCRIWCg5lbmNyeXB0aW9uX2tleRgEIAEoDBITCgtzaWduaW5nX2tleRgFIAEoDBIPCgdrZXlzZXRzGAYgASgNEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SEwoLc2hhcmVfc3RvcmUYCSABKAki0gIKD1J1blJvdW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg0KBXJvdW5kGAIgASgNEiQKA2RrZxgDIAEoCzIVLmN1c3RvZHkudjEuRGtnUGFyYW1zSAASMQoHcHJlc2lnbhgFIAEoCzIeLmN1c3RvZHkudjEuRWNkc2FQcmVzaWduUGFyYW1zSAASMQoKa2V5X2ltcG9ydBgGIAEoCzIbLmN1c3RvZHkudjEuS2V5SW1wb3J0UGFyYW1zSAASLQoFc2V0dXAYByABKAsyHC5jdXN0b2R5LnYxLkVjZHNhU2V0dXBQYXJhbXNIABIsCgdyZWZyZXNoGAggASgLMhkuY3VzdG9keS52MS5SZWZyZXNoUGFyYW1zSAASKQoIaW5jb21pbmcYBCADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlQggKBnBhcmFtcyKbAQoQUnVuUm91bmRSZXNwb25zZRIpCghvdXRnb2luZxgBIAMoCzIXLmN1c3RvZHkudjEuUGVlck1lc3NhZ2USJAoDZGtnGAIgASgLMhUuY3VzdG9keS52MS5Ea2dSZXN1bHRIABIsCgdwcmVzaWduGAMgASgLMhkuY3VzdG9keS52MS5QcmVzaWduUmVzdWx0SABCCAoGb3V0cHV0IjoKFEZpbmlzaFNlc3Npb25SZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDgoGY29tbWl0GAIgASgIIhcKFUZpbmlzaFNlc3Npb25SZXNwb25zZSJHChRSZXNlcnZlTm9uY2VzUmVxdWVzdBIgCgVjdXJ2ZRgBIAEoDjIRLmN1c3RvZHkudjEuQ3VydmUSDQoFY291bnQYAiABKA0iSQoPTm9uY2VDb21taXRtZW50EhUKDWNvbW1pdG1lbnRfaWQYASABKAkSDgoGaGlkaW5nGAIgASgMEg8KB2JpbmRpbmcYAyABKAwiSQoVUmVzZXJ2ZU5vbmNlc1Jlc3BvbnNlEjAKC2NvbW1pdG1lbnRzGAEgAygLMhsuY3VzdG9keS52MS5Ob25jZUNvbW1pdG1lbnQiagoQU2lnbmVyQ29tbWl0bWVudBINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhUKDWNvbW1pdG1lbnRfaWQYAyABKAkSDgoGaGlkaW5nGAQgASgMEg8KB2JpbmRpbmcYBSABKAwiRgoLRWNkc2FTaWduZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg9wcmVzaWduYXR1cmVfaWQYAyABKAkimgQKEVNpZ25BdXRob3JpemF0aW9uEhIKCnJlcXVlc3RfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIRCglrZXlzZXRfaWQYAyABKAkSIgoGc2NoZW1lGAQgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSDgoGZGlnZXN0GAUgASgMEhcKD2Rlcml2YXRpb25fcGF0aBgGIAEoCRIxCgtjb21taXRtZW50cxgHIAMoCzIcLmN1c3RvZHkudjEuU2lnbmVyQ29tbWl0bWVudBIVCg1leHBpcmVzX2F0X21zGAggASgDEi4KDWVjZHNhX3NpZ25lcnMYCSADKAsyFy5jdXN0b2R5LnYxLkVjZHNhU2lnbmVyEhMKC3ByZXNpZ25fc2lkGAogASgMEg8KB3BheWxvYWQYCyABKAwSFgoOcG9saWN5X3ZlcnNpb24YDCABKA0SEQoJaW5pdGlhdG9yGA0gASgJEhEKCXdhbGxldF9pZBgOIAEoCRIsCglhcHByb3ZhbHMYDyADKAsyGS5jdXN0b2R5LnYxLkFwcHJvdmFsUHJvb2YSHgoWYXBwcm92YWxfZXhwaXJlc19hdF9tcxgQIAEoAxI7ChJyZXF1aXJlZF9hcHByb3ZhbHMYESADKAsyHy5jdXN0b2R5LnYxLkFwcHJvdmFsUmVxdWlyZW1lbnQSFAoMa2V5c2V0X2Vwb2NoGBIgASgNIkUKDVNpZ25TaGFyZUl0ZW0SFQoNYXV0aG9yaXphdGlvbhgBIAEoDBIdChVjb29yZGluYXRvcl9zaWduYXR1cmUYAiABKAwiPQoRU2lnblNoYXJlc1JlcXVlc3QSKAoFaXRlbXMYASADKAsyGS5jdXN0b2R5LnYxLlNpZ25TaGFyZUl0ZW0iLwoOU2lnblNoYXJlRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJIlkKD1NpZ25TaGFyZVJlc3VsdBIPCgVzaGFyZRgBIAEoDEgAEisKBWVycm9yGAIgASgLMhouY3VzdG9keS52MS5TaWduU2hhcmVFcnJvckgAQggKBnJlc3VsdCJCChJTaWduU2hhcmVzUmVzcG9uc2USLAoHcmVzdWx0cxgBIAMoCzIbLmN1c3RvZHkudjEuU2lnblNoYXJlUmVzdWx0MuUECgtOb2RlU2VydmljZRJOCgtHZXROb2RlSW5mbxIeLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXF1ZXN0Gh8uY3VzdG9keS52MS5HZXROb2RlSW5mb1Jlc3BvbnNlEkUKCFJ1blJvdW5kEhsuY3VzdG9keS52MS5SdW5Sb3VuZFJlcXVlc3QaHC5jdXN0b2R5LnYxLlJ1blJvdW5kUmVzcG9uc2USVAoNRmluaXNoU2Vzc2lvbhIgLmN1c3RvZHkudjEuRmluaXNoU2Vzc2lvblJlcXVlc3QaIS5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXNwb25zZRJUCg1SZXNlcnZlTm9uY2VzEiAuY3VzdG9keS52MS5SZXNlcnZlTm9uY2VzUmVxdWVzdBohLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1Jlc3BvbnNlEksKClNpZ25TaGFyZXMSHS5jdXN0b2R5LnYxLlNpZ25TaGFyZXNSZXF1ZXN0Gh4uY3VzdG9keS52MS5TaWduU2hhcmVzUmVzcG9uc2USZgoTRXhwb3J0UmVjb3ZlcnlTaGFyZRImLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlTaGFyZVJlcXVlc3QaJy5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5U2hhcmVSZXNwb25zZRJeCglTZXRQb2xpY3kSJy5jdXN0b2R5LnYxLk5vZGVTZXJ2aWNlU2V0UG9saWN5UmVxdWVzdBooLmN1c3RvZHkudjEuTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common]);
+  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiZwoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhQKDGtleXNldF9lcG9jaBgEIAEoDRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAki3gEKD0tleUltcG9ydFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQSEwoLY29tbWl0bWVudHMYBSADKAwSEgoKY2hhaW5fY29kZRgGIAEoDBISCgpkZWFsZXJfa2V5GAcgASgMEhUKDXNlYWxlZF9zaGFyZXMYCCADKAwiQAoQRWNkc2FTZXR1cFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSGQoRcmVmcmVzaGVkX3Nlc3Npb24YAiABKAkiMQoNUmVmcmVzaFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSDQoFZXBvY2gYAiABKA0iWAoNUHJlc2lnblJlc3VsdBIXCg9wcmVzaWduYXR1cmVfaWQYASABKAkSCwoDc2lkGAIgASgMEg0KBWJpZ19yGAMgASgMEhIKCnB1YmxpY19rZXkYBCABKAwiZgoJRGtnUmVzdWx0EhIKCnB1YmxpY19rZXkYASABKAwSGAoQdmVyaWZ5aW5nX3NoYXJlcxgCIAMoDBISCgpjaGFpbl9jb2RlGAMgASgMEhcKD3RyYW5zY3JpcHRfaGFzaBgEIAEoDCIVChNSZXdyYXBTZWFsZWRSZXF1ZXN0ImwKFFJld3JhcFNlYWxlZFJlc3BvbnNlEhMKC3RyYW5zaXRfa2V5GAEgASgJEhYKDmxhdGVzdF92ZXJzaW9uGAIgASgNEg8KB3JlY29yZHMYAyABKA0SFgoOb2xkZXN0X3ZlcnNpb24YBCABKA0iRwobTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXF1ZXN0EigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Ii8KHE5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDSIvChpFeHBvcnRSZWNvdmVyeVNoYXJlUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiWAobRXhwb3J0UmVjb3ZlcnlTaGFyZVJlc3BvbnNlEg0KBWluZGV4GAEgASgNEhQKDHNlYWxlZF9zaGFyZRgCIAEoDBIUCgxyZWNvdmVyeV9rZXkYAyABKAwiFAoSR2V0Tm9kZUluZm9SZXF1ZXN0IskBChNHZXROb2RlSW5mb1Jlc3BvbnNlEg8KB25vZGVfaWQYASABKAkSCwoDcGlkGAIgASgNEg8KB3ZlcnNpb24YAyABKAkSFgoOZW5jcnlwdGlvbl9rZXkYBCABKAwSEwoLc2lnbmluZ19rZXkYBSABKAwSDwoHa2V5c2V0cxgGIAEoDRIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEhMKC3NoYXJlX3N0b3JlGAkgASgJItICCg9SdW5Sb3VuZFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIkCgNka2cYAyABKAsyFS5jdXN0b2R5LnYxLkRrZ1BhcmFtc0gAEjEKB3ByZXNpZ24YBSABKAsyHi5jdXN0b2R5LnYxLkVjZHNhUHJlc2lnblBhcmFtc0gAEjEKCmtleV9pbXBvcnQYBiABKAsyGy5jdXN0b2R5LnYxLktleUltcG9ydFBhcmFtc0gAEi0KBXNldHVwGAcgASgLMhwuY3VzdG9keS52MS5FY2RzYVNldHVwUGFyYW1zSAASLAoHcmVmcmVzaBgIIAEoCzIZLmN1c3RvZHkudjEuUmVmcmVzaFBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIkYKC0VjZHNhU2lnbmVyEg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGAMgASgJIpoEChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAxIuCg1lY2RzYV9zaWduZXJzGAkgAygLMhcuY3VzdG9keS52MS5FY2RzYVNpZ25lchITCgtwcmVzaWduX3NpZBgKIAEoDBIPCgdwYXlsb2FkGAsgASgMEhYKDnBvbGljeV92ZXJzaW9uGAwgASgNEhEKCWluaXRpYXRvchgNIAEoCRIRCgl3YWxsZXRfaWQYDiABKAkSLAoJYXBwcm92YWxzGA8gAygLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEh4KFmFwcHJvdmFsX2V4cGlyZXNfYXRfbXMYECABKAMSOwoScmVxdWlyZWRfYXBwcm92YWxzGBEgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhQKDGtleXNldF9lcG9jaBgSIAEoDSJFCg1TaWduU2hhcmVJdGVtEhUKDWF1dGhvcml6YXRpb24YASABKAwSHQoVY29vcmRpbmF0b3Jfc2lnbmF0dXJlGAIgASgMIj0KEVNpZ25TaGFyZXNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkuY3VzdG9keS52MS5TaWduU2hhcmVJdGVtIi8KDlNpZ25TaGFyZUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCSJZCg9TaWduU2hhcmVSZXN1bHQSDwoFc2hhcmUYASABKAxIABIrCgVlcnJvchgCIAEoCzIaLmN1c3RvZHkudjEuU2lnblNoYXJlRXJyb3JIAEIICgZyZXN1bHQiQgoSU2lnblNoYXJlc1Jlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5jdXN0b2R5LnYxLlNpZ25TaGFyZVJlc3VsdDK4BQoLTm9kZVNlcnZpY2USTgoLR2V0Tm9kZUluZm8SHi5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVxdWVzdBofLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJFCghSdW5Sb3VuZBIbLmN1c3RvZHkudjEuUnVuUm91bmRSZXF1ZXN0GhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlEmYKE0V4cG9ydFJlY292ZXJ5U2hhcmUSJi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0GicuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USXgoJU2V0UG9saWN5EicuY3VzdG9keS52MS5Ob2RlU2VydmljZVNldFBvbGljeVJlcXVlc3QaKC5jdXN0b2R5LnYxLk5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USUQoMUmV3cmFwU2VhbGVkEh8uY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXF1ZXN0GiAuY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common]);
 
 /**
  * A protocol message as relayed by the coordinator.
@@ -362,6 +362,53 @@ export const DkgResultSchema: GenMessage<DkgResult> = /*@__PURE__*/
   messageDesc(file_custody_v1_node, 8);
 
 /**
+ * @generated from message custody.v1.RewrapSealedRequest
+ */
+export type RewrapSealedRequest = Message<"custody.v1.RewrapSealedRequest"> & {
+};
+
+/**
+ * Describes the message custody.v1.RewrapSealedRequest.
+ * Use `create(RewrapSealedRequestSchema)` to create a new message.
+ */
+export const RewrapSealedRequestSchema: GenMessage<RewrapSealedRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 9);
+
+/**
+ * @generated from message custody.v1.RewrapSealedResponse
+ */
+export type RewrapSealedResponse = Message<"custody.v1.RewrapSealedResponse"> & {
+  /**
+   * @generated from field: string transit_key = 1;
+   */
+  transitKey: string;
+
+  /**
+   * @generated from field: uint32 latest_version = 2;
+   */
+  latestVersion: number;
+
+  /**
+   * @generated from field: uint32 records = 3;
+   */
+  records: number;
+
+  /**
+   * The oldest key version any record is wrapped with afterwards (= latest_version when done).
+   *
+   * @generated from field: uint32 oldest_version = 4;
+   */
+  oldestVersion: number;
+};
+
+/**
+ * Describes the message custody.v1.RewrapSealedResponse.
+ * Use `create(RewrapSealedResponseSchema)` to create a new message.
+ */
+export const RewrapSealedResponseSchema: GenMessage<RewrapSealedResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 10);
+
+/**
  * @generated from message custody.v1.NodeServiceSetPolicyRequest
  */
 export type NodeServiceSetPolicyRequest = Message<"custody.v1.NodeServiceSetPolicyRequest"> & {
@@ -376,7 +423,7 @@ export type NodeServiceSetPolicyRequest = Message<"custody.v1.NodeServiceSetPoli
  * Use `create(NodeServiceSetPolicyRequestSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyRequestSchema: GenMessage<NodeServiceSetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 9);
+  messageDesc(file_custody_v1_node, 11);
 
 /**
  * @generated from message custody.v1.NodeServiceSetPolicyResponse
@@ -393,7 +440,7 @@ export type NodeServiceSetPolicyResponse = Message<"custody.v1.NodeServiceSetPol
  * Use `create(NodeServiceSetPolicyResponseSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyResponseSchema: GenMessage<NodeServiceSetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 10);
+  messageDesc(file_custody_v1_node, 12);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareRequest
@@ -410,7 +457,7 @@ export type ExportRecoveryShareRequest = Message<"custody.v1.ExportRecoveryShare
  * Use `create(ExportRecoveryShareRequestSchema)` to create a new message.
  */
 export const ExportRecoveryShareRequestSchema: GenMessage<ExportRecoveryShareRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 11);
+  messageDesc(file_custody_v1_node, 13);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareResponse
@@ -442,7 +489,7 @@ export type ExportRecoveryShareResponse = Message<"custody.v1.ExportRecoveryShar
  * Use `create(ExportRecoveryShareResponseSchema)` to create a new message.
  */
 export const ExportRecoveryShareResponseSchema: GenMessage<ExportRecoveryShareResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 12);
+  messageDesc(file_custody_v1_node, 14);
 
 /**
  * @generated from message custody.v1.GetNodeInfoRequest
@@ -455,7 +502,7 @@ export type GetNodeInfoRequest = Message<"custody.v1.GetNodeInfoRequest"> & {
  * Use `create(GetNodeInfoRequestSchema)` to create a new message.
  */
 export const GetNodeInfoRequestSchema: GenMessage<GetNodeInfoRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 13);
+  messageDesc(file_custody_v1_node, 15);
 
 /**
  * @generated from message custody.v1.GetNodeInfoResponse
@@ -514,7 +561,7 @@ export type GetNodeInfoResponse = Message<"custody.v1.GetNodeInfoResponse"> & {
  * Use `create(GetNodeInfoResponseSchema)` to create a new message.
  */
 export const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 14);
+  messageDesc(file_custody_v1_node, 16);
 
 /**
  * @generated from message custody.v1.RunRoundRequest
@@ -578,7 +625,7 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
  * Use `create(RunRoundRequestSchema)` to create a new message.
  */
 export const RunRoundRequestSchema: GenMessage<RunRoundRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 15);
+  messageDesc(file_custody_v1_node, 17);
 
 /**
  * @generated from message custody.v1.RunRoundResponse
@@ -614,7 +661,7 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
  * Use `create(RunRoundResponseSchema)` to create a new message.
  */
 export const RunRoundResponseSchema: GenMessage<RunRoundResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 16);
+  messageDesc(file_custody_v1_node, 18);
 
 /**
  * @generated from message custody.v1.FinishSessionRequest
@@ -636,7 +683,7 @@ export type FinishSessionRequest = Message<"custody.v1.FinishSessionRequest"> & 
  * Use `create(FinishSessionRequestSchema)` to create a new message.
  */
 export const FinishSessionRequestSchema: GenMessage<FinishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 17);
+  messageDesc(file_custody_v1_node, 19);
 
 /**
  * @generated from message custody.v1.FinishSessionResponse
@@ -649,7 +696,7 @@ export type FinishSessionResponse = Message<"custody.v1.FinishSessionResponse"> 
  * Use `create(FinishSessionResponseSchema)` to create a new message.
  */
 export const FinishSessionResponseSchema: GenMessage<FinishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 18);
+  messageDesc(file_custody_v1_node, 20);
 
 /**
  * @generated from message custody.v1.ReserveNoncesRequest
@@ -671,7 +718,7 @@ export type ReserveNoncesRequest = Message<"custody.v1.ReserveNoncesRequest"> & 
  * Use `create(ReserveNoncesRequestSchema)` to create a new message.
  */
 export const ReserveNoncesRequestSchema: GenMessage<ReserveNoncesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 19);
+  messageDesc(file_custody_v1_node, 21);
 
 /**
  * @generated from message custody.v1.NonceCommitment
@@ -698,7 +745,7 @@ export type NonceCommitment = Message<"custody.v1.NonceCommitment"> & {
  * Use `create(NonceCommitmentSchema)` to create a new message.
  */
 export const NonceCommitmentSchema: GenMessage<NonceCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 20);
+  messageDesc(file_custody_v1_node, 22);
 
 /**
  * @generated from message custody.v1.ReserveNoncesResponse
@@ -715,7 +762,7 @@ export type ReserveNoncesResponse = Message<"custody.v1.ReserveNoncesResponse"> 
  * Use `create(ReserveNoncesResponseSchema)` to create a new message.
  */
 export const ReserveNoncesResponseSchema: GenMessage<ReserveNoncesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 21);
+  messageDesc(file_custody_v1_node, 23);
 
 /**
  * @generated from message custody.v1.SignerCommitment
@@ -752,7 +799,7 @@ export type SignerCommitment = Message<"custody.v1.SignerCommitment"> & {
  * Use `create(SignerCommitmentSchema)` to create a new message.
  */
 export const SignerCommitmentSchema: GenMessage<SignerCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 22);
+  messageDesc(file_custody_v1_node, 24);
 
 /**
  * An ECDSA signer and the presignature it must use (ids are per node).
@@ -781,7 +828,7 @@ export type EcdsaSigner = Message<"custody.v1.EcdsaSigner"> & {
  * Use `create(EcdsaSignerSchema)` to create a new message.
  */
 export const EcdsaSignerSchema: GenMessage<EcdsaSigner> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 23);
+  messageDesc(file_custody_v1_node, 25);
 
 /**
  * What the coordinator asks a node to sign; serialized and signed by the coordinator's key so a
@@ -905,7 +952,7 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
  * Use `create(SignAuthorizationSchema)` to create a new message.
  */
 export const SignAuthorizationSchema: GenMessage<SignAuthorization> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 24);
+  messageDesc(file_custody_v1_node, 26);
 
 /**
  * @generated from message custody.v1.SignShareItem
@@ -931,7 +978,7 @@ export type SignShareItem = Message<"custody.v1.SignShareItem"> & {
  * Use `create(SignShareItemSchema)` to create a new message.
  */
 export const SignShareItemSchema: GenMessage<SignShareItem> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 25);
+  messageDesc(file_custody_v1_node, 27);
 
 /**
  * @generated from message custody.v1.SignSharesRequest
@@ -948,7 +995,7 @@ export type SignSharesRequest = Message<"custody.v1.SignSharesRequest"> & {
  * Use `create(SignSharesRequestSchema)` to create a new message.
  */
 export const SignSharesRequestSchema: GenMessage<SignSharesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 26);
+  messageDesc(file_custody_v1_node, 28);
 
 /**
  * @generated from message custody.v1.SignShareError
@@ -972,7 +1019,7 @@ export type SignShareError = Message<"custody.v1.SignShareError"> & {
  * Use `create(SignShareErrorSchema)` to create a new message.
  */
 export const SignShareErrorSchema: GenMessage<SignShareError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 27);
+  messageDesc(file_custody_v1_node, 29);
 
 /**
  * @generated from message custody.v1.SignShareResult
@@ -1001,7 +1048,7 @@ export type SignShareResult = Message<"custody.v1.SignShareResult"> & {
  * Use `create(SignShareResultSchema)` to create a new message.
  */
 export const SignShareResultSchema: GenMessage<SignShareResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 28);
+  messageDesc(file_custody_v1_node, 30);
 
 /**
  * @generated from message custody.v1.SignSharesResponse
@@ -1020,7 +1067,7 @@ export type SignSharesResponse = Message<"custody.v1.SignSharesResponse"> & {
  * Use `create(SignSharesResponseSchema)` to create a new message.
  */
 export const SignSharesResponseSchema: GenMessage<SignSharesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 29);
+  messageDesc(file_custody_v1_node, 31);
 
 /**
  * @generated from service custody.v1.NodeService
@@ -1094,6 +1141,17 @@ export const NodeService: GenService<{
     methodKind: "unary";
     input: typeof NodeServiceSetPolicyRequestSchema;
     output: typeof NodeServiceSetPolicyResponseSchema;
+  },
+  /**
+   * Vault sealer only: learns the newest version of this node's Transit key and rewraps every
+   * sealed record to it, online (each record under its lock). FAILED_PRECONDITION on a local keystore.
+   *
+   * @generated from rpc custody.v1.NodeService.RewrapSealed
+   */
+  rewrapSealed: {
+    methodKind: "unary";
+    input: typeof RewrapSealedRequestSchema;
+    output: typeof RewrapSealedResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_custody_v1_node, 0);
