@@ -55,3 +55,36 @@ export interface Group<P> {
 export class InvalidEncoding extends Error {
   override readonly name = 'InvalidEncoding';
 }
+
+/**
+ * The scalar half of a backend, the same for every backend of a curve: 32-byte encodings (Ed25519
+ * little-endian, secp256k1 big-endian) that refuse unreduced values, and uniform non-zero random
+ * scalars (64 random bytes reduced: bias below 2^-256).
+ */
+export function scalarCodec(
+  order: bigint,
+  littleEndian: boolean,
+  toBytes: (s: bigint) => Uint8Array,
+  random: (n: number) => Uint8Array,
+): Pick<Group<unknown>, 'scalarToBytes' | 'scalarFromBytes' | 'randomScalar'> {
+  const toNumber = (b: Uint8Array) => {
+    let n = 0n;
+    for (let i = 0; i < b.length; i++) n = (n << 8n) | BigInt(b[littleEndian ? b.length - 1 - i : i]!);
+    return n;
+  };
+  return {
+    scalarToBytes: toBytes,
+    scalarFromBytes: (b) => {
+      if (b.length !== 32) throw new InvalidEncoding('scalar must be 32 bytes');
+      const n = toNumber(b);
+      if (n >= order) throw new InvalidEncoding('scalar is not reduced modulo the group order');
+      return n;
+    },
+    randomScalar: () => {
+      for (;;) {
+        const n = toNumber(random(64)) % order;
+        if (n !== 0n) return n;
+      }
+    },
+  };
+}

@@ -3,35 +3,16 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { mulAddUnsafe, pippenger, type CurvePoint, type CurvePointCons } from '@noble/curves/abstract/curve.js';
 import { randomBytes } from '@noble/hashes/utils.js';
-import { InvalidEncoding, type CurveName, type Group } from './group.js';
+import { InvalidEncoding, scalarCodec, type CurveName, type Group } from './group.js';
 
 type EdPoint = InstanceType<typeof ed25519.Point>;
 type SecPoint = InstanceType<typeof secp256k1.Point>;
 
-function bytesToNumberLE(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]!);
-  return n;
-}
-function bytesToNumberBE(b: Uint8Array): bigint {
-  let n = 0n;
-  for (const x of b) n = (n << 8n) | BigInt(x);
-  return n;
-}
 
 /** Strauss-Shamir for the few-point shapes of FROST and DKG checks; Pippenger pays off only for many points. */
 function msm<T extends CurvePoint<bigint, T>>(P: CurvePointCons<T>, points: T[], scalars: bigint[]): T {
   if (points.length !== scalars.length) throw new Error('msm: points and scalars differ in length');
   return points.length <= 32 ? mulAddUnsafe(P, points, scalars) : pippenger(P, points, scalars);
-}
-
-function randomNonZero(order: bigint, littleEndian: boolean): bigint {
-  // 64 random bytes reduced mod order: bias below 2^-256.
-  for (;;) {
-    const b = randomBytes(64);
-    const n = (littleEndian ? bytesToNumberLE(b) : bytesToNumberBE(b)) % order;
-    if (n !== 0n) return n;
-  }
 }
 
 function edGroup(): Group<EdPoint> {
@@ -57,14 +38,7 @@ function edGroup(): Group<EdPoint> {
     scalarLength: 32,
     generator: P.BASE,
     identity: P.ZERO,
-    scalarToBytes: (s) => Fn.toBytes(s),
-    scalarFromBytes: (b) => {
-      if (b.length !== 32) throw new InvalidEncoding('scalar must be 32 bytes');
-      const n = bytesToNumberLE(b);
-      if (n >= Fn.ORDER) throw new InvalidEncoding('scalar is not reduced modulo the group order');
-      return n;
-    },
-    randomScalar: () => randomNonZero(Fn.ORDER, true),
+    ...scalarCodec(Fn.ORDER, true, (s) => Fn.toBytes(s), randomBytes),
     baseMul: (k) => (k === 0n ? P.ZERO : P.BASE.multiply(k)),
     mul: (p, k) => (k === 0n ? P.ZERO : p.multiply(k)),
     add: (a, b) => a.add(b),
@@ -109,14 +83,7 @@ function secpGroup(): Group<SecPoint> {
     scalarLength: 32,
     generator: P.BASE,
     identity: P.ZERO,
-    scalarToBytes: (s) => Fn.toBytes(s),
-    scalarFromBytes: (b) => {
-      if (b.length !== 32) throw new InvalidEncoding('scalar must be 32 bytes');
-      const n = bytesToNumberBE(b);
-      if (n >= Fn.ORDER) throw new InvalidEncoding('scalar is not reduced modulo the group order');
-      return n;
-    },
-    randomScalar: () => randomNonZero(Fn.ORDER, false),
+    ...scalarCodec(Fn.ORDER, false, (s) => Fn.toBytes(s), randomBytes),
     baseMul: (k) => (k === 0n ? P.ZERO : P.BASE.multiply(k)),
     mul: (p, k) => (k === 0n || p.is0() ? P.ZERO : p.multiply(k)),
     add: (a, b) => a.add(b),

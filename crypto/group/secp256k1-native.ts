@@ -18,7 +18,7 @@
 import { createRequire } from 'node:module';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { randomBytes } from '@noble/hashes/utils.js';
-import { InvalidEncoding, type Group } from './group.js';
+import { InvalidEncoding, scalarCodec, type Group } from './group.js';
 
 type Secp = typeof import('secp256k1');
 
@@ -35,11 +35,6 @@ const ORDER = Fn.ORDER;
 /** libsecp256k1's message when a sum of points is the point at infinity (secp256k1 package, lib/index.js). */
 const COMBINE_INFINITY = 'The sum of the public keys is not valid';
 
-function bytesToNumberBE(b: Uint8Array): bigint {
-  let n = 0n;
-  for (const x of b) n = (n << 8n) | BigInt(x);
-  return n;
-}
 
 /** 32-byte big-endian encoding of 0 <= k < 2^256 (callers range-check k). */
 function scalarBE(k: bigint): Uint8Array {
@@ -133,20 +128,7 @@ export function libsecp256k1Group(): Group<Secp256k1NativePoint> {
     scalarLength: 32,
     generator: GENERATOR,
     identity: IDENTITY,
-    scalarToBytes: (s) => Fn.toBytes(s),
-    scalarFromBytes: (b) => {
-      if (b.length !== 32) throw new InvalidEncoding('scalar must be 32 bytes');
-      const n = bytesToNumberBE(b);
-      if (n >= ORDER) throw new InvalidEncoding('scalar is not reduced modulo the group order');
-      return n;
-    },
-    randomScalar: () => {
-      // 64 random bytes reduced mod n: bias below 2^-256.
-      for (;;) {
-        const n = bytesToNumberBE(randomBytes(64)) % ORDER;
-        if (n !== 0n) return n;
-      }
-    },
+    ...scalarCodec(ORDER, false, (s) => Fn.toBytes(s), randomBytes),
     baseMul: (k) => {
       if (k === 0n) return IDENTITY;
       checkScalar(k);

@@ -20,7 +20,7 @@
  */
 import { createRequire } from 'node:module';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { InvalidEncoding, type Group } from './group.js';
+import { InvalidEncoding, scalarCodec, type Group } from './group.js';
 
 /** The part of sodium-native this backend uses (the package ships no types). */
 interface SodiumNative {
@@ -43,11 +43,6 @@ type Pt = Ed25519NativePoint;
 const Fn = ed25519.Point.Fn;
 const ORDER = Fn.ORDER;
 
-function bytesToNumberLE(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]!);
-  return n;
-}
 
 /** 32-byte little-endian encoding of 0 <= k < 2^256 (callers range-check k). */
 function scalarLE(k: bigint): Uint8Array {
@@ -188,22 +183,11 @@ export function sodiumEd25519Group(): Group<Ed25519NativePoint> {
     scalarLength: 32,
     generator: GENERATOR,
     identity: IDENTITY,
-    scalarToBytes: (s) => Fn.toBytes(s),
-    scalarFromBytes: (b) => {
-      if (b.length !== 32) throw new InvalidEncoding('scalar must be 32 bytes');
-      const n = bytesToNumberLE(b);
-      if (n >= ORDER) throw new InvalidEncoding('scalar is not reduced modulo the group order');
-      return n;
-    },
-    randomScalar: () => {
-      // 64 random bytes reduced mod L: bias below 2^-256.
-      const b = new Uint8Array(64);
-      for (;;) {
-        na.randombytes_buf(b);
-        const n = bytesToNumberLE(b) % ORDER;
-        if (n !== 0n) return n;
-      }
-    },
+    ...scalarCodec(ORDER, true, (s) => Fn.toBytes(s), (n) => {
+      const b = new Uint8Array(n);
+      na.randombytes_buf(b);
+      return b;
+    }),
     baseMul: (k) => {
       if (k === 0n) return IDENTITY;
       checkScalar(k);

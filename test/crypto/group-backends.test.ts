@@ -110,8 +110,6 @@ describe.each(CURVES.map((curve) => ({ curve })))('native vs noble: $curve', ({ 
   const nat = native(curve);
   const nob = nobleGroup(curve);
   const n = nob.order;
-  /** The noble point with the same encoding. */
-  const toNoble = (p: P) => nob.decodeAllowIdentity(nat.encode(p));
   const toNative = (p: P) => nat.decodeAllowIdentity(nob.encode(p));
   const same = (a: P, b: P) => expect(hex(nat.encode(a))).toBe(hex(nob.encode(b)));
   const edgeScalars = [0n, 1n, 2n, 3n, n - 1n, n - 2n, (n - 1n) / 2n, (n + 1n) / 2n, 1n << 128n, (1n << 252n) % n];
