@@ -66,6 +66,7 @@ const USAGE = `custody: threshold-signing custody cluster
   custody request show ID
   custody nodes
   custody health
+  custody node repair NODE                 rebuild the shares of a node that lost its data folder (admin)
   custody vault rotate --vault-addr URL --vault-token-file FILE   rotate every node's Transit key, rewrap online,
                                            then raise min_decryption_version (admin; operator Vault token)
   custody db export --out DIR [--database-url URL]      copy the coordinator database (cluster stopped)
@@ -277,6 +278,13 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       return decideCommand(cmd, sub, flags, dir, role('approver'));
     case 'recovery':
       return recoveryCommand(sub, flags, dir);
+    case 'node': {
+      if (sub !== 'repair' || !arg) throw new CliError('usage: custody node repair NODE_ID', 'INVALID_ARGUMENT');
+      const c = await connect(ClusterService, dir, role('admin'));
+      if (!json) process.stderr.write(`custody: rebuilding every share of ${arg} from the other members...\n`);
+      const res = await c.repairNode({ nodeId: arg }, { deadlineMs: 600_000 });
+      return { out: { nodeId: arg, keysetIds: res.keysetIds }, text: `${arg} holds its shares again: ${res.keysetIds.length} keysets repaired` };
+    }
     case 'vault':
       return vaultCommand(sub, flags, dir, role('admin'), json);
     case 'db':

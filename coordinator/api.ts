@@ -22,6 +22,7 @@ import type { Logger } from '../runtime/log.js';
 import { VERSION } from '../runtime/version.js';
 import { createKeyset, displayPublicKey, importKeyset, rerunSetup } from './keysets.js';
 import { exportRecovery } from './recovery.js';
+import { repairNode } from './repair.js';
 import type { Refreshes } from './refresh.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
@@ -55,7 +56,7 @@ export const ACCESS = {
   keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[], exportRecovery: ['admin'] as readonly Role[], refreshKeyset: ['admin'] as readonly Role[] },
   signing: { sign: ['payment', 'admin'] as readonly Role[], signBatch: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
   audit: OPERATORS,
-  cluster: { health: READERS, listNodes: OPERATORS, rewrapNodes: ['admin'] as readonly Role[] },
+  cluster: { health: READERS, listNodes: OPERATORS, rewrapNodes: ['admin'] as readonly Role[], repairNode: ['admin'] as readonly Role[] },
 };
 
 const actorOf = (ctx: CallContext) => `${ctx.role}:${ctx.subject}`;
@@ -249,6 +250,9 @@ export function clusterApi(c: ApiContext): ServiceImpl<typeof ClusterService> {
     async health() {
       const up = c.registry.upNodes().length;
       return { serving: true, version: VERSION, nodesUp: up, nodesTotal: c.registry.nodes.size, defaultThreshold: c.defaultThreshold };
+    },
+    async repairNode(req, ctx) {
+      return { keysetIds: await repairNode(c.db, c.registry, c.log, req.nodeId, actorOf(ctx)) };
     },
     async rewrapNodes(_req, ctx) {
       // One node at a time: rewrapping is Vault traffic on top of signing, and nothing is gained by rushing.

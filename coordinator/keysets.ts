@@ -163,6 +163,8 @@ export async function agreedResult(
   participants: { index: number; nodeId: string }[],
   params: Parameters<typeof runSession>[2],
   what: string,
+  /** How many verifying shares every node must report (all members; a repair runs on fewer). */
+  members = participants.length,
 ): Promise<{ sessionId: string; result: DkgResult }> {
   let result;
   try {
@@ -170,7 +172,10 @@ export async function agreedResult(
   } catch (e) {
     if (e instanceof SessionFailed) {
       for (const id of e.unreachable) registry.markDown(id, e);
-      throw new RpcError(e.unreachable.length ? status.UNAVAILABLE : status.ABORTED, `${what} failed: ${e.message}`);
+      // A node refusing to start for a reason of its own (it still holds the keyset, another epoch)
+      // keeps that status; a protocol that ran and failed is ABORTED.
+      const kept = e.code === status.ALREADY_EXISTS || e.code === status.FAILED_PRECONDITION ? e.code : status.ABORTED;
+      throw new RpcError(e.unreachable.length ? status.UNAVAILABLE : kept, `${what} failed: ${e.message}`);
     }
     throw e;
   }
@@ -181,7 +186,7 @@ export async function agreedResult(
   });
   const first = outputs[0]!;
   const fingerprint = (o: DkgResult) => [o.publicKey, o.chainCode, o.transcriptHash, ...o.verifyingShares].map((b) => bytesToHex(b)).join('|');
-  if (outputs.some((o) => fingerprint(o) !== fingerprint(first)) || first.verifyingShares.length !== participants.length) {
+  if (outputs.some((o) => fingerprint(o) !== fingerprint(first)) || first.verifyingShares.length !== members) {
     await finishAll(registry, participants, result.sessionId, false);
     throw new RpcError(status.ABORTED, `${what} aborted: nodes disagree on the public outcome`);
   }
@@ -189,7 +194,7 @@ export async function agreedResult(
 }
 
 /** Second phase: every node makes its pending share active; if any cannot, every node drops it. */
-async function commitEverywhere(registry: NodeRegistry, participants: { index: number; nodeId: string }[], sessionId: string, what: string): Promise<void> {
+export async function commitEverywhere(registry: NodeRegistry, participants: { index: number; nodeId: string }[], sessionId: string, what: string): Promise<void> {
   const failed = await finishAll(registry, participants, sessionId, true);
   if (failed.length) {
     await finishAll(registry, participants, sessionId, false);

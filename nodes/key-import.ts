@@ -13,8 +13,9 @@ import { importShare, type ImportedShare, type ImportParams } from '../crypto/im
 import { openFromPeer, PeerBoxError } from '../crypto/peer-box.js';
 import { curveOfScheme, isScheme, type Scheme } from '../crypto/schemes.js';
 import { schemeFromProto } from '../proto/convert.js';
-import { DkgResultSchema, type DkgResult, type EcdsaSetupParams, type KeyImportParams, type PeerMessage, type RefreshParams } from '../proto/gen/custody/v1/node_pb.js';
+import { DkgResultSchema, type DkgResult, type EcdsaSetupParams, type KeyImportParams, type PeerMessage, type RefreshParams, type RepairParams } from '../proto/gen/custody/v1/node_pb.js';
 import { shareRefresh, type RefreshOutput, type RefreshParams as CryptoRefreshParams } from '../crypto/refresh.js';
+import { shareRepair, type RepairOutput, type RepairParams as RepairParamsCrypto } from '../crypto/repair.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { KeyShare } from './keyshares.js';
 import type { Roster } from './roster.js';
@@ -162,11 +163,12 @@ function startSetup(
  * a refresh session left pending: a refreshed ecdsa share gets fresh OT setups before it is used.
  */
 export async function startSetupRerun(ctx: NodeContext, roster: Roster, sessionId: string, p: EcdsaSetupParams): Promise<PeerMessage[]> {
-  const active = ctx.shares.get(p.keysetId);
-  if (!active) throw new RpcError(status.NOT_FOUND, `unknown keyset ${p.keysetId}`);
-  if (active.scheme !== 'ecdsa' || !active.ecdsa) throw new RpcError(status.INVALID_ARGUMENT, `keyset ${p.keysetId} is ${active.scheme}; only ecdsa keysets have a pairwise setup`);
-  const key = p.refreshedSession ? await ctx.shares.pending(p.refreshedSession) : active;
-  if (!key || key.keysetId !== p.keysetId) throw new RpcError(status.NOT_FOUND, `no refreshed share of keyset ${p.keysetId} from session ${p.refreshedSession}`);
+  // A refresh leaves a pending share on every member, a repair only on the repaired one: the others
+  // run the setup on their active share.
+  const pending = p.refreshedSession ? await ctx.shares.pending(p.refreshedSession) : undefined;
+  const key = pending ?? ctx.shares.get(p.keysetId);
+  if (!key || key.keysetId !== p.keysetId) throw new RpcError(status.NOT_FOUND, `unknown keyset ${p.keysetId}`);
+  if (key.scheme !== 'ecdsa') throw new RpcError(status.INVALID_ARGUMENT, `keyset ${p.keysetId} is ${key.scheme}; only ecdsa keysets have a pairwise setup`);
   const { nodeIds, self, participants } = checkParticipants(ctx, roster, key.participants, key.threshold);
   const peers = { sessionId, selfIndex: self, selfNodeId: ctx.nodeId, nodeIds };
   const existing = { secretShare: key.secretShare, publicKey: key.groupPublicKey, verifyingShares: key.verifyingShares, chainCode: key.chainCode };
@@ -205,3 +207,66 @@ export async function startRefresh(ctx: NodeContext, roster: Roster, sessionId: 
   }
 }
 
+
+/**
+ * Round 0 of a share repair (crypto/repair.ts). A helper checks the keyset data against its own
+ * record; the lost member has none (its folder is gone) and takes the data from the parameters,
+ * which the protocol checks against every helper's view and its rebuilt share.
+ */
+export async function startRepair(ctx: NodeContext, roster: Roster, sessionId: string, p: RepairParams): Promise<PeerMessage[]> {
+  const scheme = schemeFromProto(p.scheme);
+  if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'repair scheme is required');
+  const { self, participants } = checkParticipants(ctx, roster, p.members, p.threshold);
+  if (p.verifyingShares.length !== participants.length) throw new RpcError(status.INVALID_ARGUMENT, `${p.verifyingShares.length} verifying shares for ${participants.length} members`);
+  const nodeIds = new Map(participants.filter((x) => x.index === p.lost || p.helpers.includes(x.index)).map((x) => [x.index, x.nodeId]));
+  const verifyingShares = new Map(participants.map((x, i) => [x.index, p.verifyingShares[i]!]));
+  const g = groupFor(curveOfScheme(scheme));
+  const base = { sessionId, self, helpers: p.helpers, lost: p.lost, threshold: p.threshold, group: g, publicKey: p.publicKey, verifyingShares, chainCode: p.chainCode };
+  let params: RepairParamsCrypto;
+  if (self === p.lost) {
+    if (ctx.shares.get(p.keysetId)) throw new RpcError(status.ALREADY_EXISTS, `${ctx.nodeId} still holds keyset ${p.keysetId}: nothing to repair`);
+    params = base;
+  } else {
+    const key = ctx.shares.get(p.keysetId);
+    if (!key) throw new RpcError(status.NOT_FOUND, `unknown keyset ${p.keysetId}`);
+    const same =
+      Buffer.from(key.groupPublicKey).equals(Buffer.from(p.publicKey)) &&
+      Buffer.from(key.chainCode).equals(Buffer.from(p.chainCode)) &&
+      (key.epoch ?? 0) === p.epoch &&
+      participants.every((x, i) => key.verifyingShares.get(x.index) && Buffer.from(key.verifyingShares.get(x.index)!).equals(Buffer.from(p.verifyingShares[i]!)));
+    if (!same) throw new RpcError(status.FAILED_PRECONDITION, `the repair describes keyset ${p.keysetId} differently from ${ctx.nodeId}'s record`);
+    params = { ...base, secretShare: key.secretShare };
+  }
+  const peers = { sessionId, selfIndex: self, selfNodeId: ctx.nodeId, nodeIds };
+  const kind: SessionKind<RepairParamsCrypto, unknown, RepairOutput, DkgResult> = {
+    protocol: shareRepair as SessionKind<RepairParamsCrypto, unknown, RepairOutput, DkgResult>['protocol'],
+    async complete(sid, out) {
+      if (out.role === 'receiver') {
+        await ctx.shares.putPending(sid, {
+          keysetId: p.keysetId,
+          scheme,
+          threshold: p.threshold,
+          index: self,
+          participants,
+          secretShare: out.secretShare,
+          groupPublicKey: p.publicKey,
+          verifyingShares,
+          chainCode: p.chainCode,
+          ...(p.epoch ? { epoch: p.epoch } : {}),
+        });
+      }
+      return create(DkgResultSchema, { publicKey: p.publicKey, verifyingShares: p.verifyingShares, chainCode: p.chainCode, transcriptHash: out.transcriptHash });
+    },
+    // Helpers hold nothing new; the lost member's pending share becomes active.
+    commit: async (sid) => {
+      if (self === p.lost && !(await ctx.shares.commit(sid))) throw new RpcError(status.NOT_FOUND, `no pending output for session ${sid}`);
+    },
+    abort: (sid) => ctx.shares.abort(sid),
+  };
+  try {
+    return await ctx.sessions.start(roster, peers, kind, params);
+  } catch (e) {
+    if (e instanceof Error && !(e instanceof RpcError)) throw new RpcError(status.FAILED_PRECONDITION, `repair cannot start: ${e.message}`);
+    throw e;
+  }
+}

@@ -62,10 +62,11 @@ function encode(k: KeyShare): Uint8Array {
   return encoder.encode(JSON.stringify(rec));
 }
 
-function decode(bytes: Uint8Array): KeyShare {
+/** `pending`: a repaired ecdsa share has no DKLs23 part until the setup that follows gives it one. */
+function decode(bytes: Uint8Array, pending = false): KeyShare {
   const rec = JSON.parse(decoder.decode(bytes)) as KeyShareRecord;
   if (rec.v !== 1 && rec.v !== 2) throw new Error(`unsupported key share record version ${String(rec.v)}`);
-  if (rec.scheme === 'ecdsa' && (rec.v !== 2 || !rec.ecdsa)) throw new Error(`ecdsa key share record for ${rec.keysetId} has no DKLs23 share`);
+  if (!pending && rec.scheme === 'ecdsa' && (rec.v !== 2 || !rec.ecdsa)) throw new Error(`ecdsa key share record for ${rec.keysetId} has no DKLs23 share`);
   const share: KeyShare = {
     keysetId: rec.keysetId,
     scheme: rec.scheme,
@@ -135,7 +136,7 @@ export class KeyShares {
   /** A pending (uncommitted) output, e.g. a refreshed share that an ecdsa setup builds on. */
   async pending(sessionId: string): Promise<KeyShare | undefined> {
     const bytes = await this.store.get(pendingName(sessionId));
-    return bytes ? decode(bytes) : undefined;
+    return bytes ? decode(bytes, true) : undefined;
   }
 
   async abort(sessionId: string): Promise<void> {

@@ -28,7 +28,7 @@ import type { PolicyGuard } from './policy-guard.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
-import { startKeyImport, startRefresh, startSetupRerun } from './key-import.js';
+import { startKeyImport, startRefresh, startRepair, startSetupRerun } from './key-import.js';
 import { exportRecoveryShare } from './recovery-export.js';
 import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
@@ -229,6 +229,7 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
         if (req.params.case === 'keyImport') return { outgoing: await startKeyImport(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case === 'setup') return { outgoing: await startSetupRerun(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case === 'refresh') return { outgoing: await startRefresh(ctx, roster, req.sessionId, req.params.value) };
+        if (req.params.case === 'repair') return { outgoing: await startRepair(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
         const p = req.params.value;
         const scheme = schemeFromProto(p.scheme);
