@@ -341,7 +341,8 @@ export class RequestService {
 
   /** What the nodes need to check the policy themselves: the payload, the version, who asked, the approvals. */
   private async policyContext(row: SignRequestRow): Promise<PolicyContext> {
-    const approvals = row.policyVersion ? await durably(this.log, 'read approvals', () => listApprovals(this.db, row.requestId)) : [];
+    // Only requests the policy held for approvals have any: the common case reads nothing more.
+    const approvals = row.requirements?.length ? await durably(this.log, 'read approvals', () => listApprovals(this.db, row.requestId)) : [];
     return {
       payload: row.payload ?? new Uint8Array(),
       policyVersion: row.policyVersion ?? 0,
