@@ -1,14 +1,14 @@
 /**
  * One signing interface for the request lifecycle (requests.ts), whatever the keyset's scheme:
  * FROST (signing.ts) or threshold ECDSA (ecdsa-signing.ts). Both share quorum choice, retries,
- * blame and bans (quorum.ts). HD wallets sign through the same path with their derivation path;
- * the derived key is computed here once per (keyset, path) and cached.
+ * blame and bans (quorum.ts). HD wallets sign through the same path with their derivation path
+ * (runtime/derived-keys.ts derives and caches the key, as the nodes do).
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
-import { DerivationError, type HdScheme } from '../crypto/hd/derive.js';
-import { deriveKeyset, type DerivedKeyset } from '../crypto/hd/keyset.js';
+import type { DerivedKeyset } from '../crypto/hd/keyset.js';
 import type { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
+import { derivedKeyset } from '../runtime/derived-keys.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { EcdsaKeyset, EcdsaSigning } from './ecdsa-signing.js';
 import type { SignOutcome } from './quorum.js';
@@ -46,7 +46,6 @@ class Lru<V> {
 
 export class Signers {
   private readonly loaded = new Map<string, LoadedKeyset>();
-  private readonly derived = new Lru<DerivedKeyset>(10_000);
   private readonly wallets = new Lru<Wallet>(10_000);
 
   constructor(
@@ -83,15 +82,7 @@ export class Signers {
 
   /** The keyset seen through a derivation path ('' for the root key). */
   derive(row: KeysetRow, path: string): DerivedKeyset {
-    const key = `${row.keysetId}|${path}`;
-    const hit = this.derived.get(key);
-    if (hit) return hit;
-    try {
-      return this.derived.set(key, deriveKeyset(row.scheme as HdScheme, row.publicKey, row.chainCode, path));
-    } catch (e) {
-      if (e instanceof DerivationError || e instanceof RangeError) throw new RpcError(status.INVALID_ARGUMENT, `derivation path ${JSON.stringify(path)}: ${e.message}`);
-      throw e;
-    }
+    return derivedKeyset(row.keysetId, row.scheme, row.publicKey, row.chainCode, path);
   }
 
   sign(ks: LoadedKeyset, requestId: string, digest: Uint8Array, path = '', policy: PolicyContext = NO_POLICY): Promise<SignOutcome> {
