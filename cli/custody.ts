@@ -4,6 +4,7 @@
  * takes --dir (default ./.custody or CUSTODY_DIR) and --json (one JSON object on stdout).
  */
 import { parseArgs } from 'node:util';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { isScheme } from '../crypto/schemes.js';
@@ -92,7 +93,7 @@ function keysetJson(k: Keyset) {
     ...(schemeFromProto(k.scheme) === 'ecdsa' ? { presignaturesReady: k.presignaturesReady } : {}),
     epoch: k.epoch,
     label: k.label,
-    createdAt: k.createdAt ? new Date(Number(k.createdAt.seconds) * 1000 + Math.floor(k.createdAt.nanos / 1e6)).toISOString() : undefined,
+    createdAt: k.createdAt ? timestampDate(k.createdAt).toISOString() : undefined,
     members: k.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: hex(m.verifyingShare) })),
   };
 }

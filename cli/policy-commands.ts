@@ -7,7 +7,8 @@
  * approving and signs exactly that (policy/approvals.ts); nothing the coordinator says about the
  * request is taken on trust.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import {
@@ -25,6 +26,7 @@ import {
 } from '../policy/index.js';
 import { ApprovalService, PolicyService, SigningService } from '../proto/gen/custody/v1/api_pb.js';
 import { CliError, connect } from './client.js';
+import { readJsonFile, writeNewFile } from './files.js';
 import { layout } from './layout.js';
 import { requestJson } from './request-json.js';
 
@@ -32,14 +34,6 @@ type Flags = Record<string, string | boolean | undefined>;
 type Result = { out: unknown; text: string; exitCode?: number };
 
 const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : '');
-
-async function readJsonFile(file: string, what: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as unknown;
-  } catch (e) {
-    throw new CliError(`cannot read the ${what} ${file}: ${e instanceof SyntaxError ? 'not JSON' : 'unreadable'}`, 'INVALID_ARGUMENT');
-  }
-}
 
 async function adminKey(flags: Flags, dir: string): Promise<Uint8Array> {
   const file = str(flags['admin-key']) || layout(dir).adminKey;
@@ -79,7 +73,7 @@ export async function policyCommand(sub: string | undefined, flags: Flags, dir: 
   if (sub === 'set') {
     const file = str(flags.file);
     if (!file) throw new CliError('--file FILE is required (see docs/examples/policy.json)', 'INVALID_ARGUMENT');
-    const json = (await readJsonFile(file, 'policy')) as Record<string, unknown>;
+    const json = await readJsonFile<Record<string, unknown>>(file, 'policy');
     const current = await currentPolicy(dir);
     // Each set is a new version; one the file names must be newer than the current one.
     if (current && (typeof json.version !== 'number' || json.version <= current.version)) json.version = current.version + 1;
@@ -105,10 +99,7 @@ export async function approverCommand(sub: string | undefined, flags: Flags, dir
     const secretKey = ed25519.utils.randomSecretKey();
     const publicKey = bytesToHex(ed25519.getPublicKey(secretKey));
     try {
-      await writeFile(out, JSON.stringify({ format: 'custody-approver-key/v1', secretKey: bytesToHex(secretKey), publicKey }) + '\n', { mode: 0o600, flag: 'wx' });
-    } catch (e) {
-      if ((e as { code?: string }).code === 'EEXIST') throw new CliError(`${out} exists; choose another --out (nothing was overwritten)`, 'ALREADY_EXISTS');
-      throw e;
+      await writeNewFile(out, JSON.stringify({ format: 'custody-approver-key/v1', secretKey: bytesToHex(secretKey), publicKey }) + '\n');
     } finally {
       secretKey.fill(0);
     }
@@ -137,7 +128,7 @@ export async function approverCommand(sub: string | undefined, flags: Flags, dir
 export async function decideCommand(decision: 'approve' | 'reject', requestId: string | undefined, flags: Flags, dir: string, role: string): Promise<Result> {
   const keyFile = str(flags.key);
   if (!requestId || !keyFile) throw new CliError(`usage: custody ${decision} REQUEST_ID --key FILE${decision === 'reject' ? ' --reason TEXT' : ''}`, 'INVALID_ARGUMENT');
-  const key = (await readJsonFile(keyFile, 'approver key')) as { secretKey?: string; publicKey?: string };
+  const key = await readJsonFile<{ secretKey?: string; publicKey?: string }>(keyFile, 'approver key');
   if (!key.secretKey || !key.publicKey) throw new CliError(`${keyFile} is not an approver key (custody approver keygen)`, 'INVALID_ARGUMENT');
   const signing = await connect(SigningService, dir, role);
   const request = (await signing.getSignRequest({ requestId })).request!;
@@ -150,7 +141,7 @@ export async function decideCommand(decision: 'approve' | 'reject', requestId: s
   if (!me) throw new CliError(`the key in ${keyFile} is not a registered approver in policy ${doc.version}`, 'PERMISSION_DENIED');
   // Decode what is being approved from the bytes, not from the coordinator's description.
   const intent = intentOfPayload(doc, request.ethTx.length ? request.ethTx : null, request.digest);
-  const expiresAt = request.approvalExpiresAt ? new Date(Number(request.approvalExpiresAt.seconds) * 1000 + Math.floor(request.approvalExpiresAt.nanos / 1e6)) : undefined;
+  const expiresAt = request.approvalExpiresAt ? timestampDate(request.approvalExpiresAt) : undefined;
   if (!expiresAt) throw new CliError(`request ${requestId} is not waiting for approvals`, 'FAILED_PRECONDITION');
   const subject = {
     requestId,

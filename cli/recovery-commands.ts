@@ -5,7 +5,6 @@
  * is never printed.
  */
 import { writeFile } from 'node:fs/promises';
-import { readFile } from 'node:fs/promises';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { HDKey } from '@scure/bip32';
@@ -18,6 +17,7 @@ import { RECOVERY_RECEIVER } from '../nodes/recovery-export.js';
 import { schemeFromProto } from '../proto/convert.js';
 import { KeysetService } from '../proto/gen/custody/v1/api_pb.js';
 import { CliError, connect } from './client.js';
+import { readJsonFile, writeNewFile } from './files.js';
 import { layout } from './layout.js';
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -37,23 +37,6 @@ interface Bundle {
 
 const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : '');
 
-async function writeNew(file: string, content: string): Promise<void> {
-  try {
-    await writeFile(file, content, { mode: 0o600, flag: 'wx' });
-  } catch (e) {
-    if ((e as { code?: string }).code === 'EEXIST') throw new CliError(`${file} exists; choose another --out (nothing was overwritten)`, 'ALREADY_EXISTS');
-    throw e;
-  }
-}
-
-async function readJson<T>(file: string, what: string): Promise<T> {
-  try {
-    return JSON.parse(await readFile(file, 'utf8')) as T;
-  } catch {
-    throw new CliError(`cannot read the ${what} ${file}`, 'INVALID_ARGUMENT');
-  }
-}
-
 export async function exportRecoveryCommand(keysetId: string, flags: Flags, dir: string, role: string): Promise<Result> {
   const out = str(flags.out);
   if (!out) throw new CliError('--out FILE is required: where to write the recovery bundle (sealed shares)', 'INVALID_ARGUMENT');
@@ -71,7 +54,7 @@ export async function exportRecoveryCommand(keysetId: string, flags: Flags, dir:
     members: k.members.map((m) => ({ index: m.index, nodeId: m.nodeId, verifyingShare: bytesToHex(m.verifyingShare) })),
     shares: res.shares.map((s) => ({ index: s.index, nodeId: s.nodeId, nodeKey: bytesToHex(s.nodeKey), sealedShare: bytesToHex(s.sealedShare) })),
   };
-  await writeNew(out, JSON.stringify(bundle, null, 2) + '\n');
+  await writeNewFile(out, JSON.stringify(bundle, null, 2) + '\n');
   const summary = { keysetId: k.keysetId, bundle: out, shares: bundle.shares.map((s) => s.nodeId), refused: res.refused };
   return { out: summary, text: `recovery bundle for ${k.keysetId} written to ${out} (${bundle.shares.length} sealed shares; refused: ${res.refused.join('; ') || 'none'})` };
 }
@@ -82,12 +65,12 @@ export async function recoveryCommand(sub: string | undefined, flags: Flags, dir
     if (!out) throw new CliError('--out FILE is required: where to keep the recovery secret key (offline)', 'INVALID_ARGUMENT');
     const secretKey = x25519.utils.randomSecretKey();
     const publicKey = x25519.getPublicKey(secretKey);
-    await writeNew(out, JSON.stringify({ format: 'custody-recovery-key/v1', secretKey: bytesToHex(secretKey), publicKey: bytesToHex(publicKey) }) + '\n');
+    await writeNewFile(out, JSON.stringify({ format: 'custody-recovery-key/v1', secretKey: bytesToHex(secretKey), publicKey: bytesToHex(publicKey) }) + '\n');
     secretKey.fill(0);
     if (flags.install === true) {
       // Local clusters: pin it in the roster the nodes read (production: every node's operator does this).
       const L = layout(dir);
-      const roster = await readJson<RosterFile>(L.roster, 'roster');
+      const roster = await readJsonFile<RosterFile>(L.roster, 'roster');
       roster.recovery = { encryptionKey: bytesToHex(publicKey) };
       await writeFile(L.roster, JSON.stringify(roster, null, 2) + '\n');
     }
@@ -103,9 +86,9 @@ async function reconstruct(flags: Flags): Promise<Result> {
   const keyFile = str(flags.key);
   const out = str(flags.out);
   if (!bundleFile || !keyFile || !out) throw new CliError('usage: custody recovery reconstruct --bundle FILE --key FILE --out FILE', 'INVALID_ARGUMENT');
-  const bundle = await readJson<Bundle>(bundleFile, 'recovery bundle');
+  const bundle = await readJsonFile<Bundle>(bundleFile, 'recovery bundle');
   if (bundle.format !== 'custody-recovery-bundle/v1' || !isScheme(bundle.scheme)) throw new CliError(`${bundleFile} is not a custody recovery bundle`, 'INVALID_ARGUMENT');
-  const key = await readJson<{ secretKey: string; publicKey: string }>(keyFile, 'recovery key');
+  const key = await readJsonFile<{ secretKey: string; publicKey: string }>(keyFile, 'recovery key');
   const receiver = { encryptionSecret: hexToBytes(key.secretKey), encryptionPublic: hexToBytes(key.publicKey), signingSecret: new Uint8Array(32), signingPublic: new Uint8Array(32) };
   const g = groupFor(curveOfScheme(bundle.scheme));
   const verifying = new Map(bundle.members.map((m) => [m.index, hexToBytes(m.verifyingShare)]));
@@ -141,7 +124,7 @@ async function reconstruct(flags: Flags): Promise<Result> {
   };
   if (bundle.scheme !== 'ed25519') record.xprv = new HDKey({ privateKey, chainCode: hexToBytes(bundle.chainCode) }).privateExtendedKey;
   privateKey.fill(0);
-  await writeNew(out, JSON.stringify(record, null, 2) + '\n');
+  await writeNewFile(out, JSON.stringify(record, null, 2) + '\n');
   const summary = { keysetId: bundle.keysetId, scheme: bundle.scheme, publicKey: bundle.publicKey, verified: true, sharesUsed: [...usable.keys()], keyFile: out, problems };
   return { out: summary, text: `key of ${bundle.keysetId} reconstructed from shares ${[...usable.keys()].join(', ')}, verified against its public key, written to ${out}` };
 }

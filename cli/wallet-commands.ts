@@ -1,5 +1,6 @@
 /** `custody wallet create|list|show`: HD wallets in batches (coordinator WalletService). */
 import { randomUUID } from 'node:crypto';
+import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { schemeFromProto } from '../proto/convert.js';
 import { WalletService, type Wallet, type WalletBatch } from '../proto/gen/custody/v1/api_pb.js';
@@ -14,7 +15,7 @@ const FILL_STEP = 10_000;
 /** `wallet create` lists the wallets it made up to this many; larger batches print a summary. */
 const LIST_INLINE = 1_000;
 
-const iso = (t?: { seconds: bigint; nanos: number }) => (t ? new Date(Number(t.seconds) * 1000 + Math.floor(t.nanos / 1e6)).toISOString() : undefined);
+const iso = (t?: Timestamp) => (t ? timestampDate(t).toISOString() : undefined);
 
 export function walletJson(w: Wallet) {
   const a = w.addresses;
