@@ -21,6 +21,7 @@ import { RpcError, type CallContext, type Role, type ServiceImpl } from '../runt
 import type { Logger } from '../runtime/log.js';
 import { VERSION } from '../runtime/version.js';
 import { createKeyset, displayPublicKey, importKeyset, rerunSetup } from './keysets.js';
+import { checkUuid } from './ids.js';
 import { exportRecovery } from './recovery.js';
 import { repairNode } from './repair.js';
 import type { Refreshes } from './refresh.js';
@@ -144,7 +145,7 @@ export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
     async importKeyset(req, ctx) {
       const scheme = schemeFromProto(req.scheme);
       if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'scheme is required: ed25519, secp256k1, bip340 or ecdsa');
-      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(req.keysetId)) throw new RpcError(status.INVALID_ARGUMENT, 'keyset_id must be a fresh UUID chosen by the import ceremony');
+      checkUuid('keyset_id (chosen by the import ceremony)', req.keysetId);
       for (const id of req.nodeIds) if (!c.registry.nodes.has(id)) throw new RpcError(status.INVALID_ARGUMENT, `unknown node ${id}`);
       if (new Set(req.nodeIds).size !== req.nodeIds.length || req.nodeIds.length < 2) throw new RpcError(status.INVALID_ARGUMENT, 'node ids must be at least two distinct nodes');
       if (req.label.length > 200 || req.source.length > 200) throw new RpcError(status.INVALID_ARGUMENT, 'label and source are at most 200 characters');

@@ -33,13 +33,13 @@ import {
   type Wallet,
   type WalletBatch,
 } from './store/wallets.js';
+import { checkUuid } from './ids.js';
 import type { WalletDeriver } from './wallet-deriver.js';
 
 export const MAX_BATCH_WALLETS = 1_000_000;
 const MAX_TEXT = 200;
 /** Wallets per insert transaction. */
 const CHUNK = 5_000;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface CreateWalletsInput {
   keysetId: string;
@@ -51,10 +51,6 @@ export interface CreateWalletsInput {
   /** Persist at most this many more wallets now (0: all). */
   fillLimit: number;
   actor: string;
-}
-
-export function checkUuid(what: string, id: string): void {
-  if (!UUID.test(id)) throw new RpcError(status.INVALID_ARGUMENT, `${what} must be a UUID, got ${JSON.stringify(id.slice(0, 64))}`);
 }
 
 export class Wallets {
