@@ -13,15 +13,15 @@ import { checkApprovals, EthTxError, intentOfPayload, PolicyError, type Approval
 import type { ApprovalProof } from '../proto/gen/custody/v1/common_pb.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
+import { checkUuid } from './ids.js';
 import type { Policies } from './policies.js';
 import type { RequestService } from './requests.js';
 import { insertApproval, listApprovals } from './store/approvals.js';
 import { appendAudit, appendAuditMany, type AuditEntry } from './store/audit.js';
 import type { Db } from './store/db.js';
 import { durably } from './store/durably.js';
-import { DuplicateKeyError, getSignRequest, updateSignRequest, type SignRequestRow } from './store/repo.js';
+import { DuplicateKeyError, getSignRequest, listSignRequestsByStatus, updateSignRequest, type SignRequestRow } from './store/repo.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class Approvals {
   constructor(
@@ -33,22 +33,13 @@ export class Approvals {
     private readonly leaseMs = 120_000,
   ) {}
 
-  async pending(limit: number): Promise<SignRequestRow[]> {
-    const rows = await this.db.query<{ request_id: string }>(
-      "SELECT request_id FROM sign_requests WHERE status = 'awaiting_approvals' ORDER BY created_at LIMIT $1",
-      [Math.min(Math.max(limit || 100, 1), 1000)],
-    );
-    const out: SignRequestRow[] = [];
-    for (const r of rows) {
-      const row = await getSignRequest(this.db, r.request_id);
-      if (row) out.push(row);
-    }
-    return out;
+  pending(limit: number): Promise<SignRequestRow[]> {
+    return listSignRequestsByStatus(this.db, 'awaiting_approvals', Math.min(Math.max(limit || 100, 1), 1000));
   }
 
   /** Records one approver's decision; returns the request as it stands afterwards (signed, if this approval completed it). */
   async decide(requestId: string, proof: ApprovalProof, reason: string, actor: string): Promise<SignRequestRow> {
-    if (!UUID.test(requestId)) throw new RpcError(status.INVALID_ARGUMENT, 'request_id must be a UUID');
+    checkUuid('request_id', requestId);
     if (proof.decision !== 'approve' && proof.decision !== 'reject') throw new RpcError(status.INVALID_ARGUMENT, 'decision must be "approve" or "reject"');
     if (reason.length > 500) throw new RpcError(status.INVALID_ARGUMENT, 'reason is longer than 500 characters');
     const row = await getSignRequest(this.db, requestId);

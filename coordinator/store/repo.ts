@@ -446,6 +446,12 @@ export async function getSignRequest(q: Queryable, requestId: string): Promise<S
   return row ? toSignRequest(row) : undefined;
 }
 
+/** Requests in one status, oldest first (e.g. those waiting for approvals). */
+export async function listSignRequestsByStatus(q: Queryable, status: SignStatus, limit: number): Promise<SignRequest[]> {
+  const rows = await q.query<SignRequestDbRow>(`SELECT ${SIGN_REQUEST_COLUMNS} FROM sign_requests WHERE status = $1 ORDER BY created_at LIMIT $2`, [status, limit]);
+  return rows.map(toSignRequest);
+}
+
 export async function findSignRequestByIdempotencyKey(q: Queryable, key: string): Promise<SignRequest | undefined> {
   const [row] = await q.query<SignRequestDbRow>(`SELECT ${SIGN_REQUEST_COLUMNS} FROM sign_requests WHERE idempotency_key = $1`, [key]);
   return row ? toSignRequest(row) : undefined;
