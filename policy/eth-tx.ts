@@ -17,6 +17,7 @@
  */
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
+import { concatBytes } from '@noble/hashes/utils.js';
 import { addressFromBytes } from './address.js';
 
 export interface EthTxDecoded {
@@ -108,23 +109,13 @@ function encodeLength(len: number, base: number): Uint8Array {
   return Uint8Array.of(base + 55 + bytes.length, ...bytes);
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
 export function rlpEncode(item: RlpItem): Uint8Array {
   if (item instanceof Uint8Array) {
     if (item.length === 1 && item[0]! < 0x80) return item.slice();
-    return concat([encodeLength(item.length, 0x80), item]);
+    return concatBytes(encodeLength(item.length, 0x80), item);
   }
-  const body = concat(item.map(rlpEncode));
-  return concat([encodeLength(body.length, 0xc0), body]);
+  const body = concatBytes(...item.map(rlpEncode));
+  return concatBytes(encodeLength(body.length, 0xc0), body);
 }
 
 /** Minimal big-endian bytes of a non-negative integer (0 -> empty). */
@@ -300,5 +291,5 @@ export function signedEthTx(unsigned: Uint8Array, signature: Uint8Array): Uint8A
     return rlpEncode([...fields.slice(0, 6), uintBytes(vv), uintBytes(r), uintBytes(s)]);
   }
   const body = rlpEncode([...fields, uintBytes(BigInt(v)), uintBytes(r), uintBytes(s)]);
-  return concat([Uint8Array.of(tx.type), body]);
+  return concatBytes(Uint8Array.of(tx.type), body);
 }

@@ -17,6 +17,7 @@ import {
   validateKdfParams,
   wipe,
 } from '../../crypto/seal.js';
+import { concatBytes } from '@noble/hashes/utils.js';
 import { createFileExclusive, ensureDir, readFileIfExists } from './durable-fs.js';
 import { DATA_KEY_LENGTH, type Sealer } from './sealer.js';
 
@@ -56,23 +57,13 @@ interface KeystoreFile {
   createdAt: string;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
-
 /** The key check binds the key id and the cost parameters, so editing either is detected. */
 function checkAad(keyId: string, kdf: KdfParams): Uint8Array {
   return utf8.encode(`custody/local-sealer/check/v1\0${keyId}\0${kdf.memoryKiB}:${kdf.iterations}:${kdf.parallelism}`);
 }
 
 function wrapAad(keyId: Uint8Array, context: string): Uint8Array {
-  return concat(utf8.encode('custody/local-sealer/wrap/v1\0'), keyId, utf8.encode(`\0${context}`));
+  return concatBytes(utf8.encode('custody/local-sealer/wrap/v1\0'), keyId, utf8.encode(`\0${context}`));
 }
 
 function parseKeystore(file: string, raw: Buffer): { ks: KeystoreFile; kdf: KdfParams; salt: Uint8Array; check: Uint8Array } {
@@ -178,7 +169,7 @@ export class LocalSealer implements Sealer {
       throw new RangeError(`data key must be ${DATA_KEY_LENGTH} bytes`);
     }
     const sealed = aeadSeal(this.#key(), dataKey, wrapAad(this.#keyIdBytes, context));
-    return concat(Uint8Array.of(WRAP_TAG), this.#keyIdBytes, sealed);
+    return concatBytes(Uint8Array.of(WRAP_TAG), this.#keyIdBytes, sealed);
   }
 
   async unwrapKey(wrapped: Uint8Array, context: string): Promise<Uint8Array> {

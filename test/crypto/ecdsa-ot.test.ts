@@ -6,7 +6,7 @@
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { chacha20 } from '@noble/ciphers/chacha.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
-import { randomBytes } from '@noble/hashes/utils.js';
+import { concatBytes, randomBytes } from '@noble/hashes/utils.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MulAbort } from '../../crypto/ecdsa/ot/abort.js';
 import {
@@ -36,15 +36,6 @@ import { groupFor } from '../../crypto/group/index.js';
 import { encodeFields } from '../../crypto/transcript.js';
 
 const N = groupFor('secp256k1').order;
-const concat = (...parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-};
 const be32 = (x: number): Uint8Array => new Uint8Array([x >>> 24, (x >>> 16) & 255, (x >>> 8) & 255, x & 255]);
 const words = (n: number): Uint32Array => new Uint32Array(randomBytes(4 * n).buffer);
 const bit = (w: Uint32Array, k: number): number => (w[k >>> 5]! >>> (k & 31)) & 1;
@@ -75,7 +66,7 @@ describe('symmetric primitives', () => {
       const flag = t % 256;
       const out = new Uint32Array(32);
       rh.hash(row, 0, null, j, flag, out, 0, 8);
-      const digest = sha256(concat(prefix, bytesOfWords(row), be32(j), new Uint8Array([flag])));
+      const digest = sha256(concatBytes(prefix, bytesOfWords(row), be32(j), new Uint8Array([flag])));
       expect(bytesOfWords(out.subarray(0, 8))).toEqual(digest);
       rh.hash(row, 0, null, j, flag, out, 0, 24);
       expect(bytesOfWords(out.subarray(0, 24))).toEqual(chacha20(digest, new Uint8Array(12), new Uint8Array(96)));
@@ -290,7 +281,7 @@ describe('endemic base OT (eprint 2022/1525)', () => {
     const nBytes = Buffer.from(N.toString(16).padStart(64, '0'), 'hex');
     expectAbort(() => baseOtReceiverFinish(rstate, mutated(smsg, (c) => c.set(nBytes, slot0 + 2))), 'malformed');
     expectAbort(() => baseOtReceiverFinish(rstate, smsg.subarray(0, smsg.length - 1)), 'malformed');
-    expectAbort(() => baseOtReceiverFinish(rstate, concat(smsg, new Uint8Array(1))), 'malformed');
+    expectAbort(() => baseOtReceiverFinish(rstate, concatBytes(smsg, new Uint8Array(1))), 'malformed');
     expectAbort(() => baseOtReceiverFinish(rstate, mutated(smsg, (c) => (c[0] = 2))), 'malformed');
   });
 
@@ -311,7 +302,7 @@ describe('endemic base OT (eprint 2022/1525)', () => {
 
   it('rejects malformed receiver messages (lengths, versions, invalid points, identity)', () => {
     expectAbort(() => baseOtSenderRespond(sid, rmsg.subarray(0, rmsg.length - 1)), 'malformed');
-    expectAbort(() => baseOtSenderRespond(sid, concat(rmsg, new Uint8Array(1))), 'malformed');
+    expectAbort(() => baseOtSenderRespond(sid, concatBytes(rmsg, new Uint8Array(1))), 'malformed');
     expectAbort(() => baseOtSenderRespond(sid, mutated(rmsg, (c) => (c[0] = 9))), 'malformed');
     expectAbort(() => baseOtSenderRespond(sid, mutated(rmsg, (c) => (c[1] = 2))), 'malformed');
     // u_0 with x >= p; v_0 the identity encoding; A0 of OT 0 with an x that is not on the curve.
