@@ -230,32 +230,22 @@ function parse(bytes: Uint8Array): Parsed {
       data: bytesField(fields[5], 'data').slice(),
       chainId: chainIdField(fields[6]),
     };
-  } else if (type === 1) {
-    tx = {
-      type,
-      chainId: chainIdField(fields[0]),
-      nonce: nonceField(fields[1]),
-      maxFeePerGas: uintField(fields[2], 'gasPrice'),
-      gasLimit: uintField(fields[3], 'gasLimit'),
-      to: toField(fields[4]),
-      value: uintField(fields[5], 'value'),
-      data: bytesField(fields[6], 'data').slice(),
-    };
-    checkAccessList(fields[7]);
   } else {
-    const tip = uintField(fields[2], 'maxPriorityFeePerGas');
+    // EIP-2930 and EIP-1559 share one layout; EIP-1559 inserts maxPriorityFeePerGas at index 2.
+    const o = type === 2 ? 1 : 0;
+    const tip = type === 2 ? uintField(fields[2], 'maxPriorityFeePerGas') : undefined;
     tx = {
       type,
       chainId: chainIdField(fields[0]),
       nonce: nonceField(fields[1]),
-      maxFeePerGas: uintField(fields[3], 'maxFeePerGas'),
-      gasLimit: uintField(fields[4], 'gasLimit'),
-      to: toField(fields[5]),
-      value: uintField(fields[6], 'value'),
-      data: bytesField(fields[7], 'data').slice(),
+      maxFeePerGas: uintField(fields[2 + o], type === 2 ? 'maxFeePerGas' : 'gasPrice'),
+      gasLimit: uintField(fields[3 + o], 'gasLimit'),
+      to: toField(fields[4 + o]),
+      value: uintField(fields[5 + o], 'value'),
+      data: bytesField(fields[6 + o], 'data').slice(),
     };
-    if (tip > tx.maxFeePerGas) throw new EthTxError(`maxPriorityFeePerGas ${tip} exceeds maxFeePerGas ${tx.maxFeePerGas}`);
-    checkAccessList(fields[8]);
+    if (tip !== undefined && tip > tx.maxFeePerGas) throw new EthTxError(`maxPriorityFeePerGas ${tip} exceeds maxFeePerGas ${tx.maxFeePerGas}`);
+    checkAccessList(fields[7 + o]);
   }
   return { tx: { ...tx, signingHash: keccak_256(bytes) }, fields };
 }
