@@ -69,7 +69,8 @@ function keyShare(keysetId: string, scheme: Scheme, participants: Participants, 
   };
 }
 
-function checkParticipants(ctx: NodeContext, roster: Roster, list: readonly { index: number; nodeId: string }[], threshold: number) {
+/** The participant list of a session's params: distinct indexes, nodes of this node's roster, this node among them. */
+export function checkParticipants(ctx: NodeContext, roster: Roster, list: readonly { index: number; nodeId: string }[], threshold: number, minThreshold = 2) {
   const nodeIds = new Map<number, string>();
   for (const p of list) {
     if (p.index < 1 || nodeIds.has(p.index)) throw new RpcError(status.INVALID_ARGUMENT, 'participant indices must be distinct and >= 1');
@@ -78,7 +79,7 @@ function checkParticipants(ctx: NodeContext, roster: Roster, list: readonly { in
   }
   const self = list.find((x) => x.nodeId === ctx.nodeId);
   if (!self) throw new RpcError(status.INVALID_ARGUMENT, `node ${ctx.nodeId} is not a participant`);
-  if (threshold < 2 || threshold > list.length) throw new RpcError(status.INVALID_ARGUMENT, `threshold ${threshold} is not between 2 and ${list.length}`);
+  if (threshold < minThreshold || threshold > list.length) throw new RpcError(status.INVALID_ARGUMENT, `threshold ${threshold} is not between ${minThreshold} and ${list.length}`);
   return { nodeIds, self: self.index, participants: list.map((p) => ({ index: p.index, nodeId: p.nodeId })) };
 }
 

@@ -28,7 +28,7 @@ import type { PolicyGuard } from './policy-guard.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
-import { startKeyImport, startRefresh, startRepair, startSetupRerun } from './key-import.js';
+import { checkParticipants, startKeyImport, startRefresh, startRepair, startSetupRerun } from './key-import.js';
 import { exportRecoveryShare } from './recovery-export.js';
 import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
@@ -235,30 +235,22 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
         const scheme = schemeFromProto(p.scheme);
         if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'DKG scheme must be ed25519, secp256k1, bip340 or ecdsa');
         if (ctx.shares.get(p.keysetId)) throw new RpcError(status.ALREADY_EXISTS, `keyset ${p.keysetId} already exists on this node`);
-        const nodeIds = new Map<number, string>();
-        for (const part of p.participants) {
-          if (part.index < 1 || nodeIds.has(part.index)) throw new RpcError(status.INVALID_ARGUMENT, 'participant indices must be distinct and >= 1');
-          if (!roster.nodes.has(part.nodeId)) throw new RpcError(status.FAILED_PRECONDITION, `participant ${part.nodeId} is not in this node's roster`);
-          nodeIds.set(part.index, part.nodeId);
-        }
-        const self = p.participants.find((x) => x.nodeId === ctx.nodeId);
-        if (!self) throw new RpcError(status.INVALID_ARGUMENT, `node ${ctx.nodeId} is not a participant`);
-        if (p.threshold < 1 || p.threshold > p.participants.length) throw new RpcError(status.INVALID_ARGUMENT, `threshold ${p.threshold} is not between 1 and ${p.participants.length}`);
-        const peers = { sessionId: req.sessionId, selfIndex: self.index, selfNodeId: ctx.nodeId, nodeIds };
+        const { nodeIds, self } = checkParticipants(ctx, roster, p.participants, p.threshold, 1);
+        const peers = { sessionId: req.sessionId, selfIndex: self, selfNodeId: ctx.nodeId, nodeIds };
         if (scheme === 'ecdsa') {
           // Keygen for DKLs23: the FROST DKG on secp256k1 plus pairwise OT setups (seconds of CPU).
           const outgoing = await ctx.sessions.start(roster, peers, ecdsaKeygenKind(ctx, p), {
             sessionId: req.sessionId,
-            self: self.index,
+            self,
             participants: [...nodeIds.keys()].sort((a, b) => a - b),
             threshold: p.threshold,
           });
           return { outgoing };
         }
-        const outgoing = await ctx.sessions.start(roster, peers, dkgKind(ctx, p, scheme, self.index), {
+        const outgoing = await ctx.sessions.start(roster, peers, dkgKind(ctx, p, scheme, self), {
           scheme: scheme as CryptoDkgParams['scheme'],
           sessionId: req.sessionId,
-          self: self.index,
+          self,
           participants: [...nodeIds.keys()],
           threshold: p.threshold,
         });
