@@ -29,11 +29,19 @@ export class WalletDeriver {
   private nextId = 1;
   private turn = 0;
 
-  constructor(size = Math.min(2, availableParallelism())) {
+  /** The compiled worker, or undefined (tests on the TypeScript sources derive inline). */
+  private readonly file?: string;
+
+  constructor(private readonly size = Math.min(2, availableParallelism())) {
     const file = fileURLToPath(new URL('./wallet-derive-worker.js', import.meta.url));
-    if (!existsSync(file)) return;
-    for (let i = 0; i < size; i++) {
-      const w = new Worker(file);
+    if (existsSync(file)) this.file = file;
+  }
+
+  /** Workers start with the first batch, not with the coordinator: most coordinators never make wallets. */
+  private startWorkers(): void {
+    if (!this.file || this.workers.length) return;
+    for (let i = 0; i < this.size; i++) {
+      const w = new Worker(this.file);
       w.unref();
       w.on('message', (reply: DeriveReply) => this.settle(reply));
       w.on('error', (e) => this.failAll(e));
@@ -43,6 +51,7 @@ export class WalletDeriver {
 
   /** Keys and addresses of wallets from .. from+count-1, split across the workers. */
   async derive(scheme: HdScheme, root: ExtendedPublicKey, from: number, count: number): Promise<DerivedWallets> {
+    this.startWorkers();
     if (this.workers.length === 0) return deriveWalletBatch(scheme, root, from, count);
     const slices = Math.max(1, Math.min(this.workers.length, Math.floor(count / MIN_SLICE)));
     const size = Math.ceil(count / slices);
