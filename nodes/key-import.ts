@@ -27,8 +27,11 @@ export const IMPORT_DEALER = 'import-dealer';
 
 type Participants = { index: number; nodeId: string }[];
 
-/** Seals the share as pending and reports the public result every node must agree on. */
-function pendingKind<P, O>(
+/**
+ * A session that gives this node a share (DKG, keygen, import, setup, refresh): it seals the share
+ * as pending and reports the public result every node must agree on; FinishSession commits it.
+ */
+export function pendingKind<P, O extends { transcriptHash: Uint8Array }>(
   ctx: NodeContext,
   protocol: SessionKind<P, unknown, O, DkgResult>['protocol'],
   toShare: (out: O) => KeyShare,
@@ -43,7 +46,7 @@ function pendingKind<P, O>(
         publicKey: share.groupPublicKey,
         verifyingShares: indices.map((i) => share.verifyingShares.get(i)!),
         chainCode: share.chainCode,
-        transcriptHash: (out as { transcriptHash: Uint8Array }).transcriptHash,
+        transcriptHash: out.transcriptHash,
       });
     },
     commit: async (sessionId) => {
@@ -54,7 +57,7 @@ function pendingKind<P, O>(
 }
 
 /** The node's record of a share from a protocol output (an ecdsa output is kept whole, with its setups). */
-function keyShare(keysetId: string, scheme: Scheme, participants: Participants, out: ImportedShare | EcdsaKeyShare | (RefreshOutput & { chainCode: Uint8Array })): KeyShare {
+export function keyShare(keysetId: string, scheme: Scheme, participants: Participants, out: ImportedShare | EcdsaKeyShare | (RefreshOutput & { chainCode: Uint8Array })): KeyShare {
   return {
     keysetId,
     scheme,

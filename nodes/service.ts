@@ -10,7 +10,6 @@ import { frostDkg, type DkgOutput, type DkgParams as CryptoDkgParams } from '../
 import { isScheme, type Scheme } from '../crypto/schemes.js';
 import { curveFromProto, schemeFromProto } from '../proto/convert.js';
 import {
-  DkgResultSchema,
   NodeService,
   PresignResultSchema,
   SignShareResultSchema,
@@ -28,7 +27,7 @@ import type { PolicyGuard } from './policy-guard.js';
 import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
-import { checkParticipants, startKeyImport, startRefresh, startRepair, startSetupRerun } from './key-import.js';
+import { checkParticipants, keyShare, pendingKind, startKeyImport, startRefresh, startRepair, startSetupRerun } from './key-import.js';
 import { exportRecoveryShare } from './recovery-export.js';
 import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
@@ -56,67 +55,26 @@ export interface NodeContext {
 const MAX_RESERVE = 4096;
 const MAX_SIGN_BATCH = 1024;
 
+/** FROST DKG: the share of this node, pending until the coordinator stored the keyset. */
 function dkgKind(ctx: NodeContext, params: DkgParams, scheme: Scheme, selfIndex: number): SessionKind<CryptoDkgParams, unknown, DkgOutput, DkgResult> {
-  return {
-    protocol: frostDkg as SessionKind<CryptoDkgParams, unknown, DkgOutput, DkgResult>['protocol'],
-    async complete(sessionId, out) {
-      const share: KeyShare = {
-        keysetId: params.keysetId,
-        scheme,
-        threshold: params.threshold,
-        index: selfIndex,
-        participants: params.participants.map((p) => ({ index: p.index, nodeId: p.nodeId })),
-        secretShare: out.secretShare,
-        groupPublicKey: out.groupPublicKey,
-        verifyingShares: out.verifyingShares,
-        chainCode: out.chainCode,
-      };
-      await ctx.shares.putPending(sessionId, share);
-      const indices = [...out.verifyingShares.keys()].sort((a, b) => a - b);
-      return create(DkgResultSchema, {
-        publicKey: out.groupPublicKey,
-        verifyingShares: indices.map((i) => out.verifyingShares.get(i)!),
-        chainCode: out.chainCode,
-        transcriptHash: out.transcriptHash,
-      });
-    },
-    commit: async (sessionId) => {
-      if (!(await ctx.shares.commit(sessionId))) throw new RpcError(status.NOT_FOUND, `no pending output for session ${sessionId}`);
-    },
-    abort: (sessionId) => ctx.shares.abort(sessionId),
-  };
+  return pendingKind<CryptoDkgParams, DkgOutput>(ctx, frostDkg as SessionKind<CryptoDkgParams, unknown, DkgOutput, DkgResult>['protocol'], (out) => ({
+    keysetId: params.keysetId,
+    scheme,
+    threshold: params.threshold,
+    index: selfIndex,
+    participants: params.participants.map((p) => ({ index: p.index, nodeId: p.nodeId })),
+    secretShare: out.secretShare,
+    groupPublicKey: out.groupPublicKey,
+    verifyingShares: out.verifyingShares,
+    chainCode: out.chainCode,
+  }));
 }
 
 /** ECDSA keygen: the same public result as the FROST DKG, so the coordinator's agreement checks apply unchanged. */
 function ecdsaKeygenKind(ctx: NodeContext, params: DkgParams): SessionKind<EcdsaKeygenParams, unknown, EcdsaKeyShare, DkgResult> {
-  return {
-    protocol: ecdsaKeygen as SessionKind<EcdsaKeygenParams, unknown, EcdsaKeyShare, DkgResult>['protocol'],
-    async complete(sessionId, out) {
-      const share: KeyShare = {
-        keysetId: params.keysetId,
-        scheme: 'ecdsa',
-        threshold: out.threshold,
-        index: out.index,
-        participants: params.participants.map((p) => ({ index: p.index, nodeId: p.nodeId })),
-        secretShare: out.secretShare,
-        groupPublicKey: out.publicKey,
-        verifyingShares: new Map(out.verifyingShares),
-        chainCode: out.chainCode,
-        ecdsa: out,
-      };
-      await ctx.shares.putPending(sessionId, share);
-      return create(DkgResultSchema, {
-        publicKey: out.publicKey,
-        verifyingShares: out.participants.map((i) => out.verifyingShares.get(i)!),
-        chainCode: out.chainCode,
-        transcriptHash: out.transcriptHash,
-      });
-    },
-    commit: async (sessionId) => {
-      if (!(await ctx.shares.commit(sessionId))) throw new RpcError(status.NOT_FOUND, `no pending output for session ${sessionId}`);
-    },
-    abort: (sessionId) => ctx.shares.abort(sessionId),
-  };
+  return pendingKind<EcdsaKeygenParams, EcdsaKeyShare>(ctx, ecdsaKeygen as SessionKind<EcdsaKeygenParams, unknown, EcdsaKeyShare, DkgResult>['protocol'], (out) =>
+    keyShare(params.keysetId, 'ecdsa', params.participants.map((p) => ({ index: p.index, nodeId: p.nodeId })), out),
+  );
 }
 
 /**
