@@ -11,6 +11,7 @@
 import type { Group } from './group/index.js';
 import { checkDealtShare, dealtVerifyingShares } from './dealer.js';
 import { collectRound, ProtocolAbort, type Protocol, type ProtocolMessage } from './protocol.js';
+import type { ThresholdShare } from './shamir.js';
 import { bytesEqual, hashFields } from './transcript.js';
 
 export interface ImportParams {
@@ -26,18 +27,8 @@ export interface ImportParams {
   share: bigint;
 }
 
-export interface ImportedShare {
-  readonly index: number;
-  readonly participants: readonly number[];
-  readonly threshold: number;
-  readonly secretShare: bigint;
-  /** Group encoding of the key. */
-  readonly publicKey: Uint8Array;
-  readonly verifyingShares: ReadonlyMap<number, Uint8Array>;
-  readonly chainCode: Uint8Array;
-  /** The agreed digest of the public dealing; every party reports the same. */
-  readonly transcriptHash: Uint8Array;
-}
+/** transcriptHash: the agreed digest of the public dealing. */
+export type ImportedShare = ThresholdShare;
 
 interface ImportState {
   readonly params: ImportParams;

@@ -38,3 +38,19 @@ export function interpolateAtZero(Fn: IField<bigint>, shares: ReadonlyMap<number
   for (const i of indices) acc = Fn.add(acc, Fn.mul(shares.get(i)!, lagrangeAtZero(Fn, i, indices)));
   return acc;
 }
+
+/** A party's share of a threshold key and the public data every party agrees on (a DKG, import, setup or repair outcome). */
+export interface ThresholdShare {
+  readonly index: number;
+  /** Sorted ascending. */
+  readonly participants: readonly number[];
+  readonly threshold: number;
+  readonly secretShare: bigint;
+  /** Group encoding of the key. */
+  readonly publicKey: Uint8Array;
+  /** Every participant's share times the generator. */
+  readonly verifyingShares: ReadonlyMap<number, Uint8Array>;
+  readonly chainCode: Uint8Array;
+  /** Equal on every honest party. */
+  readonly transcriptHash: Uint8Array;
+}

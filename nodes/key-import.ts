@@ -15,6 +15,7 @@ import { curveOfScheme, isScheme, type Scheme } from '../crypto/schemes.js';
 import { schemeFromProto } from '../proto/convert.js';
 import { DkgResultSchema, type DkgResult, type EcdsaSetupParams, type KeyImportParams, type PeerMessage, type RefreshParams, type RepairParams } from '../proto/gen/custody/v1/node_pb.js';
 import { shareRefresh, type RefreshOutput, type RefreshParams as CryptoRefreshParams } from '../crypto/refresh.js';
+import type { ThresholdShare } from '../crypto/shamir.js';
 import { shareRepair, type RepairOutput, type RepairParams as RepairParamsCrypto } from '../crypto/repair.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { KeyShare } from './keyshares.js';
@@ -57,7 +58,7 @@ export function pendingKind<P, O extends { transcriptHash: Uint8Array }>(
 }
 
 /** The node's record of a share from a protocol output (an ecdsa output is kept whole, with its setups). */
-export function keyShare(keysetId: string, scheme: Scheme, participants: Participants, out: ImportedShare | EcdsaKeyShare | (RefreshOutput & { chainCode: Uint8Array })): KeyShare {
+export function keyShare(keysetId: string, scheme: Scheme, participants: Participants, out: ThresholdShare): KeyShare {
   return {
     keysetId,
     scheme,
@@ -68,7 +69,7 @@ export function keyShare(keysetId: string, scheme: Scheme, participants: Partici
     groupPublicKey: out.publicKey,
     verifyingShares: new Map(out.verifyingShares),
     chainCode: out.chainCode,
-    ...(scheme === 'ecdsa' && 'senderSetups' in out ? { ecdsa: out } : {}),
+    ...(scheme === 'ecdsa' && 'senderSetups' in out ? { ecdsa: out as EcdsaKeyShare } : {}),
   };
 }
 

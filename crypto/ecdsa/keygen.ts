@@ -27,6 +27,7 @@ import { randomBytes } from '@noble/hashes/utils.js';
 import { frostDkg, type DkgOutput, type DkgState } from '../frost/dkg.js';
 import { groupFor, type Group } from '../group/index.js';
 import { collectRound, ProtocolAbort, type AbortReason, type Protocol, type ProtocolMessage, type Step } from '../protocol.js';
+import type { ThresholdShare } from '../shamir.js';
 import { hashFields } from '../transcript.js';
 import {
   defaultMul,
@@ -50,17 +51,7 @@ export interface EcdsaKeygenParams {
 }
 
 /** One party's share of an ECDSA keyset. Secret: seal all of it (encodeEcdsaKeyShare). */
-export interface EcdsaKeyShare {
-  readonly index: number;
-  /** Sorted ascending. */
-  readonly participants: readonly number[];
-  readonly threshold: number;
-  readonly secretShare: bigint;
-  /** 33-byte compressed secp256k1 group key. */
-  readonly publicKey: Uint8Array;
-  readonly verifyingShares: ReadonlyMap<number, Uint8Array>;
-  readonly chainCode: Uint8Array;
-  readonly transcriptHash: Uint8Array;
+export interface EcdsaKeyShare extends ThresholdShare {
   /** Setups in which this party is Alice (sender) towards the peer. */
   readonly senderSetups: ReadonlyMap<number, MulSenderSetup>;
   /** Setups in which this party is Bob (receiver) towards the peer. */
