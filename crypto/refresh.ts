@@ -116,7 +116,7 @@ export function refreshContext(
 }
 
 /** sum_{i in set} lambda_i * Y_i: the group key the given t points of a degree t-1 sharing fix. */
-function interpolatePoints(g: Group<unknown>, points: ReadonlyMap<number, unknown>, set: readonly number[]): unknown {
+export function interpolatePoints(g: Group<unknown>, points: ReadonlyMap<number, unknown>, set: readonly number[]): unknown {
   return g.msm(
     set.map((i) => points.get(i)!),
     set.map((i) => lagrangeAtZero(g.Fn, i, set)),
@@ -126,9 +126,10 @@ function interpolatePoints(g: Group<unknown>, points: ReadonlyMap<number, unknow
 /**
  * Whether the points are a degree < t sharing of the key: the first t fix a polynomial F with
  * F(0) = key; every other Y_m, swapped in for the last of them, must give the key again (F and the
- * polynomial through the swapped set agree at t points: 0 and the t-1 shared indices).
+ * polynomial through the swapped set agree at t points: 0 and the t-1 shared indices). Shared
+ * with crypto/reshare.ts.
  */
-function consistentWithKey(g: Group<unknown>, points: ReadonlyMap<number, unknown>, participants: readonly number[], t: number, key: unknown): boolean {
+export function consistentWithKey(g: Group<unknown>, points: ReadonlyMap<number, unknown>, participants: readonly number[], t: number, key: unknown): boolean {
   const base = participants.slice(0, t);
   if (!g.eq(interpolatePoints(g, points, base), key)) return false;
   const keep = base.slice(0, t - 1);
@@ -167,7 +168,7 @@ function validateParams(p: RefreshParams): { participants: number[]; key: unknow
   return { participants, key, oldVerifying };
 }
 
-function malformed(from: number, what: string): ProtocolAbort {
+export function malformed(from: number, what: string): ProtocolAbort {
   return new ProtocolAbort('malformed-message', [from], `party ${from}: ${what}`);
 }
 
@@ -187,7 +188,7 @@ function parseRound1(g: Group<unknown>, threshold: number, from: number, payload
   }
 }
 
-function parseSubShare(g: Group<unknown>, from: number, payload: Uint8Array): bigint {
+export function parseSubShare(g: Group<unknown>, from: number, payload: Uint8Array): bigint {
   try {
     return g.scalarFromBytes(payload);
   } catch {

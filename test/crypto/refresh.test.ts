@@ -1,14 +1,12 @@
 /** Proactive share refresh (crypto/refresh.ts): same key, new shares, epochs do not mix, faults blamed. */
-import { ed25519 } from '@noble/curves/ed25519.js';
-import { schnorr, secp256k1_FROST } from '@noble/curves/secp256k1.js';
 import { describe, expect, it } from 'vitest';
 import { dealtVerifyingShares, deal } from '../../crypto/dealer.js';
-import { ciphersuite, type FrostScheme } from '../../crypto/frost/ciphersuite.js';
-import { aggregate, generateNonces, nonceCommitments, prepareSession, signShare, verifySignature, type Nonces, type SignerCommitment } from '../../crypto/frost/sign.js';
+import type { FrostScheme } from '../../crypto/frost/ciphersuite.js';
 import { groupFor, type CurveName, type Group } from '../../crypto/group/index.js';
 import { ProtocolAbort, type ProtocolMessage } from '../../crypto/protocol.js';
 import { shareRefresh, type RefreshOutput, type RefreshParams } from '../../crypto/refresh.js';
 import { interpolateAtZero } from '../../crypto/shamir.js';
+import { pick, signAndVerify, subsets } from '../support/sharing.js';
 import { runProtocol, type RunResult, type Tamper } from '../support/protocol-driver.js';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
@@ -47,15 +45,6 @@ function runRefresh(k: Keyset, tamper?: Tamper, edit: (p: RefreshParams) => Refr
   return runProtocol(shareRefresh, new Map(k.participants.map((i) => [i, edit(paramsFor(k, i))])), { tamper });
 }
 
-function subsets<T>(xs: readonly T[], size: number): T[][] {
-  if (size === 0) return [[]];
-  if (xs.length < size) return [];
-  const [head, ...rest] = xs;
-  return [...subsets(rest, size - 1).map((s) => [head!, ...s]), ...subsets(rest, size)];
-}
-
-const pick = (shares: ReadonlyMap<number, bigint>, set: readonly number[]) => new Map(set.map((i) => [i, shares.get(i)!]));
-
 function expectAbort(r: RunResult<RefreshOutput>, victims: number[], reason: ProtocolAbort['reason'], blame: number[]) {
   for (const v of victims) {
     const a = r.aborts.get(v);
@@ -64,29 +53,6 @@ function expectAbort(r: RunResult<RefreshOutput>, victims: number[], reason: Pro
     expect([...a!.blame]).toEqual(blame);
   }
   for (const v of victims) expect(r.outputs.has(v)).toBe(false);
-}
-
-/** Signs with our FROST implementation under the refreshed shares, checks with noble. */
-function signAndVerify(scheme: FrostScheme, publicKey: Uint8Array, shares: ReadonlyMap<number, bigint>, verifyingShares: ReadonlyMap<number, Uint8Array>, signers: number[]) {
-  const cs = ciphersuite(scheme);
-  const g = cs.group;
-  const message = new TextEncoder().encode(`refreshed ${scheme} ${signers.join(',')}`);
-  const nonces = new Map<number, Nonces>();
-  const commitments: SignerCommitment<unknown>[] = [];
-  for (const i of signers) {
-    const n = generateNonces(cs, shares.get(i)!);
-    nonces.set(i, n);
-    commitments.push({ index: i, ...nonceCommitments(cs, n) });
-  }
-  const PK = g.decode(publicKey);
-  const session = prepareSession(cs, PK, commitments, message);
-  const sigShares = new Map(signers.map((i) => [i, signShare(cs, { index: i, secretShare: shares.get(i)!, nonces: nonces.get(i)!, session })]));
-  const vs = new Map([...verifyingShares].map(([i, v]) => [i, g.decode(v)]));
-  const sig = aggregate(cs, { session, shares: sigShares, verifyingShares: vs });
-  expect(verifySignature(cs, sig, message, PK)).toBe(true);
-  if (scheme === 'ed25519') expect(ed25519.verify(sig, message, publicKey)).toBe(true);
-  else if (scheme === 'bip340') expect(schnorr.verify(sig, message, publicKey.subarray(1))).toBe(true);
-  else expect(secp256k1_FROST.verify(sig, message, publicKey)).toBe(true);
 }
 
 const CURVES: CurveName[] = ['secp256k1', 'ed25519'];
