@@ -44,6 +44,8 @@ const USAGE = `custody: threshold-signing custody cluster
                                            split a legacy key across the nodes (admin); nothing is stored whole
   custody keyset rerun-setup ID            re-run an ecdsa keyset's pairwise OT setup and clear its bans (admin)
   custody keyset refresh ID                proactive refresh of every member's share; same public key (admin)
+  custody keyset reshare ID [--threshold T] [--add-node a,b] [--remove-node c]
+                                           new threshold and/or members; same public key (admin)
   custody keyset export-recovery ID --out FILE   disaster recovery: shares sealed to the roster recovery key (admin)
   custody recovery keygen --out FILE [--install] an offline X25519 recovery key (--install pins it in this cluster's roster)
   custody recovery reconstruct --bundle FILE --key FILE --out FILE   offline: rebuild and verify the key
@@ -197,6 +199,8 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
       name: { type: 'string' },
       role: { type: 'string' },
       'public-key': { type: 'string' },
+      'add-node': { type: 'string' },
+      'remove-node': { type: 'string' },
       reason: { type: 'string' },
       'vault-addr': { type: 'string' },
       'vault-token-file': { type: 'string' },
@@ -248,6 +252,24 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
         const pending = res.pendingNodes.length ? `; ${res.pendingNodes.join(', ')} take the new share when they are back` : '';
         return { out: { ...k, epoch: res.epoch, pendingNodes: res.pendingNodes }, text: `keyset ${id} refreshed: share epoch ${res.epoch}, public key unchanged (${k.publicKey})${pending}` };
       }
+      if (sub === 'reshare') {
+        const id = arg ?? need(flags, 'keyset', 'the keyset id');
+        const list = (v: string | undefined) => (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+        const add = list(flags['add-node']);
+        const remove = list(flags['remove-node']);
+        const c = await connect(KeysetService, dir, role('admin'));
+        if (!json) process.stderr.write(`custody: resharing ${id} (two phases: deal to the new members, then commit)...\n`);
+        const res = await c.reshareKeyset({ keysetId: id, threshold: flags.threshold ? Number(flags.threshold) : 0, addNodes: add, removeNodes: remove }, { deadlineMs: 300_000 });
+        const k = keysetJson(res.keyset!);
+        const notes = [
+          res.pendingNodes.length ? `${res.pendingNodes.join(', ')} take their new share when they are back` : '',
+          res.unretiredNodes.length ? `${res.unretiredNodes.join(', ')} left the keyset but still hold an old share: wipe their data folders if they never come back` : '',
+        ].filter(Boolean);
+        return {
+          out: { ...k, epoch: res.epoch, pendingNodes: res.pendingNodes, unretiredNodes: res.unretiredNodes },
+          text: `keyset ${id} reshared: ${k.threshold} of ${k.nodes.join(', ')}, share epoch ${res.epoch}, public key unchanged (${k.publicKey})${notes.length ? '\n  ' + notes.join('\n  ') : ''}`,
+        };
+      }
       if (sub === 'rerun-setup') {
         const id = arg ?? need(flags, 'keyset', 'the keyset id');
         const c = await connect(KeysetService, dir, role('admin'));
@@ -268,7 +290,7 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
         const keysets = res.keysets.map(keysetJson);
         return { out: { keysets }, text: keysets.map((k) => `${k.keysetId}  ${k.scheme.padEnd(9)}  ${k.threshold}-of-${k.nodes.length}  ${k.publicKey}`).join('\n') || 'no keysets' };
       }
-      throw new CliError('usage: custody keyset create|import|refresh|rerun-setup|export-recovery|show|list', 'INVALID_ARGUMENT');
+      throw new CliError('usage: custody keyset create|import|refresh|reshare|rerun-setup|export-recovery|show|list', 'INVALID_ARGUMENT');
     }
     case 'policy':
       return policyCommand(sub, flags, dir, role('admin'));

@@ -167,6 +167,15 @@ export class LocalCluster {
       };
       await writeAtomic(L.config, JSON.stringify(config, null, 2) + '\n');
       progress(`new cluster in ${L.dir}: ${n} nodes, threshold ${t}`);
+    } else if (opts.nodes && opts.nodes > config.nodes.length) {
+      // Growing a cluster: the new nodes join the roster and the coordinator's configuration;
+      // keysets take them as members only through `custody keyset reshare --add-node`.
+      const have = config.nodes.length;
+      const ports = await freePorts(opts.nodes - have);
+      const added = ports.map((port, i) => ({ nodeId: `node-${have + i + 1}`, listen: `127.0.0.1:${port}` }));
+      config = { ...config, nodes: [...config.nodes, ...added] };
+      await writeAtomic(L.config, JSON.stringify(config, null, 2) + '\n');
+      progress(`adding ${added.map((a) => a.nodeId).join(', ')} to the cluster in ${L.dir}`);
     }
     const cluster = new LocalCluster(L, config, opts);
 

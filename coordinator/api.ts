@@ -54,7 +54,7 @@ const READERS: readonly Role[] = ['payment', 'approver', 'operator', 'admin'];
 const OPERATORS: readonly Role[] = ['operator', 'admin'];
 
 export const ACCESS = {
-  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[], exportRecovery: ['admin'] as readonly Role[], refreshKeyset: ['admin'] as readonly Role[] },
+  keyset: { createKeyset: OPERATORS, getKeyset: READERS, listKeysets: READERS, importKeyset: ['admin'] as readonly Role[], rerunSetup: ['admin'] as readonly Role[], exportRecovery: ['admin'] as readonly Role[], refreshKeyset: ['admin'] as readonly Role[], reshareKeyset: ['admin'] as readonly Role[] },
   signing: { sign: ['payment', 'admin'] as readonly Role[], signBatch: ['payment', 'admin'] as readonly Role[], getSignRequest: READERS },
   audit: OPERATORS,
   cluster: { health: READERS, listNodes: OPERATORS, rewrapNodes: ['admin'] as readonly Role[], repairNode: ['admin'] as readonly Role[] },
@@ -174,6 +174,11 @@ export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
       const row = await loadKeysetRow(c.db, req.keysetId);
       const r = await c.refreshes.refresh(row.keysetId, actorOf(ctx));
       return { keyset: keysetToProto(r.row), epoch: r.epoch, pendingNodes: r.pending };
+    },
+    async reshareKeyset(req, ctx) {
+      const row = await loadKeysetRow(c.db, req.keysetId);
+      const r = await c.refreshes.reshare(row.keysetId, { threshold: req.threshold, add: req.addNodes, remove: req.removeNodes }, actorOf(ctx));
+      return { keyset: keysetToProto(r.row), epoch: r.epoch, pendingNodes: r.pending, unretiredNodes: r.unretired };
     },
     async exportRecovery(req, ctx) {
       const row = await loadKeysetRow(c.db, req.keysetId);

@@ -87,6 +87,8 @@ const activeName = (keysetId: string) => `keysets/${keysetId}`;
 const pendingName = (sessionId: string) => `pending/${sessionId}`;
 /** Marks a committed session, so a repeated commit (a coordinator retrying after a crash) succeeds. */
 const committedName = (sessionId: string) => `committed/${sessionId}`;
+/** A reshare's outcome for a member that leaves: the keyset whose share FinishSession deletes. */
+const retiringName = (sessionId: string) => `retiring/${sessionId}`;
 
 export class KeyShares {
   private readonly cache = new Map<string, KeyShare>();
@@ -117,12 +119,18 @@ export class KeyShares {
     await this.store.put(pendingName(sessionId), encode(share));
   }
 
-  /** Promotes a pending share to active (the coordinator persisted the keyset). Idempotent. */
-  async commit(sessionId: string): Promise<KeyShare | undefined> {
+  /**
+   * Promotes a pending share to active (the coordinator persisted the keyset), or carries out a
+   * retirement. Idempotent: a repeated commit returns the share, or true once it is gone.
+   */
+  async commit(sessionId: string): Promise<KeyShare | true | undefined> {
+    const retiring = await this.store.get(retiringName(sessionId));
+    if (retiring) return this.retire(sessionId, decoder.decode(retiring));
     const bytes = await this.store.get(pendingName(sessionId));
     if (!bytes) {
       const marker = await this.store.get(committedName(sessionId));
-      return marker ? this.cache.get(decoder.decode(marker)) : undefined;
+      if (!marker) return undefined;
+      return this.cache.get(decoder.decode(marker)) ?? true;
     }
     const share = decode(bytes);
     // Overwriting the active record destroys the previous share (a refresh's old epoch).
@@ -141,5 +149,20 @@ export class KeyShares {
 
   async abort(sessionId: string): Promise<void> {
     await this.store.delete(pendingName(sessionId));
+    await this.store.delete(retiringName(sessionId));
+  }
+
+  /** Seals the decision to delete a keyset's share once the coordinator confirms a reshare without this node. */
+  async putRetiring(sessionId: string, keysetId: string): Promise<void> {
+    await this.store.put(retiringName(sessionId), encoder.encode(keysetId));
+  }
+
+  /** Deletes the share (the node left the keyset) and remembers the session, so a repeated commit succeeds. */
+  private async retire(sessionId: string, keysetId: string): Promise<true> {
+    await this.store.delete(activeName(keysetId));
+    this.cache.delete(keysetId);
+    await this.store.put(committedName(sessionId), encoder.encode(keysetId));
+    await this.store.delete(retiringName(sessionId));
+    return true;
   }
 }

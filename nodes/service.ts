@@ -28,6 +28,7 @@ import type { RosterSource } from './roster.js';
 import type { SessionKind, Sessions } from './sessions.js';
 import { presigPool } from './ecdsa-signer.js';
 import { checkParticipants, keyShare, pendingKind, startKeyImport, startRefresh, startRepair, startSetupRerun } from './key-import.js';
+import { startReshare } from './reshare.js';
 import { exportRecoveryShare } from './recovery-export.js';
 import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
@@ -188,6 +189,7 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
         if (req.params.case === 'setup') return { outgoing: await startSetupRerun(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case === 'refresh') return { outgoing: await startRefresh(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case === 'repair') return { outgoing: await startRepair(ctx, roster, req.sessionId, req.params.value) };
+        if (req.params.case === 'reshare') return { outgoing: await startReshare(ctx, roster, req.sessionId, req.params.value) };
         if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
         const p = req.params.value;
         const scheme = schemeFromProto(p.scheme);

@@ -105,6 +105,10 @@ const SPECS: readonly TableSpec[] = [
       ['status', 'text'],
       ['created_at', 'timestamptz'],
       ['updated_at', 'timestamptz'],
+      ['new_threshold', 'int4'],
+      ['new_members', 'jsonb'],
+      ['retiring', 'jsonb'],
+      ['retire_session', 'text'],
     ],
   },
   {

@@ -246,6 +246,18 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 7,
+    name: 'reshares',
+    // A reshare is a refresh that also changes the threshold and members: the new ones, and the
+    // members that leave, with the session whose commit makes them delete their shares.
+    statements: () => [
+      `ALTER TABLE keyset_refreshes ADD COLUMN IF NOT EXISTS new_threshold INT NULL`,
+      `ALTER TABLE keyset_refreshes ADD COLUMN IF NOT EXISTS new_members JSONB NULL`,
+      `ALTER TABLE keyset_refreshes ADD COLUMN IF NOT EXISTS retiring JSONB NOT NULL DEFAULT '[]'`,
+      `ALTER TABLE keyset_refreshes ADD COLUMN IF NOT EXISTS retire_session TEXT NULL`,
+    ],
+  },
 ];
 
 const BOOTSTRAP = [

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwirQIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNEg0KBWVwb2NoGAsgASgNIikKFFJlZnJlc2hLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJhChVSZWZyZXNoS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSDQoFZXBvY2gYAiABKA0SFQoNcGVuZGluZ19ub2RlcxgDIAMoCSIqChVFeHBvcnRSZWNvdmVyeVJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIlcKDVJlY292ZXJ5U2hhcmUSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIQCghub2RlX2tleRgDIAEoDBIUCgxzZWFsZWRfc2hhcmUYBCABKAwieAoWRXhwb3J0UmVjb3ZlcnlSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldBIpCgZzaGFyZXMYAiADKAsyGS5jdXN0b2R5LnYxLlJlY292ZXJ5U2hhcmUSDwoHcmVmdXNlZBgDIAMoCSLkAQoTSW1wb3J0S2V5c2V0UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEhAKCG5vZGVfaWRzGAQgAygJEg0KBWxhYmVsGAUgASgJEhMKC2NvbW1pdG1lbnRzGAYgAygMEhIKCmNoYWluX2NvZGUYByABKAwSEgoKZGVhbGVyX2tleRgIIAEoDBIVCg1zZWFsZWRfc2hhcmVzGAkgAygMEg4KBnNvdXJjZRgKIAEoCSI6ChRJbXBvcnRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCImChFSZXJ1blNldHVwUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiTgoSUmVydW5TZXR1cFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EhQKDGNsZWFyZWRfYmFucxgCIAMoCSJtChNDcmVhdGVLZXlzZXRSZXF1ZXN0EiIKBnNjaGVtZRgBIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEhEKCXRocmVzaG9sZBgCIAEoDRIQCghub2RlX2lkcxgDIAMoCRINCgVsYWJlbBgEIAEoCSI6ChRDcmVhdGVLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCIlChBHZXRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSI3ChFHZXRLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldCI8ChJMaXN0S2V5c2V0c1JlcXVlc3QSDQoFbGltaXQYASABKA0SFwoPYWZ0ZXJfa2V5c2V0X2lkGAIgASgJIjoKE0xpc3RLZXlzZXRzUmVzcG9uc2USIwoHa2V5c2V0cxgBIAMoCzISLmN1c3RvZHkudjEuS2V5c2V0IvwEChFTaWduUmVxdWVzdFJlY29yZBISCgpyZXF1ZXN0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBCABKAwSJgoGc3RhdHVzGAUgASgOMhYuY3VzdG9keS52MS5TaWduU3RhdHVzEhEKCXNpZ25hdHVyZRgGIAEoDBISCgpwdWJsaWNfa2V5GAcgASgMEg8KB3NpZ25lcnMYCCADKAkSDQoFZXJyb3IYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEhAKCGF0dGVtcHRzGAsgASgNEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXdhbGxldF9pZBgOIAEoCRIXCg9kZXJpdmF0aW9uX3BhdGgYDyABKAkSEwoLaW50ZW50X2pzb24YECABKAkSFgoOcG9saWN5X3ZlcnNpb24YESABKA0SDAoEcnVsZRgSIAEoCRI6ChFtaXNzaW5nX2FwcHJvdmFscxgTIAMoCzIfLmN1c3RvZHkudjEuQXBwcm92YWxSZXF1aXJlbWVudBITCgthcHByb3ZlZF9ieRgUIAMoCRI3ChNhcHByb3ZhbF9leHBpcmVzX2F0GBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglzaWduZWRfdHgYFiABKAwSDgoGZXRoX3R4GBcgASgMImEKD1dhbGxldEFkZHJlc3NlcxIQCghldGhlcmV1bRgBIAEoCRIWCg5iaXRjb2luX3Ayd3BraBgCIAEoCRIUCgxiaXRjb2luX3AydHIYAyABKAkSDgoGc29sYW5hGAQgASgJIqYCCgZXYWxsZXQSEQoJd2FsbGV0X2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRIiCgZzY2hlbWUYAyABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRINCgVpbmRleBgEIAEoDRIMCgRwYXRoGAUgASgJEhIKCnB1YmxpY19rZXkYBiABKAwSLgoJYWRkcmVzc2VzGAcgASgLMhsuY3VzdG9keS52MS5XYWxsZXRBZGRyZXNzZXMSDQoFbGFiZWwYCCABKAkSDwoHdXNlcl9pZBgJIAEoCRIPCgdwdXJwb3NlGAogASgJEhAKCGJhdGNoX2lkGAsgASgJEi4KCmNyZWF0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvMBCgtXYWxsZXRCYXRjaBIQCghiYXRjaF9pZBgBIAEoCRIRCglrZXlzZXRfaWQYAiABKAkSEwoLZmlyc3RfaW5kZXgYAyABKA0SDQoFY291bnQYBCABKA0SDwoHY3JlYXRlZBgFIAEoDRIQCghjb21wbGV0ZRgGIAEoCBINCgVsYWJlbBgHIAEoCRIPCgd1c2VyX2lkGAggASgJEg8KB3B1cnBvc2UYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpYBChRDcmVhdGVXYWxsZXRzUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkSDQoFY291bnQYAiABKA0SDQoFbGFiZWwYAyABKAkSDwoHdXNlcl9pZBgEIAEoCRIPCgdwdXJwb3NlGAUgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgGIAEoCRISCgpmaWxsX2xpbWl0GAcgASgNIj8KFUNyZWF0ZVdhbGxldHNSZXNwb25zZRImCgViYXRjaBgBIAEoCzIXLmN1c3RvZHkudjEuV2FsbGV0QmF0Y2giJQoQR2V0V2FsbGV0UmVxdWVzdBIRCgl3YWxsZXRfaWQYASABKAkiNwoRR2V0V2FsbGV0UmVzcG9uc2USIgoGd2FsbGV0GAEgASgLMhIuY3VzdG9keS52MS5XYWxsZXQibQoSTGlzdFdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIQCghiYXRjaF9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg0KBWxpbWl0GAQgASgNEhIKCnBhZ2VfdG9rZW4YBSABKAkiUwoTTGlzdFdhbGxldHNSZXNwb25zZRIjCgd3YWxsZXRzGAEgAygLMhIuY3VzdG9keS52MS5XYWxsZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjwKEFNldFBvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhguY3VzdG9keS52MS5TaWduZWRQb2xpY3kiSQoRU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDRIMCgRoYXNoGAIgASgMEhUKDXBlbmRpbmdfbm9kZXMYAyADKAkiEgoQR2V0UG9saWN5UmVxdWVzdCJcChFHZXRQb2xpY3lSZXNwb25zZRIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeRIPCgd2ZXJzaW9uGAIgASgNEgwKBGhhc2gYAyABKAwiIwoSTGlzdFBlbmRpbmdSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIkYKE0xpc3RQZW5kaW5nUmVzcG9uc2USLwoIcmVxdWVzdHMYASADKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkImAKDURlY2lkZVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIrCghhcHByb3ZhbBgCIAEoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIOCgZyZWFzb24YAyABKAkiQAoORGVjaWRlUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiPQoQU2lnbkJhdGNoUmVxdWVzdBIpCghyZXF1ZXN0cxgBIAMoCzIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QiPAoRU2lnbkJhdGNoUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLmN1c3RvZHkudjEuU2lnblJlc3VsdCKAAQoKU2lnblJlc3VsdBIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZBISCgplcnJvcl9jb2RlGAIgASgNEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJImwKC1NpZ25SZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAwSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCXdhbGxldF9pZBgEIAEoCRIOCgZldGhfdHgYBSABKAwiPgoMU2lnblJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIisKFUdldFNpZ25SZXF1ZXN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIkgKFkdldFNpZ25SZXF1ZXN0UmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiqQEKC0F1ZGl0UmVjb3JkEgsKA3NlcRgBIAEoBBImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg8KB3N1YmplY3QYBSABKAkSFAoMZGV0YWlsc19qc29uGAYgASgJEhEKCXByZXZfaGFzaBgHIAEoDBIMCgRoYXNoGAggASgMIhQKElZlcmlmeUF1ZGl0UmVxdWVzdCJZChNWZXJpZnlBdWRpdFJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB3JlY29yZHMYAiABKAQSFQoNZmlyc3RfYmFkX3NlcRgDIAEoBBIOCgZyZWFzb24YBCABKAkiNAoQTGlzdEF1ZGl0UmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iPQoRTGlzdEF1ZGl0UmVzcG9uc2USKAoHcmVjb3JkcxgBIAMoCzIXLmN1c3RvZHkudjEuQXVkaXRSZWNvcmQijwIKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgsKA3BpZBgDIAEoDRIkCgVzdGF0ZRgEIAEoDjIVLmN1c3RvZHkudjEuTm9kZVN0YXRlEg8KB3ZlcnNpb24YBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEg4KBmZhdWx0cxgJIAEoDRISCgpsYXN0X2Vycm9yGAogASgJEhYKDmJhbm5lZF9rZXlzZXRzGAsgAygJIiQKEVJlcGFpck5vZGVSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkiKAoSUmVwYWlyTm9kZVJlc3BvbnNlEhIKCmtleXNldF9pZHMYASADKAkiFAoSUmV3cmFwTm9kZXNSZXF1ZXN0IoIBCgpOb2RlUmV3cmFwEg8KB25vZGVfaWQYASABKAkSEwoLdHJhbnNpdF9rZXkYAiABKAkSFgoObGF0ZXN0X3ZlcnNpb24YAyABKA0SDwoHcmVjb3JkcxgEIAEoDRIWCg5vbGRlc3RfdmVyc2lvbhgFIAEoDRINCgVlcnJvchgGIAEoCSI8ChNSZXdyYXBOb2Rlc1Jlc3BvbnNlEiUKBW5vZGVzGAEgAygLMhYuY3VzdG9keS52MS5Ob2RlUmV3cmFwIg8KDUhlYWx0aFJlcXVlc3QidAoOSGVhbHRoUmVzcG9uc2USDwoHc2VydmluZxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEhAKCG5vZGVzX3VwGAMgASgNEhMKC25vZGVzX3RvdGFsGAQgASgNEhkKEWRlZmF1bHRfdGhyZXNob2xkGAUgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiOgoRTGlzdE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVTdGF0dXMqgwIKClNpZ25TdGF0dXMSGwoXU0lHTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRTSUdOX1NUQVRVU19SRUNFSVZFRBABEh4KGlNJR05fU1RBVFVTX1BPTElDWV9DSEVDS0VEEAISIgoeU0lHTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUxTEAMSFwoTU0lHTl9TVEFUVVNfU0lHTklORxAEEhYKElNJR05fU1RBVFVTX1NJR05FRBAFEhgKFFNJR05fU1RBVFVTX1JFSkVDVEVEEAYSFgoSU0lHTl9TVEFUVVNfRkFJTEVEEAcSFwoTU0lHTl9TVEFUVVNfRVhQSVJFRBAIKk8KCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTk9ERV9TVEFURV9VUBABEhMKD05PREVfU1RBVEVfRE9XThACMssECg1LZXlzZXRTZXJ2aWNlElEKDENyZWF0ZUtleXNldBIfLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVzcG9uc2USSAoJR2V0S2V5c2V0EhwuY3VzdG9keS52MS5HZXRLZXlzZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRLZXlzZXRSZXNwb25zZRJOCgtMaXN0S2V5c2V0cxIeLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0S2V5c2V0c1Jlc3BvbnNlElEKDEltcG9ydEtleXNldBIfLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVzcG9uc2USSwoKUmVydW5TZXR1cBIdLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlcXVlc3QaHi5jdXN0b2R5LnYxLlJlcnVuU2V0dXBSZXNwb25zZRJXCg5FeHBvcnRSZWNvdmVyeRIhLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlSZXF1ZXN0GiIuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlc3BvbnNlElQKDVJlZnJlc2hLZXlzZXQSIC5jdXN0b2R5LnYxLlJlZnJlc2hLZXlzZXRSZXF1ZXN0GiEuY3VzdG9keS52MS5SZWZyZXNoS2V5c2V0UmVzcG9uc2Uy/wEKDVdhbGxldFNlcnZpY2USVAoNQ3JlYXRlV2FsbGV0cxIgLmN1c3RvZHkudjEuQ3JlYXRlV2FsbGV0c1JlcXVlc3QaIS5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXNwb25zZRJICglHZXRXYWxsZXQSHC5jdXN0b2R5LnYxLkdldFdhbGxldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFdhbGxldFJlc3BvbnNlEk4KC0xpc3RXYWxsZXRzEh4uY3VzdG9keS52MS5MaXN0V2FsbGV0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RXYWxsZXRzUmVzcG9uc2UyowEKDVBvbGljeVNlcnZpY2USSAoJU2V0UG9saWN5EhwuY3VzdG9keS52MS5TZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5TZXRQb2xpY3lSZXNwb25zZRJICglHZXRQb2xpY3kSHC5jdXN0b2R5LnYxLkdldFBvbGljeVJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldFBvbGljeVJlc3BvbnNlMqIBCg9BcHByb3ZhbFNlcnZpY2USTgoLTGlzdFBlbmRpbmcSHi5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdFBlbmRpbmdSZXNwb25zZRI/CgZEZWNpZGUSGS5jdXN0b2R5LnYxLkRlY2lkZVJlcXVlc3QaGi5jdXN0b2R5LnYxLkRlY2lkZVJlc3BvbnNlMu4BCg5TaWduaW5nU2VydmljZRI5CgRTaWduEhcuY3VzdG9keS52MS5TaWduUmVxdWVzdBoYLmN1c3RvZHkudjEuU2lnblJlc3BvbnNlEkgKCVNpZ25CYXRjaBIcLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVxdWVzdBodLmN1c3RvZHkudjEuU2lnbkJhdGNoUmVzcG9uc2USVwoOR2V0U2lnblJlcXVlc3QSIS5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVxdWVzdBoiLmN1c3RvZHkudjEuR2V0U2lnblJlcXVlc3RSZXNwb25zZTKoAQoMQXVkaXRTZXJ2aWNlEk4KC1ZlcmlmeUF1ZGl0Eh4uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlcXVlc3QaHy5jdXN0b2R5LnYxLlZlcmlmeUF1ZGl0UmVzcG9uc2USSAoJTGlzdEF1ZGl0EhwuY3VzdG9keS52MS5MaXN0QXVkaXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0QXVkaXRSZXNwb25zZTK4AgoOQ2x1c3RlclNlcnZpY2USPwoGSGVhbHRoEhkuY3VzdG9keS52MS5IZWFsdGhSZXF1ZXN0GhouY3VzdG9keS52MS5IZWFsdGhSZXNwb25zZRJICglMaXN0Tm9kZXMSHC5jdXN0b2R5LnYxLkxpc3ROb2Rlc1JlcXVlc3QaHS5jdXN0b2R5LnYxLkxpc3ROb2Rlc1Jlc3BvbnNlEk4KC1Jld3JhcE5vZGVzEh4uY3VzdG9keS52MS5SZXdyYXBOb2Rlc1JlcXVlc3QaHy5jdXN0b2R5LnYxLlJld3JhcE5vZGVzUmVzcG9uc2USSwoKUmVwYWlyTm9kZRIdLmN1c3RvZHkudjEuUmVwYWlyTm9kZVJlcXVlc3QaHi5jdXN0b2R5LnYxLlJlcGFpck5vZGVSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwirQIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNEg0KBWVwb2NoGAsgASgNImUKFFJlc2hhcmVLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIRCgl0aHJlc2hvbGQYAiABKA0SEQoJYWRkX25vZGVzGAMgAygJEhQKDHJlbW92ZV9ub2RlcxgEIAMoCSJ6ChVSZXNoYXJlS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSDQoFZXBvY2gYAiABKA0SFQoNcGVuZGluZ19ub2RlcxgDIAMoCRIXCg91bnJldGlyZWRfbm9kZXMYBCADKAkiKQoUUmVmcmVzaEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJImEKFVJlZnJlc2hLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldBINCgVlcG9jaBgCIAEoDRIVCg1wZW5kaW5nX25vZGVzGAMgAygJIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQi/AQKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCRITCgtpbnRlbnRfanNvbhgQIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgRIAEoDRIMCgRydWxlGBIgASgJEjoKEW1pc3NpbmdfYXBwcm92YWxzGBMgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhMKC2FwcHJvdmVkX2J5GBQgAygJEjcKE2FwcHJvdmFsX2V4cGlyZXNfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNpZ25lZF90eBgWIAEoDBIOCgZldGhfdHgYFyABKAwiYQoPV2FsbGV0QWRkcmVzc2VzEhAKCGV0aGVyZXVtGAEgASgJEhYKDmJpdGNvaW5fcDJ3cGtoGAIgASgJEhQKDGJpdGNvaW5fcDJ0chgDIAEoCRIOCgZzb2xhbmEYBCABKAkipgIKBldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWluZGV4GAQgASgNEgwKBHBhdGgYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIuCglhZGRyZXNzZXMYByABKAsyGy5jdXN0b2R5LnYxLldhbGxldEFkZHJlc3NlcxINCgVsYWJlbBgIIAEoCRIPCgd1c2VyX2lkGAkgASgJEg8KB3B1cnBvc2UYCiABKAkSEAoIYmF0Y2hfaWQYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8wEKC1dhbGxldEJhdGNoEhAKCGJhdGNoX2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRITCgtmaXJzdF9pbmRleBgDIAEoDRINCgVjb3VudBgEIAEoDRIPCgdjcmVhdGVkGAUgASgNEhAKCGNvbXBsZXRlGAYgASgIEg0KBWxhYmVsGAcgASgJEg8KB3VzZXJfaWQYCCABKAkSDwoHcHVycG9zZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKFENyZWF0ZVdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRINCgVsYWJlbBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEg8KB3B1cnBvc2UYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhIKCmZpbGxfbGltaXQYByABKA0iPwoVQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEiYKBWJhdGNoGAEgASgLMhcuY3VzdG9keS52MS5XYWxsZXRCYXRjaCIlChBHZXRXYWxsZXRSZXF1ZXN0EhEKCXdhbGxldF9pZBgBIAEoCSI3ChFHZXRXYWxsZXRSZXNwb25zZRIiCgZ3YWxsZXQYASABKAsyEi5jdXN0b2R5LnYxLldhbGxldCJtChJMaXN0V2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFbGltaXQYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJTChNMaXN0V2FsbGV0c1Jlc3BvbnNlEiMKB3dhbGxldHMYASADKAsyEi5jdXN0b2R5LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoQU2V0UG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeSJJChFTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEgwKBGhhc2gYAiABKAwSFQoNcGVuZGluZ19ub2RlcxgDIAMoCSISChBHZXRQb2xpY3lSZXF1ZXN0IlwKEUdldFBvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Eg8KB3ZlcnNpb24YAiABKA0SDAoEaGFzaBgDIAEoDCIjChJMaXN0UGVuZGluZ1JlcXVlc3QSDQoFbGltaXQYASABKA0iRgoTTGlzdFBlbmRpbmdSZXNwb25zZRIvCghyZXF1ZXN0cxgBIAMoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiYAoNRGVjaWRlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEisKCGFwcHJvdmFsGAIgASgLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEg4KBnJlYXNvbhgDIAEoCSJACg5EZWNpZGVSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkibAoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSEQoJd2FsbGV0X2lkGAQgASgJEg4KBmV0aF90eBgFIAEoDCI+CgxTaWduUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiKwoVR2V0U2lnblJlcXVlc3RSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiSAoWR2V0U2lnblJlcXVlc3RSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCKpAQoLQXVkaXRSZWNvcmQSCwoDc2VxGAEgASgEEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSDwoHc3ViamVjdBgFIAEoCRIUCgxkZXRhaWxzX2pzb24YBiABKAkSEQoJcHJldl9oYXNoGAcgASgMEgwKBGhhc2gYCCABKAwiFAoSVmVyaWZ5QXVkaXRSZXF1ZXN0IlkKE1ZlcmlmeUF1ZGl0UmVzcG9uc2USCgoCb2sYASABKAgSDwoHcmVjb3JkcxgCIAEoBBIVCg1maXJzdF9iYWRfc2VxGAMgASgEEg4KBnJlYXNvbhgEIAEoCSI0ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSI9ChFMaXN0QXVkaXRSZXNwb25zZRIoCgdyZWNvcmRzGAEgAygLMhcuY3VzdG9keS52MS5BdWRpdFJlY29yZCKPAgoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSCwoDcGlkGAMgASgNEiQKBXN0YXRlGAQgASgOMhUuY3VzdG9keS52MS5Ob2RlU3RhdGUSDwoHdmVyc2lvbhgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SDgoGZmF1bHRzGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOYmFubmVkX2tleXNldHMYCyADKAkiJAoRUmVwYWlyTm9kZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCSIoChJSZXBhaXJOb2RlUmVzcG9uc2USEgoKa2V5c2V0X2lkcxgBIAMoCSIUChJSZXdyYXBOb2Rlc1JlcXVlc3QiggEKCk5vZGVSZXdyYXASDwoHbm9kZV9pZBgBIAEoCRITCgt0cmFuc2l0X2tleRgCIAEoCRIWCg5sYXRlc3RfdmVyc2lvbhgDIAEoDRIPCgdyZWNvcmRzGAQgASgNEhYKDm9sZGVzdF92ZXJzaW9uGAUgASgNEg0KBWVycm9yGAYgASgJIjwKE1Jld3JhcE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVSZXdyYXAiDwoNSGVhbHRoUmVxdWVzdCJ0Cg5IZWFsdGhSZXNwb25zZRIPCgdzZXJ2aW5nGAEgASgIEg8KB3ZlcnNpb24YAiABKAkSEAoIbm9kZXNfdXAYAyABKA0SEwoLbm9kZXNfdG90YWwYBCABKA0SGQoRZGVmYXVsdF90aHJlc2hvbGQYBSABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCI6ChFMaXN0Tm9kZXNSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmN1c3RvZHkudjEuTm9kZVN0YXR1cyqDAgoKU2lnblN0YXR1cxIbChdTSUdOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNJR05fU1RBVFVTX1JFQ0VJVkVEEAESHgoaU0lHTl9TVEFUVVNfUE9MSUNZX0NIRUNLRUQQAhIiCh5TSUdOX1NUQVRVU19BV0FJVElOR19BUFBST1ZBTFMQAxIXChNTSUdOX1NUQVRVU19TSUdOSU5HEAQSFgoSU0lHTl9TVEFUVVNfU0lHTkVEEAUSGAoUU0lHTl9TVEFUVVNfUkVKRUNURUQQBhIWChJTSUdOX1NUQVRVU19GQUlMRUQQBxIXChNTSUdOX1NUQVRVU19FWFBJUkVEEAgqTwoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1NUQVRFX1VQEAESEwoPTk9ERV9TVEFURV9ET1dOEAIyoQUKDUtleXNldFNlcnZpY2USUQoMQ3JlYXRlS2V5c2V0Eh8uY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXNwb25zZRJICglHZXRLZXlzZXQSHC5jdXN0b2R5LnYxLkdldEtleXNldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldEtleXNldFJlc3BvbnNlEk4KC0xpc3RLZXlzZXRzEh4uY3VzdG9keS52MS5MaXN0S2V5c2V0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVzcG9uc2USUQoMSW1wb3J0S2V5c2V0Eh8uY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXNwb25zZRJLCgpSZXJ1blNldHVwEh0uY3VzdG9keS52MS5SZXJ1blNldHVwUmVxdWVzdBoeLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlc3BvbnNlElcKDkV4cG9ydFJlY292ZXJ5EiEuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlcXVlc3QaIi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5UmVzcG9uc2USVAoNUmVmcmVzaEtleXNldBIgLmN1c3RvZHkudjEuUmVmcmVzaEtleXNldFJlcXVlc3QaIS5jdXN0b2R5LnYxLlJlZnJlc2hLZXlzZXRSZXNwb25zZRJUCg1SZXNoYXJlS2V5c2V0EiAuY3VzdG9keS52MS5SZXNoYXJlS2V5c2V0UmVxdWVzdBohLmN1c3RvZHkudjEuUmVzaGFyZUtleXNldFJlc3BvbnNlMv8BCg1XYWxsZXRTZXJ2aWNlElQKDUNyZWF0ZVdhbGxldHMSIC5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXF1ZXN0GiEuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVzcG9uc2USSAoJR2V0V2FsbGV0EhwuY3VzdG9keS52MS5HZXRXYWxsZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRXYWxsZXRSZXNwb25zZRJOCgtMaXN0V2FsbGV0cxIeLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlMqMBCg1Qb2xpY3lTZXJ2aWNlEkgKCVNldFBvbGljeRIcLmN1c3RvZHkudjEuU2V0UG9saWN5UmVxdWVzdBodLmN1c3RvZHkudjEuU2V0UG9saWN5UmVzcG9uc2USSAoJR2V0UG9saWN5EhwuY3VzdG9keS52MS5HZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRQb2xpY3lSZXNwb25zZTKiAQoPQXBwcm92YWxTZXJ2aWNlEk4KC0xpc3RQZW5kaW5nEh4uY3VzdG9keS52MS5MaXN0UGVuZGluZ1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVzcG9uc2USPwoGRGVjaWRlEhkuY3VzdG9keS52MS5EZWNpZGVSZXF1ZXN0GhouY3VzdG9keS52MS5EZWNpZGVSZXNwb25zZTLuAQoOU2lnbmluZ1NlcnZpY2USOQoEU2lnbhIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QaGC5jdXN0b2R5LnYxLlNpZ25SZXNwb25zZRJICglTaWduQmF0Y2gSHC5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlcXVlc3QaHS5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlc3BvbnNlElcKDkdldFNpZ25SZXF1ZXN0EiEuY3VzdG9keS52MS5HZXRTaWduUmVxdWVzdFJlcXVlc3QaIi5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVzcG9uc2UyqAEKDEF1ZGl0U2VydmljZRJOCgtWZXJpZnlBdWRpdBIeLmN1c3RvZHkudjEuVmVyaWZ5QXVkaXRSZXF1ZXN0Gh8uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlc3BvbnNlEkgKCUxpc3RBdWRpdBIcLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVxdWVzdBodLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVzcG9uc2UyuAIKDkNsdXN0ZXJTZXJ2aWNlEj8KBkhlYWx0aBIZLmN1c3RvZHkudjEuSGVhbHRoUmVxdWVzdBoaLmN1c3RvZHkudjEuSGVhbHRoUmVzcG9uc2USSAoJTGlzdE5vZGVzEhwuY3VzdG9keS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0Tm9kZXNSZXNwb25zZRJOCgtSZXdyYXBOb2RlcxIeLmN1c3RvZHkudjEuUmV3cmFwTm9kZXNSZXF1ZXN0Gh8uY3VzdG9keS52MS5SZXdyYXBOb2Rlc1Jlc3BvbnNlEksKClJlcGFpck5vZGUSHS5jdXN0b2R5LnYxLlJlcGFpck5vZGVSZXF1ZXN0Gh4uY3VzdG9keS52MS5SZXBhaXJOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -129,6 +129,80 @@ export const KeysetSchema: GenMessage<Keyset> = /*@__PURE__*/
   messageDesc(file_custody_v1_api, 1);
 
 /**
+ * @generated from message custody.v1.ReshareKeysetRequest
+ */
+export type ReshareKeysetRequest = Message<"custody.v1.ReshareKeysetRequest"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * The new threshold; 0 keeps the current one.
+   *
+   * @generated from field: uint32 threshold = 2;
+   */
+  threshold: number;
+
+  /**
+   * Nodes of the cluster to make members (not members yet).
+   *
+   * @generated from field: repeated string add_nodes = 3;
+   */
+  addNodes: string[];
+
+  /**
+   * Members to drop; a removed member that is down is left out of the dealing.
+   *
+   * @generated from field: repeated string remove_nodes = 4;
+   */
+  removeNodes: string[];
+};
+
+/**
+ * Describes the message custody.v1.ReshareKeysetRequest.
+ * Use `create(ReshareKeysetRequestSchema)` to create a new message.
+ */
+export const ReshareKeysetRequestSchema: GenMessage<ReshareKeysetRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 2);
+
+/**
+ * @generated from message custody.v1.ReshareKeysetResponse
+ */
+export type ReshareKeysetResponse = Message<"custody.v1.ReshareKeysetResponse"> & {
+  /**
+   * @generated from field: custody.v1.Keyset keyset = 1;
+   */
+  keyset?: Keyset | undefined;
+
+  /**
+   * @generated from field: uint32 epoch = 2;
+   */
+  epoch: number;
+
+  /**
+   * New members not committed yet (down at the commit): the coordinator retries.
+   *
+   * @generated from field: repeated string pending_nodes = 3;
+   */
+  pendingNodes: string[];
+
+  /**
+   * Removed members that have not yet deleted their old share (down): retried; wipe them if they never return.
+   *
+   * @generated from field: repeated string unretired_nodes = 4;
+   */
+  unretiredNodes: string[];
+};
+
+/**
+ * Describes the message custody.v1.ReshareKeysetResponse.
+ * Use `create(ReshareKeysetResponseSchema)` to create a new message.
+ */
+export const ReshareKeysetResponseSchema: GenMessage<ReshareKeysetResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 3);
+
+/**
  * @generated from message custody.v1.RefreshKeysetRequest
  */
 export type RefreshKeysetRequest = Message<"custody.v1.RefreshKeysetRequest"> & {
@@ -143,7 +217,7 @@ export type RefreshKeysetRequest = Message<"custody.v1.RefreshKeysetRequest"> & 
  * Use `create(RefreshKeysetRequestSchema)` to create a new message.
  */
 export const RefreshKeysetRequestSchema: GenMessage<RefreshKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 2);
+  messageDesc(file_custody_v1_api, 4);
 
 /**
  * @generated from message custody.v1.RefreshKeysetResponse
@@ -175,7 +249,7 @@ export type RefreshKeysetResponse = Message<"custody.v1.RefreshKeysetResponse"> 
  * Use `create(RefreshKeysetResponseSchema)` to create a new message.
  */
 export const RefreshKeysetResponseSchema: GenMessage<RefreshKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 3);
+  messageDesc(file_custody_v1_api, 5);
 
 /**
  * @generated from message custody.v1.ExportRecoveryRequest
@@ -192,7 +266,7 @@ export type ExportRecoveryRequest = Message<"custody.v1.ExportRecoveryRequest"> 
  * Use `create(ExportRecoveryRequestSchema)` to create a new message.
  */
 export const ExportRecoveryRequestSchema: GenMessage<ExportRecoveryRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 4);
+  messageDesc(file_custody_v1_api, 6);
 
 /**
  * @generated from message custody.v1.RecoveryShare
@@ -226,7 +300,7 @@ export type RecoveryShare = Message<"custody.v1.RecoveryShare"> & {
  * Use `create(RecoveryShareSchema)` to create a new message.
  */
 export const RecoveryShareSchema: GenMessage<RecoveryShare> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 5);
+  messageDesc(file_custody_v1_api, 7);
 
 /**
  * @generated from message custody.v1.ExportRecoveryResponse
@@ -255,7 +329,7 @@ export type ExportRecoveryResponse = Message<"custody.v1.ExportRecoveryResponse"
  * Use `create(ExportRecoveryResponseSchema)` to create a new message.
  */
 export const ExportRecoveryResponseSchema: GenMessage<ExportRecoveryResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 6);
+  messageDesc(file_custody_v1_api, 8);
 
 /**
  * @generated from message custody.v1.ImportKeysetRequest
@@ -323,7 +397,7 @@ export type ImportKeysetRequest = Message<"custody.v1.ImportKeysetRequest"> & {
  * Use `create(ImportKeysetRequestSchema)` to create a new message.
  */
 export const ImportKeysetRequestSchema: GenMessage<ImportKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 7);
+  messageDesc(file_custody_v1_api, 9);
 
 /**
  * @generated from message custody.v1.ImportKeysetResponse
@@ -340,7 +414,7 @@ export type ImportKeysetResponse = Message<"custody.v1.ImportKeysetResponse"> & 
  * Use `create(ImportKeysetResponseSchema)` to create a new message.
  */
 export const ImportKeysetResponseSchema: GenMessage<ImportKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 8);
+  messageDesc(file_custody_v1_api, 10);
 
 /**
  * @generated from message custody.v1.RerunSetupRequest
@@ -357,7 +431,7 @@ export type RerunSetupRequest = Message<"custody.v1.RerunSetupRequest"> & {
  * Use `create(RerunSetupRequestSchema)` to create a new message.
  */
 export const RerunSetupRequestSchema: GenMessage<RerunSetupRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 9);
+  messageDesc(file_custody_v1_api, 11);
 
 /**
  * @generated from message custody.v1.RerunSetupResponse
@@ -381,7 +455,7 @@ export type RerunSetupResponse = Message<"custody.v1.RerunSetupResponse"> & {
  * Use `create(RerunSetupResponseSchema)` to create a new message.
  */
 export const RerunSetupResponseSchema: GenMessage<RerunSetupResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 10);
+  messageDesc(file_custody_v1_api, 12);
 
 /**
  * @generated from message custody.v1.CreateKeysetRequest
@@ -417,7 +491,7 @@ export type CreateKeysetRequest = Message<"custody.v1.CreateKeysetRequest"> & {
  * Use `create(CreateKeysetRequestSchema)` to create a new message.
  */
 export const CreateKeysetRequestSchema: GenMessage<CreateKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 11);
+  messageDesc(file_custody_v1_api, 13);
 
 /**
  * @generated from message custody.v1.CreateKeysetResponse
@@ -434,7 +508,7 @@ export type CreateKeysetResponse = Message<"custody.v1.CreateKeysetResponse"> & 
  * Use `create(CreateKeysetResponseSchema)` to create a new message.
  */
 export const CreateKeysetResponseSchema: GenMessage<CreateKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 12);
+  messageDesc(file_custody_v1_api, 14);
 
 /**
  * @generated from message custody.v1.GetKeysetRequest
@@ -451,7 +525,7 @@ export type GetKeysetRequest = Message<"custody.v1.GetKeysetRequest"> & {
  * Use `create(GetKeysetRequestSchema)` to create a new message.
  */
 export const GetKeysetRequestSchema: GenMessage<GetKeysetRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 13);
+  messageDesc(file_custody_v1_api, 15);
 
 /**
  * @generated from message custody.v1.GetKeysetResponse
@@ -468,7 +542,7 @@ export type GetKeysetResponse = Message<"custody.v1.GetKeysetResponse"> & {
  * Use `create(GetKeysetResponseSchema)` to create a new message.
  */
 export const GetKeysetResponseSchema: GenMessage<GetKeysetResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 14);
+  messageDesc(file_custody_v1_api, 16);
 
 /**
  * @generated from message custody.v1.ListKeysetsRequest
@@ -492,7 +566,7 @@ export type ListKeysetsRequest = Message<"custody.v1.ListKeysetsRequest"> & {
  * Use `create(ListKeysetsRequestSchema)` to create a new message.
  */
 export const ListKeysetsRequestSchema: GenMessage<ListKeysetsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 15);
+  messageDesc(file_custody_v1_api, 17);
 
 /**
  * @generated from message custody.v1.ListKeysetsResponse
@@ -509,7 +583,7 @@ export type ListKeysetsResponse = Message<"custody.v1.ListKeysetsResponse"> & {
  * Use `create(ListKeysetsResponseSchema)` to create a new message.
  */
 export const ListKeysetsResponseSchema: GenMessage<ListKeysetsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 16);
+  messageDesc(file_custody_v1_api, 18);
 
 /**
  * A signing request as stored by the coordinator.
@@ -655,7 +729,7 @@ export type SignRequestRecord = Message<"custody.v1.SignRequestRecord"> & {
  * Use `create(SignRequestRecordSchema)` to create a new message.
  */
 export const SignRequestRecordSchema: GenMessage<SignRequestRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 17);
+  messageDesc(file_custody_v1_api, 19);
 
 /**
  * Addresses of a wallet where its scheme has a standard encoding; empty strings otherwise.
@@ -697,7 +771,7 @@ export type WalletAddresses = Message<"custody.v1.WalletAddresses"> & {
  * Use `create(WalletAddressesSchema)` to create a new message.
  */
 export const WalletAddressesSchema: GenMessage<WalletAddresses> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 18);
+  messageDesc(file_custody_v1_api, 20);
 
 /**
  * One HD wallet: a non-hardened child of its keyset's root key, at path m/0/index.
@@ -774,7 +848,7 @@ export type Wallet = Message<"custody.v1.Wallet"> & {
  * Use `create(WalletSchema)` to create a new message.
  */
 export const WalletSchema: GenMessage<Wallet> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 19);
+  messageDesc(file_custody_v1_api, 21);
 
 /**
  * A batch of wallets created by one CreateWallets call; indexes first_index .. first_index+count-1.
@@ -845,7 +919,7 @@ export type WalletBatch = Message<"custody.v1.WalletBatch"> & {
  * Use `create(WalletBatchSchema)` to create a new message.
  */
 export const WalletBatchSchema: GenMessage<WalletBatch> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 20);
+  messageDesc(file_custody_v1_api, 22);
 
 /**
  * @generated from message custody.v1.CreateWalletsRequest
@@ -900,7 +974,7 @@ export type CreateWalletsRequest = Message<"custody.v1.CreateWalletsRequest"> & 
  * Use `create(CreateWalletsRequestSchema)` to create a new message.
  */
 export const CreateWalletsRequestSchema: GenMessage<CreateWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 21);
+  messageDesc(file_custody_v1_api, 23);
 
 /**
  * @generated from message custody.v1.CreateWalletsResponse
@@ -917,7 +991,7 @@ export type CreateWalletsResponse = Message<"custody.v1.CreateWalletsResponse"> 
  * Use `create(CreateWalletsResponseSchema)` to create a new message.
  */
 export const CreateWalletsResponseSchema: GenMessage<CreateWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 22);
+  messageDesc(file_custody_v1_api, 24);
 
 /**
  * @generated from message custody.v1.GetWalletRequest
@@ -934,7 +1008,7 @@ export type GetWalletRequest = Message<"custody.v1.GetWalletRequest"> & {
  * Use `create(GetWalletRequestSchema)` to create a new message.
  */
 export const GetWalletRequestSchema: GenMessage<GetWalletRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 23);
+  messageDesc(file_custody_v1_api, 25);
 
 /**
  * @generated from message custody.v1.GetWalletResponse
@@ -951,7 +1025,7 @@ export type GetWalletResponse = Message<"custody.v1.GetWalletResponse"> & {
  * Use `create(GetWalletResponseSchema)` to create a new message.
  */
 export const GetWalletResponseSchema: GenMessage<GetWalletResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 24);
+  messageDesc(file_custody_v1_api, 26);
 
 /**
  * @generated from message custody.v1.ListWalletsRequest
@@ -992,7 +1066,7 @@ export type ListWalletsRequest = Message<"custody.v1.ListWalletsRequest"> & {
  * Use `create(ListWalletsRequestSchema)` to create a new message.
  */
 export const ListWalletsRequestSchema: GenMessage<ListWalletsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 25);
+  messageDesc(file_custody_v1_api, 27);
 
 /**
  * @generated from message custody.v1.ListWalletsResponse
@@ -1016,7 +1090,7 @@ export type ListWalletsResponse = Message<"custody.v1.ListWalletsResponse"> & {
  * Use `create(ListWalletsResponseSchema)` to create a new message.
  */
 export const ListWalletsResponseSchema: GenMessage<ListWalletsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 26);
+  messageDesc(file_custody_v1_api, 28);
 
 /**
  * @generated from message custody.v1.SetPolicyRequest
@@ -1033,7 +1107,7 @@ export type SetPolicyRequest = Message<"custody.v1.SetPolicyRequest"> & {
  * Use `create(SetPolicyRequestSchema)` to create a new message.
  */
 export const SetPolicyRequestSchema: GenMessage<SetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 27);
+  messageDesc(file_custody_v1_api, 29);
 
 /**
  * @generated from message custody.v1.SetPolicyResponse
@@ -1062,7 +1136,7 @@ export type SetPolicyResponse = Message<"custody.v1.SetPolicyResponse"> & {
  * Use `create(SetPolicyResponseSchema)` to create a new message.
  */
 export const SetPolicyResponseSchema: GenMessage<SetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 28);
+  messageDesc(file_custody_v1_api, 30);
 
 /**
  * @generated from message custody.v1.GetPolicyRequest
@@ -1075,7 +1149,7 @@ export type GetPolicyRequest = Message<"custody.v1.GetPolicyRequest"> & {
  * Use `create(GetPolicyRequestSchema)` to create a new message.
  */
 export const GetPolicyRequestSchema: GenMessage<GetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 29);
+  messageDesc(file_custody_v1_api, 31);
 
 /**
  * @generated from message custody.v1.GetPolicyResponse
@@ -1104,7 +1178,7 @@ export type GetPolicyResponse = Message<"custody.v1.GetPolicyResponse"> & {
  * Use `create(GetPolicyResponseSchema)` to create a new message.
  */
 export const GetPolicyResponseSchema: GenMessage<GetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 30);
+  messageDesc(file_custody_v1_api, 32);
 
 /**
  * @generated from message custody.v1.ListPendingRequest
@@ -1121,7 +1195,7 @@ export type ListPendingRequest = Message<"custody.v1.ListPendingRequest"> & {
  * Use `create(ListPendingRequestSchema)` to create a new message.
  */
 export const ListPendingRequestSchema: GenMessage<ListPendingRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 31);
+  messageDesc(file_custody_v1_api, 33);
 
 /**
  * @generated from message custody.v1.ListPendingResponse
@@ -1138,7 +1212,7 @@ export type ListPendingResponse = Message<"custody.v1.ListPendingResponse"> & {
  * Use `create(ListPendingResponseSchema)` to create a new message.
  */
 export const ListPendingResponseSchema: GenMessage<ListPendingResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 32);
+  messageDesc(file_custody_v1_api, 34);
 
 /**
  * @generated from message custody.v1.DecideRequest
@@ -1167,7 +1241,7 @@ export type DecideRequest = Message<"custody.v1.DecideRequest"> & {
  * Use `create(DecideRequestSchema)` to create a new message.
  */
 export const DecideRequestSchema: GenMessage<DecideRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 33);
+  messageDesc(file_custody_v1_api, 35);
 
 /**
  * @generated from message custody.v1.DecideResponse
@@ -1184,7 +1258,7 @@ export type DecideResponse = Message<"custody.v1.DecideResponse"> & {
  * Use `create(DecideResponseSchema)` to create a new message.
  */
 export const DecideResponseSchema: GenMessage<DecideResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 34);
+  messageDesc(file_custody_v1_api, 36);
 
 /**
  * @generated from message custody.v1.SignBatchRequest
@@ -1203,7 +1277,7 @@ export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
  * Use `create(SignBatchRequestSchema)` to create a new message.
  */
 export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 35);
+  messageDesc(file_custody_v1_api, 37);
 
 /**
  * @generated from message custody.v1.SignBatchResponse
@@ -1220,7 +1294,7 @@ export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
  * Use `create(SignBatchResponseSchema)` to create a new message.
  */
 export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 36);
+  messageDesc(file_custody_v1_api, 38);
 
 /**
  * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
@@ -1260,7 +1334,7 @@ export type SignResult = Message<"custody.v1.SignResult"> & {
  * Use `create(SignResultSchema)` to create a new message.
  */
 export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 37);
+  messageDesc(file_custody_v1_api, 39);
 
 /**
  * @generated from message custody.v1.SignRequest
@@ -1308,7 +1382,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 38);
+  messageDesc(file_custody_v1_api, 40);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -1325,7 +1399,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 39);
+  messageDesc(file_custody_v1_api, 41);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -1342,7 +1416,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 40);
+  messageDesc(file_custody_v1_api, 42);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -1359,7 +1433,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 41);
+  messageDesc(file_custody_v1_api, 43);
 
 /**
  * One append-only, hash-chained audit record.
@@ -1417,7 +1491,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 42);
+  messageDesc(file_custody_v1_api, 44);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -1430,7 +1504,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 43);
+  messageDesc(file_custody_v1_api, 45);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -1464,7 +1538,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 44);
+  messageDesc(file_custody_v1_api, 46);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -1486,7 +1560,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 45);
+  messageDesc(file_custody_v1_api, 47);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -1503,7 +1577,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 46);
+  messageDesc(file_custody_v1_api, 48);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -1576,7 +1650,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 47);
+  messageDesc(file_custody_v1_api, 49);
 
 /**
  * @generated from message custody.v1.RepairNodeRequest
@@ -1593,7 +1667,7 @@ export type RepairNodeRequest = Message<"custody.v1.RepairNodeRequest"> & {
  * Use `create(RepairNodeRequestSchema)` to create a new message.
  */
 export const RepairNodeRequestSchema: GenMessage<RepairNodeRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 48);
+  messageDesc(file_custody_v1_api, 50);
 
 /**
  * @generated from message custody.v1.RepairNodeResponse
@@ -1612,7 +1686,7 @@ export type RepairNodeResponse = Message<"custody.v1.RepairNodeResponse"> & {
  * Use `create(RepairNodeResponseSchema)` to create a new message.
  */
 export const RepairNodeResponseSchema: GenMessage<RepairNodeResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 49);
+  messageDesc(file_custody_v1_api, 51);
 
 /**
  * @generated from message custody.v1.RewrapNodesRequest
@@ -1625,7 +1699,7 @@ export type RewrapNodesRequest = Message<"custody.v1.RewrapNodesRequest"> & {
  * Use `create(RewrapNodesRequestSchema)` to create a new message.
  */
 export const RewrapNodesRequestSchema: GenMessage<RewrapNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 50);
+  messageDesc(file_custody_v1_api, 52);
 
 /**
  * @generated from message custody.v1.NodeRewrap
@@ -1669,7 +1743,7 @@ export type NodeRewrap = Message<"custody.v1.NodeRewrap"> & {
  * Use `create(NodeRewrapSchema)` to create a new message.
  */
 export const NodeRewrapSchema: GenMessage<NodeRewrap> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 51);
+  messageDesc(file_custody_v1_api, 53);
 
 /**
  * @generated from message custody.v1.RewrapNodesResponse
@@ -1686,7 +1760,7 @@ export type RewrapNodesResponse = Message<"custody.v1.RewrapNodesResponse"> & {
  * Use `create(RewrapNodesResponseSchema)` to create a new message.
  */
 export const RewrapNodesResponseSchema: GenMessage<RewrapNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 52);
+  messageDesc(file_custody_v1_api, 54);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -1699,7 +1773,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 53);
+  messageDesc(file_custody_v1_api, 55);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -1736,7 +1810,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 54);
+  messageDesc(file_custody_v1_api, 56);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -1749,7 +1823,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 55);
+  messageDesc(file_custody_v1_api, 57);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -1766,7 +1840,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 56);
+  messageDesc(file_custody_v1_api, 58);
 
 /**
  * @generated from enum custody.v1.SignStatus
@@ -1924,6 +1998,18 @@ export const KeysetService: GenService<{
     methodKind: "unary";
     input: typeof RefreshKeysetRequestSchema;
     output: typeof RefreshKeysetResponseSchema;
+  },
+  /**
+   * Reshare to another threshold and/or member set (add nodes, remove nodes); the key and chain
+   * code never change. Two-phase like a refresh: the new epoch is in force once the new threshold
+   * of new members committed; removed members then delete their shares. Role: admin.
+   *
+   * @generated from rpc custody.v1.KeysetService.ReshareKeyset
+   */
+  reshareKeyset: {
+    methodKind: "unary";
+    input: typeof ReshareKeysetRequestSchema;
+    output: typeof ReshareKeysetResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_custody_v1_api, 0);

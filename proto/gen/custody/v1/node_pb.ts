@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/node.proto.
  */
 export const file_custody_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiZwoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhQKDGtleXNldF9lcG9jaBgEIAEoDRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAki3gEKD0tleUltcG9ydFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQSEwoLY29tbWl0bWVudHMYBSADKAwSEgoKY2hhaW5fY29kZRgGIAEoDBISCgpkZWFsZXJfa2V5GAcgASgMEhUKDXNlYWxlZF9zaGFyZXMYCCADKAwiQAoQRWNkc2FTZXR1cFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSGQoRcmVmcmVzaGVkX3Nlc3Npb24YAiABKAkiMQoNUmVmcmVzaFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSDQoFZXBvY2gYAiABKA0i8gEKDFJlcGFpclBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEigKB21lbWJlcnMYBCADKAsyFy5jdXN0b2R5LnYxLlBhcnRpY2lwYW50Eg8KB2hlbHBlcnMYBSADKA0SDAoEbG9zdBgGIAEoDRISCgpwdWJsaWNfa2V5GAcgASgMEhgKEHZlcmlmeWluZ19zaGFyZXMYCCADKAwSEgoKY2hhaW5fY29kZRgJIAEoDBINCgVlcG9jaBgKIAEoDSJYCg1QcmVzaWduUmVzdWx0EhcKD3ByZXNpZ25hdHVyZV9pZBgBIAEoCRILCgNzaWQYAiABKAwSDQoFYmlnX3IYAyABKAwSEgoKcHVibGljX2tleRgEIAEoDCJmCglEa2dSZXN1bHQSEgoKcHVibGljX2tleRgBIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAIgAygMEhIKCmNoYWluX2NvZGUYAyABKAwSFwoPdHJhbnNjcmlwdF9oYXNoGAQgASgMIhUKE1Jld3JhcFNlYWxlZFJlcXVlc3QibAoUUmV3cmFwU2VhbGVkUmVzcG9uc2USEwoLdHJhbnNpdF9rZXkYASABKAkSFgoObGF0ZXN0X3ZlcnNpb24YAiABKA0SDwoHcmVjb3JkcxgDIAEoDRIWCg5vbGRlc3RfdmVyc2lvbhgEIAEoDSJHChtOb2RlU2VydmljZVNldFBvbGljeVJlcXVlc3QSKAoGcG9saWN5GAEgASgLMhguY3VzdG9keS52MS5TaWduZWRQb2xpY3kiLwocTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNIi8KGkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJYChtFeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USDQoFaW5kZXgYASABKA0SFAoMc2VhbGVkX3NoYXJlGAIgASgMEhQKDHJlY292ZXJ5X2tleRgDIAEoDCIUChJHZXROb2RlSW5mb1JlcXVlc3QiyQEKE0dldE5vZGVJbmZvUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRILCgNwaWQYAiABKA0SDwoHdmVyc2lvbhgDIAEoCRIWCg5lbmNyeXB0aW9uX2tleRgEIAEoDBITCgtzaWduaW5nX2tleRgFIAEoDBIPCgdrZXlzZXRzGAYgASgNEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SEwoLc2hhcmVfc3RvcmUYCSABKAki/gIKD1J1blJvdW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg0KBXJvdW5kGAIgASgNEiQKA2RrZxgDIAEoCzIVLmN1c3RvZHkudjEuRGtnUGFyYW1zSAASMQoHcHJlc2lnbhgFIAEoCzIeLmN1c3RvZHkudjEuRWNkc2FQcmVzaWduUGFyYW1zSAASMQoKa2V5X2ltcG9ydBgGIAEoCzIbLmN1c3RvZHkudjEuS2V5SW1wb3J0UGFyYW1zSAASLQoFc2V0dXAYByABKAsyHC5jdXN0b2R5LnYxLkVjZHNhU2V0dXBQYXJhbXNIABIsCgdyZWZyZXNoGAggASgLMhkuY3VzdG9keS52MS5SZWZyZXNoUGFyYW1zSAASKgoGcmVwYWlyGAkgASgLMhguY3VzdG9keS52MS5SZXBhaXJQYXJhbXNIABIpCghpbmNvbWluZxgEIAMoCzIXLmN1c3RvZHkudjEuUGVlck1lc3NhZ2VCCAoGcGFyYW1zIpsBChBSdW5Sb3VuZFJlc3BvbnNlEikKCG91dGdvaW5nGAEgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZRIkCgNka2cYAiABKAsyFS5jdXN0b2R5LnYxLkRrZ1Jlc3VsdEgAEiwKB3ByZXNpZ24YAyABKAsyGS5jdXN0b2R5LnYxLlByZXNpZ25SZXN1bHRIAEIICgZvdXRwdXQiOgoURmluaXNoU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZjb21taXQYAiABKAgiFwoVRmluaXNoU2Vzc2lvblJlc3BvbnNlIkcKFFJlc2VydmVOb25jZXNSZXF1ZXN0EiAKBWN1cnZlGAEgASgOMhEuY3VzdG9keS52MS5DdXJ2ZRINCgVjb3VudBgCIAEoDSJJCg9Ob25jZUNvbW1pdG1lbnQSFQoNY29tbWl0bWVudF9pZBgBIAEoCRIOCgZoaWRpbmcYAiABKAwSDwoHYmluZGluZxgDIAEoDCJJChVSZXNlcnZlTm9uY2VzUmVzcG9uc2USMAoLY29tbWl0bWVudHMYASADKAsyGy5jdXN0b2R5LnYxLk5vbmNlQ29tbWl0bWVudCJqChBTaWduZXJDb21taXRtZW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFQoNY29tbWl0bWVudF9pZBgDIAEoCRIOCgZoaWRpbmcYBCABKAwSDwoHYmluZGluZxgFIAEoDCJGCgtFY2RzYVNpZ25lchINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhcKD3ByZXNpZ25hdHVyZV9pZBgDIAEoCSKaBAoRU2lnbkF1dGhvcml6YXRpb24SEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCWtleXNldF9pZBgDIAEoCRIiCgZzY2hlbWUYBCABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBSABKAwSFwoPZGVyaXZhdGlvbl9wYXRoGAYgASgJEjEKC2NvbW1pdG1lbnRzGAcgAygLMhwuY3VzdG9keS52MS5TaWduZXJDb21taXRtZW50EhUKDWV4cGlyZXNfYXRfbXMYCCABKAMSLgoNZWNkc2Ffc2lnbmVycxgJIAMoCzIXLmN1c3RvZHkudjEuRWNkc2FTaWduZXISEwoLcHJlc2lnbl9zaWQYCiABKAwSDwoHcGF5bG9hZBgLIAEoDBIWCg5wb2xpY3lfdmVyc2lvbhgMIAEoDRIRCglpbml0aWF0b3IYDSABKAkSEQoJd2FsbGV0X2lkGA4gASgJEiwKCWFwcHJvdmFscxgPIAMoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIeChZhcHByb3ZhbF9leHBpcmVzX2F0X21zGBAgASgDEjsKEnJlcXVpcmVkX2FwcHJvdmFscxgRIAMoCzIfLmN1c3RvZHkudjEuQXBwcm92YWxSZXF1aXJlbWVudBIUCgxrZXlzZXRfZXBvY2gYEiABKA0iRQoNU2lnblNoYXJlSXRlbRIVCg1hdXRob3JpemF0aW9uGAEgASgMEh0KFWNvb3JkaW5hdG9yX3NpZ25hdHVyZRgCIAEoDCI9ChFTaWduU2hhcmVzUmVxdWVzdBIoCgVpdGVtcxgBIAMoCzIZLmN1c3RvZHkudjEuU2lnblNoYXJlSXRlbSIvCg5TaWduU2hhcmVFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkiWQoPU2lnblNoYXJlUmVzdWx0Eg8KBXNoYXJlGAEgASgMSAASKwoFZXJyb3IYAiABKAsyGi5jdXN0b2R5LnYxLlNpZ25TaGFyZUVycm9ySABCCAoGcmVzdWx0IkIKElNpZ25TaGFyZXNSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsuY3VzdG9keS52MS5TaWduU2hhcmVSZXN1bHQyuAUKC05vZGVTZXJ2aWNlEk4KC0dldE5vZGVJbmZvEh4uY3VzdG9keS52MS5HZXROb2RlSW5mb1JlcXVlc3QaHy5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVzcG9uc2USRQoIUnVuUm91bmQSGy5jdXN0b2R5LnYxLlJ1blJvdW5kUmVxdWVzdBocLmN1c3RvZHkudjEuUnVuUm91bmRSZXNwb25zZRJUCg1GaW5pc2hTZXNzaW9uEiAuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVxdWVzdBohLmN1c3RvZHkudjEuRmluaXNoU2Vzc2lvblJlc3BvbnNlElQKDVJlc2VydmVOb25jZXMSIC5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXF1ZXN0GiEuY3VzdG9keS52MS5SZXNlcnZlTm9uY2VzUmVzcG9uc2USSwoKU2lnblNoYXJlcxIdLmN1c3RvZHkudjEuU2lnblNoYXJlc1JlcXVlc3QaHi5jdXN0b2R5LnYxLlNpZ25TaGFyZXNSZXNwb25zZRJmChNFeHBvcnRSZWNvdmVyeVNoYXJlEiYuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVNoYXJlUmVxdWVzdBonLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlTaGFyZVJlc3BvbnNlEl4KCVNldFBvbGljeRInLmN1c3RvZHkudjEuTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXF1ZXN0GiguY3VzdG9keS52MS5Ob2RlU2VydmljZVNldFBvbGljeVJlc3BvbnNlElEKDFJld3JhcFNlYWxlZBIfLmN1c3RvZHkudjEuUmV3cmFwU2VhbGVkUmVxdWVzdBogLmN1c3RvZHkudjEuUmV3cmFwU2VhbGVkUmVzcG9uc2ViBnByb3RvMw", [file_custody_v1_common]);
+  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiZwoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhQKDGtleXNldF9lcG9jaBgEIAEoDRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAki3gEKD0tleUltcG9ydFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQSEwoLY29tbWl0bWVudHMYBSADKAwSEgoKY2hhaW5fY29kZRgGIAEoDBISCgpkZWFsZXJfa2V5GAcgASgMEhUKDXNlYWxlZF9zaGFyZXMYCCADKAwiQAoQRWNkc2FTZXR1cFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSGQoRcmVmcmVzaGVkX3Nlc3Npb24YAiABKAkiMQoNUmVmcmVzaFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSDQoFZXBvY2gYAiABKA0iqgIKDVJlc2hhcmVQYXJhbXMSEQoJa2V5c2V0X2lkGAEgASgJEiIKBnNjaGVtZRgCIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWVwb2NoGAMgASgNEhEKCXRocmVzaG9sZBgEIAEoDRIoCgdtZW1iZXJzGAUgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBIYChB2ZXJpZnlpbmdfc2hhcmVzGAYgAygMEhIKCnB1YmxpY19rZXkYByABKAwSEgoKY2hhaW5fY29kZRgIIAEoDBIPCgdkZWFsZXJzGAkgAygNEhUKDW5ld190aHJlc2hvbGQYCiABKA0SLAoLbmV3X21lbWJlcnMYCyADKAsyFy5jdXN0b2R5LnYxLlBhcnRpY2lwYW50IvIBCgxSZXBhaXJQYXJhbXMSEQoJa2V5c2V0X2lkGAEgASgJEiIKBnNjaGVtZRgCIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEhEKCXRocmVzaG9sZBgDIAEoDRIoCgdtZW1iZXJzGAQgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBIPCgdoZWxwZXJzGAUgAygNEgwKBGxvc3QYBiABKA0SEgoKcHVibGljX2tleRgHIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAggAygMEhIKCmNoYWluX2NvZGUYCSABKAwSDQoFZXBvY2gYCiABKA0iWAoNUHJlc2lnblJlc3VsdBIXCg9wcmVzaWduYXR1cmVfaWQYASABKAkSCwoDc2lkGAIgASgMEg0KBWJpZ19yGAMgASgMEhIKCnB1YmxpY19rZXkYBCABKAwiZgoJRGtnUmVzdWx0EhIKCnB1YmxpY19rZXkYASABKAwSGAoQdmVyaWZ5aW5nX3NoYXJlcxgCIAMoDBISCgpjaGFpbl9jb2RlGAMgASgMEhcKD3RyYW5zY3JpcHRfaGFzaBgEIAEoDCIVChNSZXdyYXBTZWFsZWRSZXF1ZXN0ImwKFFJld3JhcFNlYWxlZFJlc3BvbnNlEhMKC3RyYW5zaXRfa2V5GAEgASgJEhYKDmxhdGVzdF92ZXJzaW9uGAIgASgNEg8KB3JlY29yZHMYAyABKA0SFgoOb2xkZXN0X3ZlcnNpb24YBCABKA0iRwobTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXF1ZXN0EigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Ii8KHE5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDSIvChpFeHBvcnRSZWNvdmVyeVNoYXJlUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiWAobRXhwb3J0UmVjb3ZlcnlTaGFyZVJlc3BvbnNlEg0KBWluZGV4GAEgASgNEhQKDHNlYWxlZF9zaGFyZRgCIAEoDBIUCgxyZWNvdmVyeV9rZXkYAyABKAwiFAoSR2V0Tm9kZUluZm9SZXF1ZXN0IskBChNHZXROb2RlSW5mb1Jlc3BvbnNlEg8KB25vZGVfaWQYASABKAkSCwoDcGlkGAIgASgNEg8KB3ZlcnNpb24YAyABKAkSFgoOZW5jcnlwdGlvbl9rZXkYBCABKAwSEwoLc2lnbmluZ19rZXkYBSABKAwSDwoHa2V5c2V0cxgGIAEoDRIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEhMKC3NoYXJlX3N0b3JlGAkgASgJIqwDCg9SdW5Sb3VuZFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIkCgNka2cYAyABKAsyFS5jdXN0b2R5LnYxLkRrZ1BhcmFtc0gAEjEKB3ByZXNpZ24YBSABKAsyHi5jdXN0b2R5LnYxLkVjZHNhUHJlc2lnblBhcmFtc0gAEjEKCmtleV9pbXBvcnQYBiABKAsyGy5jdXN0b2R5LnYxLktleUltcG9ydFBhcmFtc0gAEi0KBXNldHVwGAcgASgLMhwuY3VzdG9keS52MS5FY2RzYVNldHVwUGFyYW1zSAASLAoHcmVmcmVzaBgIIAEoCzIZLmN1c3RvZHkudjEuUmVmcmVzaFBhcmFtc0gAEioKBnJlcGFpchgJIAEoCzIYLmN1c3RvZHkudjEuUmVwYWlyUGFyYW1zSAASLAoHcmVzaGFyZRgKIAEoCzIZLmN1c3RvZHkudjEuUmVzaGFyZVBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI6ChRGaW5pc2hTZXNzaW9uUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmNvbW1pdBgCIAEoCCIXChVGaW5pc2hTZXNzaW9uUmVzcG9uc2UiRwoUUmVzZXJ2ZU5vbmNlc1JlcXVlc3QSIAoFY3VydmUYASABKA4yES5jdXN0b2R5LnYxLkN1cnZlEg0KBWNvdW50GAIgASgNIkkKD05vbmNlQ29tbWl0bWVudBIVCg1jb21taXRtZW50X2lkGAEgASgJEg4KBmhpZGluZxgCIAEoDBIPCgdiaW5kaW5nGAMgASgMIkkKFVJlc2VydmVOb25jZXNSZXNwb25zZRIwCgtjb21taXRtZW50cxgBIAMoCzIbLmN1c3RvZHkudjEuTm9uY2VDb21taXRtZW50ImoKEFNpZ25lckNvbW1pdG1lbnQSDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIVCg1jb21taXRtZW50X2lkGAMgASgJEg4KBmhpZGluZxgEIAEoDBIPCgdiaW5kaW5nGAUgASgMIkYKC0VjZHNhU2lnbmVyEg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFwoPcHJlc2lnbmF0dXJlX2lkGAMgASgJIpoEChFTaWduQXV0aG9yaXphdGlvbhISCgpyZXF1ZXN0X2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEQoJa2V5c2V0X2lkGAMgASgJEiIKBnNjaGVtZRgEIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgFIAEoDBIXCg9kZXJpdmF0aW9uX3BhdGgYBiABKAkSMQoLY29tbWl0bWVudHMYByADKAsyHC5jdXN0b2R5LnYxLlNpZ25lckNvbW1pdG1lbnQSFQoNZXhwaXJlc19hdF9tcxgIIAEoAxIuCg1lY2RzYV9zaWduZXJzGAkgAygLMhcuY3VzdG9keS52MS5FY2RzYVNpZ25lchITCgtwcmVzaWduX3NpZBgKIAEoDBIPCgdwYXlsb2FkGAsgASgMEhYKDnBvbGljeV92ZXJzaW9uGAwgASgNEhEKCWluaXRpYXRvchgNIAEoCRIRCgl3YWxsZXRfaWQYDiABKAkSLAoJYXBwcm92YWxzGA8gAygLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEh4KFmFwcHJvdmFsX2V4cGlyZXNfYXRfbXMYECABKAMSOwoScmVxdWlyZWRfYXBwcm92YWxzGBEgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhQKDGtleXNldF9lcG9jaBgSIAEoDSJFCg1TaWduU2hhcmVJdGVtEhUKDWF1dGhvcml6YXRpb24YASABKAwSHQoVY29vcmRpbmF0b3Jfc2lnbmF0dXJlGAIgASgMIj0KEVNpZ25TaGFyZXNSZXF1ZXN0EigKBWl0ZW1zGAEgAygLMhkuY3VzdG9keS52MS5TaWduU2hhcmVJdGVtIi8KDlNpZ25TaGFyZUVycm9yEgwKBGNvZGUYASABKA0SDwoHbWVzc2FnZRgCIAEoCSJZCg9TaWduU2hhcmVSZXN1bHQSDwoFc2hhcmUYASABKAxIABIrCgVlcnJvchgCIAEoCzIaLmN1c3RvZHkudjEuU2lnblNoYXJlRXJyb3JIAEIICgZyZXN1bHQiQgoSU2lnblNoYXJlc1Jlc3BvbnNlEiwKB3Jlc3VsdHMYASADKAsyGy5jdXN0b2R5LnYxLlNpZ25TaGFyZVJlc3VsdDK4BQoLTm9kZVNlcnZpY2USTgoLR2V0Tm9kZUluZm8SHi5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVxdWVzdBofLmN1c3RvZHkudjEuR2V0Tm9kZUluZm9SZXNwb25zZRJFCghSdW5Sb3VuZBIbLmN1c3RvZHkudjEuUnVuUm91bmRSZXF1ZXN0GhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlEmYKE0V4cG9ydFJlY292ZXJ5U2hhcmUSJi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0GicuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USXgoJU2V0UG9saWN5EicuY3VzdG9keS52MS5Ob2RlU2VydmljZVNldFBvbGljeVJlcXVlc3QaKC5jdXN0b2R5LnYxLk5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USUQoMUmV3cmFwU2VhbGVkEh8uY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXF1ZXN0GiAuY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common]);
 
 /**
  * A protocol message as relayed by the coordinator.
@@ -286,7 +286,86 @@ export const RefreshParamsSchema: GenMessage<RefreshParams> = /*@__PURE__*/
  * records, the lost member checks its rebuilt share against its verifying share and that every
  * helper described the same keyset. The output is a DkgResult; the lost member's share is pending
  * until FinishSession.
+ * Reshare to a new threshold and member set (crypto/reshare.ts). Session participants are the
+ * dealers (current members, at least the current threshold) and the new members. Dealers check
+ * everything against their own records; a node joining the keyset takes the public data from here
+ * and the protocol checks that every dealer holds the same. Output: a DkgResult over the new
+ * members; FinishSession makes a new member's share active (epoch + 1) and makes a dealer that
+ * leaves delete its share.
  *
+ * @generated from message custody.v1.ReshareParams
+ */
+export type ReshareParams = Message<"custody.v1.ReshareParams"> & {
+  /**
+   * @generated from field: string keyset_id = 1;
+   */
+  keysetId: string;
+
+  /**
+   * @generated from field: custody.v1.Scheme scheme = 2;
+   */
+  scheme: Scheme;
+
+  /**
+   * The current epoch, threshold, members (index order) and their verifying shares.
+   *
+   * @generated from field: uint32 epoch = 3;
+   */
+  epoch: number;
+
+  /**
+   * @generated from field: uint32 threshold = 4;
+   */
+  threshold: number;
+
+  /**
+   * @generated from field: repeated custody.v1.Participant members = 5;
+   */
+  members: Participant[];
+
+  /**
+   * @generated from field: repeated bytes verifying_shares = 6;
+   */
+  verifyingShares: Uint8Array[];
+
+  /**
+   * @generated from field: bytes public_key = 7;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * @generated from field: bytes chain_code = 8;
+   */
+  chainCode: Uint8Array;
+
+  /**
+   * Indices of the current members that deal.
+   *
+   * @generated from field: repeated uint32 dealers = 9;
+   */
+  dealers: number[];
+
+  /**
+   * @generated from field: uint32 new_threshold = 10;
+   */
+  newThreshold: number;
+
+  /**
+   * The new members; members that stay keep their index.
+   *
+   * @generated from field: repeated custody.v1.Participant new_members = 11;
+   */
+  newMembers: Participant[];
+};
+
+/**
+ * Describes the message custody.v1.ReshareParams.
+ * Use `create(ReshareParamsSchema)` to create a new message.
+ */
+export const ReshareParamsSchema: GenMessage<ReshareParams> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 7);
+
+/**
  * @generated from message custody.v1.RepairParams
  */
 export type RepairParams = Message<"custody.v1.RepairParams"> & {
@@ -350,7 +429,7 @@ export type RepairParams = Message<"custody.v1.RepairParams"> & {
  * Use `create(RepairParamsSchema)` to create a new message.
  */
 export const RepairParamsSchema: GenMessage<RepairParams> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 7);
+  messageDesc(file_custody_v1_node, 8);
 
 /**
  * What a node reports when its presignature is sealed. Public values only; R and sid must agree
@@ -393,7 +472,7 @@ export type PresignResult = Message<"custody.v1.PresignResult"> & {
  * Use `create(PresignResultSchema)` to create a new message.
  */
 export const PresignResultSchema: GenMessage<PresignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 8);
+  messageDesc(file_custody_v1_node, 9);
 
 /**
  * What a node reports when its part of a DKG completes. Public values only.
@@ -431,7 +510,7 @@ export type DkgResult = Message<"custody.v1.DkgResult"> & {
  * Use `create(DkgResultSchema)` to create a new message.
  */
 export const DkgResultSchema: GenMessage<DkgResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 9);
+  messageDesc(file_custody_v1_node, 10);
 
 /**
  * @generated from message custody.v1.RewrapSealedRequest
@@ -444,7 +523,7 @@ export type RewrapSealedRequest = Message<"custody.v1.RewrapSealedRequest"> & {
  * Use `create(RewrapSealedRequestSchema)` to create a new message.
  */
 export const RewrapSealedRequestSchema: GenMessage<RewrapSealedRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 10);
+  messageDesc(file_custody_v1_node, 11);
 
 /**
  * @generated from message custody.v1.RewrapSealedResponse
@@ -478,7 +557,7 @@ export type RewrapSealedResponse = Message<"custody.v1.RewrapSealedResponse"> & 
  * Use `create(RewrapSealedResponseSchema)` to create a new message.
  */
 export const RewrapSealedResponseSchema: GenMessage<RewrapSealedResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 11);
+  messageDesc(file_custody_v1_node, 12);
 
 /**
  * @generated from message custody.v1.NodeServiceSetPolicyRequest
@@ -495,7 +574,7 @@ export type NodeServiceSetPolicyRequest = Message<"custody.v1.NodeServiceSetPoli
  * Use `create(NodeServiceSetPolicyRequestSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyRequestSchema: GenMessage<NodeServiceSetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 12);
+  messageDesc(file_custody_v1_node, 13);
 
 /**
  * @generated from message custody.v1.NodeServiceSetPolicyResponse
@@ -512,7 +591,7 @@ export type NodeServiceSetPolicyResponse = Message<"custody.v1.NodeServiceSetPol
  * Use `create(NodeServiceSetPolicyResponseSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyResponseSchema: GenMessage<NodeServiceSetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 13);
+  messageDesc(file_custody_v1_node, 14);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareRequest
@@ -529,7 +608,7 @@ export type ExportRecoveryShareRequest = Message<"custody.v1.ExportRecoveryShare
  * Use `create(ExportRecoveryShareRequestSchema)` to create a new message.
  */
 export const ExportRecoveryShareRequestSchema: GenMessage<ExportRecoveryShareRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 14);
+  messageDesc(file_custody_v1_node, 15);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareResponse
@@ -561,7 +640,7 @@ export type ExportRecoveryShareResponse = Message<"custody.v1.ExportRecoveryShar
  * Use `create(ExportRecoveryShareResponseSchema)` to create a new message.
  */
 export const ExportRecoveryShareResponseSchema: GenMessage<ExportRecoveryShareResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 15);
+  messageDesc(file_custody_v1_node, 16);
 
 /**
  * @generated from message custody.v1.GetNodeInfoRequest
@@ -574,7 +653,7 @@ export type GetNodeInfoRequest = Message<"custody.v1.GetNodeInfoRequest"> & {
  * Use `create(GetNodeInfoRequestSchema)` to create a new message.
  */
 export const GetNodeInfoRequestSchema: GenMessage<GetNodeInfoRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 16);
+  messageDesc(file_custody_v1_node, 17);
 
 /**
  * @generated from message custody.v1.GetNodeInfoResponse
@@ -633,7 +712,7 @@ export type GetNodeInfoResponse = Message<"custody.v1.GetNodeInfoResponse"> & {
  * Use `create(GetNodeInfoResponseSchema)` to create a new message.
  */
 export const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 17);
+  messageDesc(file_custody_v1_node, 18);
 
 /**
  * @generated from message custody.v1.RunRoundRequest
@@ -690,6 +769,12 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
      */
     value: RepairParams;
     case: "repair";
+  } | {
+    /**
+     * @generated from field: custody.v1.ReshareParams reshare = 10;
+     */
+    value: ReshareParams;
+    case: "reshare";
   } | { case: undefined; value?: undefined };
 
   /**
@@ -703,7 +788,7 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
  * Use `create(RunRoundRequestSchema)` to create a new message.
  */
 export const RunRoundRequestSchema: GenMessage<RunRoundRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 18);
+  messageDesc(file_custody_v1_node, 19);
 
 /**
  * @generated from message custody.v1.RunRoundResponse
@@ -739,7 +824,7 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
  * Use `create(RunRoundResponseSchema)` to create a new message.
  */
 export const RunRoundResponseSchema: GenMessage<RunRoundResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 19);
+  messageDesc(file_custody_v1_node, 20);
 
 /**
  * @generated from message custody.v1.FinishSessionRequest
@@ -761,7 +846,7 @@ export type FinishSessionRequest = Message<"custody.v1.FinishSessionRequest"> & 
  * Use `create(FinishSessionRequestSchema)` to create a new message.
  */
 export const FinishSessionRequestSchema: GenMessage<FinishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 20);
+  messageDesc(file_custody_v1_node, 21);
 
 /**
  * @generated from message custody.v1.FinishSessionResponse
@@ -774,7 +859,7 @@ export type FinishSessionResponse = Message<"custody.v1.FinishSessionResponse"> 
  * Use `create(FinishSessionResponseSchema)` to create a new message.
  */
 export const FinishSessionResponseSchema: GenMessage<FinishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 21);
+  messageDesc(file_custody_v1_node, 22);
 
 /**
  * @generated from message custody.v1.ReserveNoncesRequest
@@ -796,7 +881,7 @@ export type ReserveNoncesRequest = Message<"custody.v1.ReserveNoncesRequest"> & 
  * Use `create(ReserveNoncesRequestSchema)` to create a new message.
  */
 export const ReserveNoncesRequestSchema: GenMessage<ReserveNoncesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 22);
+  messageDesc(file_custody_v1_node, 23);
 
 /**
  * @generated from message custody.v1.NonceCommitment
@@ -823,7 +908,7 @@ export type NonceCommitment = Message<"custody.v1.NonceCommitment"> & {
  * Use `create(NonceCommitmentSchema)` to create a new message.
  */
 export const NonceCommitmentSchema: GenMessage<NonceCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 23);
+  messageDesc(file_custody_v1_node, 24);
 
 /**
  * @generated from message custody.v1.ReserveNoncesResponse
@@ -840,7 +925,7 @@ export type ReserveNoncesResponse = Message<"custody.v1.ReserveNoncesResponse"> 
  * Use `create(ReserveNoncesResponseSchema)` to create a new message.
  */
 export const ReserveNoncesResponseSchema: GenMessage<ReserveNoncesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 24);
+  messageDesc(file_custody_v1_node, 25);
 
 /**
  * @generated from message custody.v1.SignerCommitment
@@ -877,7 +962,7 @@ export type SignerCommitment = Message<"custody.v1.SignerCommitment"> & {
  * Use `create(SignerCommitmentSchema)` to create a new message.
  */
 export const SignerCommitmentSchema: GenMessage<SignerCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 25);
+  messageDesc(file_custody_v1_node, 26);
 
 /**
  * An ECDSA signer and the presignature it must use (ids are per node).
@@ -906,7 +991,7 @@ export type EcdsaSigner = Message<"custody.v1.EcdsaSigner"> & {
  * Use `create(EcdsaSignerSchema)` to create a new message.
  */
 export const EcdsaSignerSchema: GenMessage<EcdsaSigner> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 26);
+  messageDesc(file_custody_v1_node, 27);
 
 /**
  * What the coordinator asks a node to sign; serialized and signed by the coordinator's key so a
@@ -1030,7 +1115,7 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
  * Use `create(SignAuthorizationSchema)` to create a new message.
  */
 export const SignAuthorizationSchema: GenMessage<SignAuthorization> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 27);
+  messageDesc(file_custody_v1_node, 28);
 
 /**
  * @generated from message custody.v1.SignShareItem
@@ -1056,7 +1141,7 @@ export type SignShareItem = Message<"custody.v1.SignShareItem"> & {
  * Use `create(SignShareItemSchema)` to create a new message.
  */
 export const SignShareItemSchema: GenMessage<SignShareItem> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 28);
+  messageDesc(file_custody_v1_node, 29);
 
 /**
  * @generated from message custody.v1.SignSharesRequest
@@ -1073,7 +1158,7 @@ export type SignSharesRequest = Message<"custody.v1.SignSharesRequest"> & {
  * Use `create(SignSharesRequestSchema)` to create a new message.
  */
 export const SignSharesRequestSchema: GenMessage<SignSharesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 29);
+  messageDesc(file_custody_v1_node, 30);
 
 /**
  * @generated from message custody.v1.SignShareError
@@ -1097,7 +1182,7 @@ export type SignShareError = Message<"custody.v1.SignShareError"> & {
  * Use `create(SignShareErrorSchema)` to create a new message.
  */
 export const SignShareErrorSchema: GenMessage<SignShareError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 30);
+  messageDesc(file_custody_v1_node, 31);
 
 /**
  * @generated from message custody.v1.SignShareResult
@@ -1126,7 +1211,7 @@ export type SignShareResult = Message<"custody.v1.SignShareResult"> & {
  * Use `create(SignShareResultSchema)` to create a new message.
  */
 export const SignShareResultSchema: GenMessage<SignShareResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 31);
+  messageDesc(file_custody_v1_node, 32);
 
 /**
  * @generated from message custody.v1.SignSharesResponse
@@ -1145,7 +1230,7 @@ export type SignSharesResponse = Message<"custody.v1.SignSharesResponse"> & {
  * Use `create(SignSharesResponseSchema)` to create a new message.
  */
 export const SignSharesResponseSchema: GenMessage<SignSharesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 32);
+  messageDesc(file_custody_v1_node, 33);
 
 /**
  * @generated from service custody.v1.NodeService
