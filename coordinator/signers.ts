@@ -18,6 +18,9 @@ import { getKeyset, type KeysetRow } from './store/repo.js';
 import type { Wallet } from './store/wallets.js';
 import type { Wallets } from './wallets.js';
 
+/** How stale a cached keyset may get: a refresh or reshare by another coordinator is seen within this. */
+const RECHECK_MS = 5_000;
+
 export type LoadedKeyset = ({ kind: 'frost' } & FrostKeyset) | ({ kind: 'ecdsa' } & EcdsaKeyset);
 
 /** The SignAuthorization fields that let each node check the policy itself (node.proto). */
@@ -46,6 +49,8 @@ class Lru<V> {
 
 export class Signers {
   private readonly loaded = new Map<string, LoadedKeyset>();
+  /** When each cached keyset's epoch was last compared with the database. */
+  private readonly checkedAt = new Map<string, number>();
   private readonly wallets = new Lru<Wallet>(10_000);
 
   constructor(
@@ -57,10 +62,14 @@ export class Signers {
 
   async loadKeyset(keysetId: string): Promise<LoadedKeyset> {
     const cached = this.loaded.get(keysetId);
-    if (cached) return cached;
+    if (cached && Date.now() - (this.checkedAt.get(keysetId) ?? 0) < RECHECK_MS) return cached;
     if (!/^[0-9a-f-]{36}$/i.test(keysetId)) throw new RpcError(status.INVALID_ARGUMENT, `keyset id ${JSON.stringify(keysetId.slice(0, 64))} is not a UUID`);
     const row = await getKeyset(this.db, keysetId);
     if (!row) throw new RpcError(status.NOT_FOUND, `keyset ${keysetId} not found`);
+    this.checkedAt.set(keysetId, Date.now());
+    if (cached && cached.row.epoch === row.epoch) return cached;
+    // Another coordinator refreshed or reshared it (this one's own refreshes call forget at once).
+    if (cached) this.forget(keysetId);
     // The scheme-specific object is kept as is (it carries the quorum rotation), tagged by kind.
     const ks: LoadedKeyset =
       row.scheme === 'ecdsa' ? Object.assign(this.ecdsa.load(row), { kind: 'ecdsa' as const }) : Object.assign(this.frost.load(row), { kind: 'frost' as const });
