@@ -36,7 +36,8 @@ const USAGE = `custody: threshold-signing custody cluster
 
   custody up [--nodes N] [--threshold T] [--database-url URL] [--nats URL] [--trace-files]
              [--sealer local|vault --vault-addr URL --vault-credentials DIR]
-                                           start a local cluster (coordinator + N nodes); --trace-files
+                                           start a local cluster (coordinator + N nodes); on an existing
+                                           folder a larger N adds nodes; --trace-files
                                            writes each process's spans to logs/<name>.spans.jsonl
   custody keyset create --scheme ed25519|secp256k1|bip340|ecdsa [--threshold T] [--nodes a,b,c] [--label L]
   custody keyset import --scheme S (--mnemonic-file F [--passphrase-file P] [--path "m/44'/60'/0'"]
