@@ -17,6 +17,7 @@ import {
   SigningService,
   type Keyset,
 } from '../proto/gen/custody/v1/api_pb.js';
+import { RemoteRpcError } from '../runtime/grpc.js';
 import { onStopSignal } from '../runtime/process.js';
 import { CliError, connect } from './client.js';
 import { clusterDir } from './layout.js';
@@ -25,6 +26,7 @@ import { importCeremony } from './import-ceremony.js';
 import { migrateCommand } from './migrate-commands.js';
 import { exportRecoveryCommand, recoveryCommand } from './recovery-commands.js';
 import { approverCommand, decideCommand, policyCommand } from './policy-commands.js';
+import { operationCommand } from './operation-commands.js';
 import { progress } from './progress.js';
 import { requestJson } from './request-json.js';
 import { vaultCommand } from './vault-commands.js';
@@ -60,8 +62,9 @@ const USAGE = `custody: threshold-signing custody cluster
   custody policy show
   custody approver keygen --out FILE       an approver's Ed25519 key (0600); prints {"publicKey"}
   custody approver add --name NAME --role ROLE --public-key HEX   register it (a new signed policy version)
-  custody approve REQUEST_ID --key FILE    sign the decoded request with an approver key
-  custody reject REQUEST_ID --key FILE --reason TEXT
+  custody approve ID --key FILE            sign the decoded request, or the operator operation, with an approver key
+  custody reject ID --key FILE --reason TEXT
+  custody operation show ID                an operator operation held for approvals (docs/policy.md, operator quorum)
   custody wallet create --keyset ID --count N [--label L] [--user U] [--purpose P] [--idempotency-key K]
                                            create N wallets (m/0/i) in one batch; progress on stderr
   custody wallet list --keyset ID [--batch B] [--user U] [--limit N] [--page-token T]
@@ -300,6 +303,8 @@ async function run(argv: string[], json: boolean): Promise<{ out: unknown; text:
     case 'approve':
     case 'reject':
       return decideCommand(cmd, sub, flags, dir, role('approver'));
+    case 'operation':
+      return operationCommand(sub, arg, dir, role('operator'));
     case 'recovery':
       return recoveryCommand(sub, flags, dir);
     case 'node': {
@@ -412,14 +417,16 @@ async function signBatchFile(dir: string, file: string, role: string) {
   return { out, text: `${signed} of ${results.length} signed${signed < results.length ? `; ${results.length - signed} not (see --json)` : ''}`, exitCode: signed === results.length ? 0 : 1 };
 }
 
-function describeError(e: unknown): { code: string; message: string } {
+function describeError(e: unknown): { code: string; message: string; operationId?: string } {
   if (e instanceof CliError) return { code: e.code, message: e.message };
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'number') {
     const name = grpcStatus[code] ?? String(code);
     const message = e instanceof Error ? (e as { details?: string }).details || e.message : String(e);
     const hint = code === grpcStatus.UNAVAILABLE ? ' (is the cluster running? start it with `custody up`)' : '';
-    return { code: name, message: message + hint };
+    // A lifecycle command held for approvals names its operation (coordinator/operations.ts OPERATION_ID_TRAILER).
+    const operationId = e instanceof RemoteRpcError ? e.metadata.get('custody-operation-id')[0] : undefined;
+    return { code: name, message: message + hint, ...(typeof operationId === 'string' ? { operationId } : {}) };
   }
   return { code: 'ERROR', message: e instanceof Error ? e.message : String(e) };
 }

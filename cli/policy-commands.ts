@@ -24,8 +24,11 @@ import {
   signPolicy,
   type PolicyDocument,
 } from '../policy/index.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { ApprovalService, PolicyService, SigningService } from '../proto/gen/custody/v1/api_pb.js';
+import { loadApprover } from './approver-key.js';
 import { CliError, connect } from './client.js';
+import { decideOperation } from './operation-commands.js';
 import { readJsonFile, writeNewFile } from './files.js';
 import { layout } from './layout.js';
 import { requestJson } from './request-json.js';
@@ -124,21 +127,23 @@ export async function approverCommand(sub: string | undefined, flags: Flags, dir
   throw new CliError('usage: custody approver keygen --out FILE | add --name NAME --role ROLE --public-key HEX', 'INVALID_ARGUMENT');
 }
 
-/** `custody approve ID --key FILE` / `custody reject ID --key FILE --reason TEXT`. */
+/**
+ * `custody approve ID --key FILE` / `custody reject ID --key FILE --reason TEXT`. ID is a sign
+ * request's or an operator operation's (cli/operation-commands.ts).
+ */
 export async function decideCommand(decision: 'approve' | 'reject', requestId: string | undefined, flags: Flags, dir: string, role: string): Promise<Result> {
   const keyFile = str(flags.key);
-  if (!requestId || !keyFile) throw new CliError(`usage: custody ${decision} REQUEST_ID --key FILE${decision === 'reject' ? ' --reason TEXT' : ''}`, 'INVALID_ARGUMENT');
-  const key = await readJsonFile<{ secretKey?: string; publicKey?: string }>(keyFile, 'approver key');
-  if (!key.secretKey || !key.publicKey) throw new CliError(`${keyFile} is not an approver key (custody approver keygen)`, 'INVALID_ARGUMENT');
+  if (!requestId || !keyFile) throw new CliError(`usage: custody ${decision} ID --key FILE${decision === 'reject' ? ' --reason TEXT' : ''}`, 'INVALID_ARGUMENT');
   const signing = await connect(SigningService, dir, role);
-  const request = (await signing.getSignRequest({ requestId })).request!;
-  const policies = await connect(PolicyService, dir, role);
-  const p = await policies.getPolicy({});
-  if (!p.policy) throw new CliError('the cluster has no policy; nothing needs approval');
-  const doc = decodePolicyBytes(p.policy.document);
+  let request;
+  try {
+    request = (await signing.getSignRequest({ requestId })).request!;
+  } catch (e) {
+    if ((e as { code?: unknown }).code === grpcStatus.NOT_FOUND) return decideOperation(decision, requestId, keyFile, str(flags.reason), dir, role);
+    throw e;
+  }
+  const { doc, name, secretKey: secret } = await loadApprover(keyFile, dir, role);
   if (doc.version !== request.policyVersion) throw new CliError(`request ${requestId} was judged under policy ${request.policyVersion}, the current one is ${doc.version}; it must be submitted again`);
-  const me = doc.approvers.find((a) => bytesToHex(a.publicKey) === key.publicKey!.toLowerCase());
-  if (!me) throw new CliError(`the key in ${keyFile} is not a registered approver in policy ${doc.version}`, 'PERMISSION_DENIED');
   // Decode what is being approved from the bytes, not from the coordinator's description.
   const intent = intentOfPayload(doc, request.ethTx.length ? request.ethTx : null, request.digest);
   const expiresAt = request.approvalExpiresAt ? timestampDate(request.approvalExpiresAt) : undefined;
@@ -153,16 +158,15 @@ export async function decideCommand(decision: 'approve' | 'reject', requestId: s
     policyHash: policyHash(doc),
     expiresAt,
   };
-  const secret = hexToBytes(key.secretKey);
-  const signed = signApproval(subject, me.name, decision, secret);
+  const signed = signApproval(subject, name, decision, secret);
   secret.fill(0);
   const approvals = await connect(ApprovalService, dir, role);
   const res = await approvals.decide({
     requestId,
-    approval: { approver: me.name, decision, expiresAtMs: BigInt(signed.expiresAt.getTime()), signature: signed.signature },
+    approval: { approver: name, decision, expiresAtMs: BigInt(signed.expiresAt.getTime()), signature: signed.signature },
     reason: str(flags.reason),
   });
   const r = res.request!;
-  const out = { approver: me.name, decision, ...requestJson(r) };
-  return { out, text: `${me.name} ${decision === 'approve' ? 'approved' : 'rejected'} request ${requestId} (${intentJson(intent).amount} ${intent.asset} to ${intent.destination || 'a raw digest'})` };
+  const out = { approver: name, decision, ...requestJson(r) };
+  return { out, text: `${name} ${decision === 'approve' ? 'approved' : 'rejected'} request ${requestId} (${intentJson(intent).amount} ${intent.asset} to ${intent.destination || 'a raw digest'})` };
 }

@@ -1,7 +1,8 @@
-/** How the CLI prints a sign request (`sign`, `request show`, `approve`): one shape everywhere. */
+/** How the CLI prints a sign request (`sign`, `request show`, `approve`) and an operator operation: one shape everywhere. */
+import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { schemeFromProto } from '../proto/convert.js';
-import { SignStatus, type SignRequestRecord } from '../proto/gen/custody/v1/api_pb.js';
+import { OperationStatus, SignStatus, type OperationRecord, type SignRequestRecord } from '../proto/gen/custody/v1/api_pb.js';
 
 /** Status names as users see them; a request waiting for approvals is `pending_approval`. */
 export function statusName(s: SignStatus): string {
@@ -27,5 +28,22 @@ export function requestJson(r: SignRequestRecord) {
     ...(r.intentJson ? { intent: JSON.parse(r.intentJson) as Record<string, string>, policyVersion: r.policyVersion } : {}),
     ...(r.rule ? { rule: r.rule } : {}),
     ...(r.missingApprovals.length ? { missing: r.missingApprovals.map((m) => ({ count: m.count, role: m.role })) } : {}),
+  };
+}
+
+export function operationRecordJson(o: OperationRecord) {
+  return {
+    operationId: o.operationId,
+    status: OperationStatus[o.status]?.toLowerCase() ?? 'unspecified',
+    kind: o.kind,
+    subject: o.subject,
+    params: JSON.parse(o.paramsJson || '{}') as Record<string, unknown>,
+    initiator: o.initiator,
+    policyVersion: o.policyVersion,
+    required: o.requiredApprovals.map((m) => ({ count: m.count, role: m.role })),
+    ...(o.missingApprovals.length ? { missing: o.missingApprovals.map((m) => ({ count: m.count, role: m.role })) } : {}),
+    approvedBy: o.approvedBy,
+    ...(o.expiresAt ? { expiresAt: timestampDate(o.expiresAt).toISOString() } : {}),
+    ...(o.error ? { error: o.error } : {}),
   };
 }

@@ -24,9 +24,11 @@ import { createKeyset, displayPublicKey, importKeyset, rerunSetup } from './keys
 import { checkUuid } from './ids.js';
 import { exportRecovery } from './recovery.js';
 import { repairNode } from './repair.js';
+import { planReshare } from './reshare-plan.js';
 import type { Refreshes } from './refresh.js';
 import type { NonceCache } from './nonce-cache.js';
 import type { NodeRegistry } from './node-registry.js';
+import type { Operations } from './operations.js';
 import type { Accepted, RequestService, Submitter } from './requests.js';
 import { appendAudit, listAudit, verifyAudit } from './store/audit.js';
 import { errorMessage } from './node-registry.js';
@@ -48,6 +50,8 @@ export interface ApiContext {
   /** Ready root-key presignatures of an ecdsa keyset in this coordinator's pool. */
   poolLevel(keysetId: string): number;
   refreshes: Refreshes;
+  /** The operator-quorum gate every lifecycle handler passes first (coordinator/operations.ts). */
+  operations: Operations;
 }
 
 const READERS: readonly Role[] = ['payment', 'approver', 'operator', 'admin'];
@@ -166,22 +170,34 @@ export function keysetApi(c: ApiContext): ServiceImpl<typeof KeysetService> {
     },
     async rerunSetup(req, ctx) {
       const row = await loadKeysetRow(c.db, req.keysetId);
+      await c.operations.authorize({ caller: ctx, kind: 'keyset.rerun_setup', subject: row.keysetId });
       const { cleared } = await rerunSetup(c.db, c.registry, c.log, row.keysetId, actorOf(ctx));
       c.afterSetupRerun(row.keysetId);
       return { keyset: keysetToProto(row), clearedBans: cleared };
     },
     async refreshKeyset(req, ctx) {
       const row = await loadKeysetRow(c.db, req.keysetId);
+      await c.operations.authorize({ caller: ctx, kind: 'keyset.refresh', subject: row.keysetId });
       const r = await c.refreshes.refresh(row.keysetId, actorOf(ctx));
       return { keyset: keysetToProto(r.row), epoch: r.epoch, pendingNodes: r.pending };
     },
     async reshareKeyset(req, ctx) {
       const row = await loadKeysetRow(c.db, req.keysetId);
-      const r = await c.refreshes.reshare(row.keysetId, { threshold: req.threshold, add: req.addNodes, remove: req.removeNodes }, actorOf(ctx));
+      const request = { threshold: req.threshold, add: req.addNodes, remove: req.removeNodes };
+      // A request that cannot work is refused before it asks approvers for anything.
+      const target = planReshare(row, new Set(c.registry.nodes.keys()), request);
+      await c.operations.authorize({
+        caller: ctx,
+        kind: 'keyset.reshare',
+        subject: row.keysetId,
+        params: { threshold: target.threshold, addNodes: [...req.addNodes].sort(), removeNodes: [...req.removeNodes].sort() },
+      });
+      const r = await c.refreshes.reshare(row.keysetId, request, actorOf(ctx));
       return { keyset: keysetToProto(r.row), epoch: r.epoch, pendingNodes: r.pending, unretiredNodes: r.unretired };
     },
     async exportRecovery(req, ctx) {
       const row = await loadKeysetRow(c.db, req.keysetId);
+      await c.operations.authorize({ caller: ctx, kind: 'keyset.export_recovery', subject: row.keysetId });
       const r = await exportRecovery(c.db, c.registry, c.log, c.nodeKeys, row.keysetId, actorOf(ctx));
       return { keyset: keysetToProto(r.row), shares: r.shares, refused: r.refused };
     },
@@ -258,9 +274,12 @@ export function clusterApi(c: ApiContext): ServiceImpl<typeof ClusterService> {
       return { serving: true, version: VERSION, nodesUp: up, nodesTotal: c.registry.nodes.size, defaultThreshold: c.defaultThreshold };
     },
     async repairNode(req, ctx) {
+      if (!c.registry.nodes.has(req.nodeId)) throw new RpcError(status.INVALID_ARGUMENT, `unknown node ${req.nodeId}`);
+      await c.operations.authorize({ caller: ctx, kind: 'node.repair', subject: req.nodeId });
       return { keysetIds: await repairNode(c.db, c.registry, c.log, req.nodeId, actorOf(ctx)) };
     },
     async rewrapNodes(_req, ctx) {
+      await c.operations.authorize({ caller: ctx, kind: 'vault.rotate', subject: 'cluster' });
       // One node at a time: rewrapping is Vault traffic on top of signing, and nothing is gained by rushing.
       const nodes: MessageInitShape<typeof NodeRewrapSchema>[] = [];
       for (const n of c.registry.nodes.values()) {

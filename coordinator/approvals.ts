@@ -22,6 +22,12 @@ import type { Db } from './store/db.js';
 import { durably } from './store/durably.js';
 import { DuplicateKeyError, getSignRequest, listSignRequestsByStatus, updateSignRequest, type SignRequestRow } from './store/repo.js';
 
+/** Every refused approval is on the record, with why (`subject`: the request or operation id). */
+export function recordRefusal(db: Db, log: Logger, subject: string, proof: ApprovalProof, actor: string, reason: string): Promise<unknown> {
+  return durably(log, 'audit refused approval', () =>
+    db.tx((q) => appendAudit(q, { actor, action: 'approval.refused', subject, details: { approver: proof.approver, decision: proof.decision, reason } })),
+  );
+}
 
 export class Approvals {
   constructor(
@@ -112,11 +118,8 @@ export class Approvals {
     return updated!.status === 'signing' || updated!.status === 'rejected' ? this.requests.execute(updated!) : updated!;
   }
 
-  /** Every refused approval is on the record, with why. */
   private refused(requestId: string, proof: ApprovalProof, actor: string, reason: string): Promise<unknown> {
-    return durably(this.log, 'audit refused approval', () =>
-      this.db.tx((q) => appendAudit(q, { actor, action: 'approval.refused', subject: requestId, details: { approver: proof.approver, decision: proof.decision, reason } })),
-    );
+    return recordRefusal(this.db, this.log, requestId, proof, actor, reason);
   }
 
   /** Marks requests whose approval deadline passed as expired (each an audit record). */

@@ -27,6 +27,8 @@ import { initTracing, shutdownTracing } from '../runtime/tracing.js';
 import { ACCESS, auditApi, clusterApi, keysetApi, signingApi, type ApiContext } from './api.js';
 import { Approvals } from './approvals.js';
 import { NodeRegistry } from './node-registry.js';
+import { OperationApprovals } from './operation-approvals.js';
+import { Operations } from './operations.js';
 import { Policies } from './policies.js';
 import { Refreshes } from './refresh.js';
 import { APPROVAL_ACCESS, approvalApi, POLICY_ACCESS, policyApi } from './policy-api.js';
@@ -98,12 +100,14 @@ async function main(): Promise<void> {
   await policies.load();
   const requests = new RequestService(db, signing, log, { owner: values.id!, onFinished: (row) => pipeline?.onFinished(row), policies });
   const approvals = new Approvals(db, policies, requests, log, values.id!);
+  const operations = new Operations(db, policies, log);
   const afterSetupRerun = (keysetId: string) => {
     quorums.clearBans(keysetId);
     ecdsa.pool.dropKeyset(keysetId);
   };
   const ctx: ApiContext = { db, registry, nonces, requests, defaultThreshold: Number(values.threshold), log, afterSetupRerun, nodeKeys: new Map([...roster.nodes].map(([id, n]) => [id, n.encryptionKey])),
     poolLevel: (keysetId) => ecdsa.pool.level(keysetId),
+    operations,
     refreshes: new Refreshes(db, registry, log, (keysetId) => signing.forget(keysetId)),
   };
 
@@ -114,13 +118,13 @@ async function main(): Promise<void> {
   addService(server, ClusterService, clusterApi(ctx), ACCESS.cluster, { logger: log });
   addService(server, WalletService, walletApi(wallets), WALLET_ACCESS, { logger: log });
   addService(server, PolicyService, policyApi(policies), POLICY_ACCESS, { logger: log });
-  addService(server, ApprovalService, approvalApi(approvals), APPROVAL_ACCESS, { logger: log });
+  addService(server, ApprovalService, approvalApi(db, approvals, new OperationApprovals(db, policies, operations, log)), APPROVAL_ACCESS, { logger: log });
   const port = await bindServer(server, values.listen!, serverCredentials(ca, own));
   const address = `${values.listen!.slice(0, values.listen!.lastIndexOf(':'))}:${port}`;
   requests.startResuming();
   policies.start();
   ctx.refreshes.start();
-  const expiry = setInterval(() => void approvals.expire().catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'approval expiry failed')), 5_000);
+  const expiry = setInterval(() => void Promise.all([approvals.expire(), operations.expire()]).catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'approval expiry failed')), 5_000);
   expiry.unref();
   // Pools start filling now rather than after each keyset's first signature.
   ecdsa.prefill((await listKeysets(db, { limit: 1000 })).filter((k) => k.scheme === 'ecdsa'));

@@ -10,6 +10,10 @@
  * Ed25519 implementation over approvalPayload(...). Binding every field means an approval cannot be
  * moved to another request, intent, digest, policy or decision, and cannot outlive its expiry.
  *
+ * Operator lifecycle commands are approved the same way (policy/operations.ts defines their
+ * subject and domain tag, `custody/operation-approval/v1\0`): signing, verification and the counting
+ * rules below are this module's for both, so there is one implementation to audit.
+ *
  * Counting rules (docs/policy.md):
  *   - the initiator never counts as an approver of its own request (names compare exactly: the
  *     initiator is the authenticated principal that submitted the request, the same namespace as
@@ -27,6 +31,7 @@ import { canonicalJson, domainTagged, toHex, utf8 } from './canonical.js';
 import { PolicyError, policyHash, type ApprovalRequirement, type PolicyDocument } from './document.js';
 import { mergeRequirements } from './evaluate.js';
 import { intentJson, type Intent } from './intent.js';
+import { checkOperationSubject, OPERATION_APPROVAL_DOMAIN, operationJson, type OperationSubject } from './operations.js';
 
 export const APPROVAL_DOMAIN = 'approval';
 
@@ -39,6 +44,13 @@ export interface ApprovalSubject {
   policyVersion: number;
   policyHash: Uint8Array;
   expiresAt: Date;
+}
+
+/** What approvers sign: a sign request or an operator lifecycle command. */
+export type Approvable = ApprovalSubject | OperationSubject;
+
+export function isOperationSubject(s: Approvable): s is OperationSubject {
+  return typeof s === 'object' && s !== null && 'operationId' in s;
 }
 
 export type ApprovalDecision = 'approve' | 'reject';
@@ -61,7 +73,8 @@ export interface ApprovalCheck {
   invalid: { approver: string; reason: string }[];
 }
 
-function checkSubject(s: ApprovalSubject): void {
+function checkSubject(s: Approvable): void {
+  if (isOperationSubject(s)) return checkOperationSubject(s);
   const str = (v: unknown, name: string) => {
     if (typeof v !== 'string' || v.length === 0) throw new PolicyError(`approval subject: ${name} must be a non-empty string`);
   };
@@ -75,9 +88,10 @@ function checkSubject(s: ApprovalSubject): void {
 }
 
 /** The JSON value inside the payload, for display to approvers. */
-export function approvalJson(s: ApprovalSubject, decision: ApprovalDecision = 'approve'): Record<string, unknown> {
+export function approvalJson(s: Approvable, decision: ApprovalDecision = 'approve'): Record<string, unknown> {
   checkSubject(s);
   if (decision !== 'approve' && decision !== 'reject') throw new PolicyError(`approval decision must be "approve" or "reject", got ${JSON.stringify(decision)}`);
+  if (isOperationSubject(s)) return { decision, ...operationJson(s) };
   return {
     decision,
     requestId: s.requestId,
@@ -96,12 +110,12 @@ export function approvalJson(s: ApprovalSubject, decision: ApprovalDecision = 'a
  * 'approve'; a rejection signs the same subject with decision 'reject' (so neither can be relabelled
  * as the other).
  */
-export function approvalPayload(s: ApprovalSubject, decision: ApprovalDecision = 'approve'): Uint8Array {
-  return domainTagged(APPROVAL_DOMAIN, utf8(canonicalJson(approvalJson(s, decision))));
+export function approvalPayload(s: Approvable, decision: ApprovalDecision = 'approve'): Uint8Array {
+  return domainTagged(isOperationSubject(s) ? OPERATION_APPROVAL_DOMAIN : APPROVAL_DOMAIN, utf8(canonicalJson(approvalJson(s, decision))));
 }
 
 /** `secretKey` is the approver's 32-byte Ed25519 seed. */
-export function signApproval(s: ApprovalSubject, approver: string, decision: ApprovalDecision, secretKey: Uint8Array): SignedApproval {
+export function signApproval(s: Approvable, approver: string, decision: ApprovalDecision, secretKey: Uint8Array): SignedApproval {
   if (secretKey.length !== 32) throw new PolicyError(`approver secret key must be a 32-byte Ed25519 seed, got ${secretKey.length} bytes`);
   return { approver, decision, expiresAt: new Date(s.expiresAt.getTime()), signature: ed25519.sign(approvalPayload(s, decision), secretKey) };
 }
@@ -139,7 +153,7 @@ function assign(candidates: { name: string; fits: Set<number> }[], reqs: Approva
 /** Checks every approval against the subject and the approver keys in the policy (rules in the header). */
 export function checkApprovals(
   doc: PolicyDocument,
-  subject: ApprovalSubject,
+  subject: Approvable,
   approvals: readonly SignedApproval[],
   initiator: string,
   requirements: readonly ApprovalRequirement[],
@@ -148,6 +162,7 @@ export function checkApprovals(
   checkSubject(subject);
   if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw new PolicyError('checkApprovals: now must be a valid Date');
   const reqs = mergeRequirements(requirements);
+  const what = isOperationSubject(subject) ? 'operation' : 'request';
   const invalid: ApprovalCheck['invalid'] = [];
   const fail = (reason: string): ApprovalCheck => ({
     satisfied: false,
@@ -159,7 +174,7 @@ export function checkApprovals(
 
   const hash = policyHash(doc);
   if (subject.policyVersion !== doc.version || toHex(subject.policyHash) !== toHex(hash)) {
-    return fail(`the request was evaluated under policy v${subject.policyVersion} (${toHex(subject.policyHash).slice(0, 16)}…), the policy in force is v${doc.version} (${toHex(hash).slice(0, 16)}…); approvals must be collected again`);
+    return fail(`the ${what} was ${what === 'request' ? 'evaluated' : 'requested'} under policy v${subject.policyVersion} (${toHex(subject.policyHash).slice(0, 16)}…), the policy in force is v${doc.version} (${toHex(hash).slice(0, 16)}…); approvals must be collected again`);
   }
   let requestOk = true;
   for (const r of reqs) {
@@ -169,7 +184,7 @@ export function checkApprovals(
     }
   }
   if (subject.expiresAt.getTime() <= now.getTime()) {
-    invalid.push({ approver: '*', reason: `the request's approval window closed at ${subject.expiresAt.toISOString()}` });
+    invalid.push({ approver: '*', reason: `the ${what}'s approval window closed at ${subject.expiresAt.toISOString()}` });
     requestOk = false;
   }
 
@@ -203,7 +218,7 @@ export function checkApprovals(
       continue;
     }
     if (a.expiresAt.getTime() !== subject.expiresAt.getTime()) {
-      bad(`approval expiry ${a.expiresAt.toISOString()} differs from the request's ${subject.expiresAt.toISOString()}`);
+      bad(`approval expiry ${a.expiresAt.toISOString()} differs from the ${what}'s ${subject.expiresAt.toISOString()}`);
       continue;
     }
     if (a.expiresAt.getTime() <= now.getTime()) {
@@ -211,7 +226,7 @@ export function checkApprovals(
       continue;
     }
     if (a.decision === 'approve' && a.approver === initiator) {
-      bad('the initiator of a request never counts as its approver');
+      bad(`the initiator of ${what === 'request' ? 'a request' : 'an operation'} never counts as its approver`);
       continue;
     }
     if (a.signature.length !== 64) {
@@ -219,7 +234,7 @@ export function checkApprovals(
       continue;
     }
     if (!verifyEd25519(spec.publicKey, payload(a.decision), a.signature)) {
-      bad(`signature does not verify under ${a.approver}'s key over this request's ${a.decision} payload (forged, or made for another request, intent, digest, policy or decision)`);
+      bad(`signature does not verify under ${a.approver}'s key over this ${what}'s ${a.decision} payload (forged, or made for another ${what === 'request' ? 'request, intent, digest' : 'operation, kind, subject, parameters'}, policy or decision)`);
       continue;
     }
     const seen = a.decision === 'approve' ? approved : rejected;

@@ -55,6 +55,20 @@ export interface ApprovalRequirement {
   role: string;
 }
 
+/**
+ * Operator lifecycle commands a policy can put under an approval quorum (docs/policy.md, "Operator
+ * quorum"). A closed list: a typo in a policy must be an error, not a command left ungated.
+ */
+export type OperationKind = 'keyset.refresh' | 'keyset.reshare' | 'keyset.rerun_setup' | 'keyset.export_recovery' | 'node.repair' | 'vault.rotate';
+export const OPERATION_KINDS: readonly OperationKind[] = ['keyset.refresh', 'keyset.reshare', 'keyset.rerun_setup', 'keyset.export_recovery', 'node.repair', 'vault.rotate'];
+
+/** `{"kinds": [...], "approvals": [{count, role}]}`: running any listed kind needs these approvals. */
+export interface OperationRule {
+  kinds: OperationKind[];
+  approvals: ApprovalRequirement[];
+  description?: string;
+}
+
 export type RuleEffect = 'deny' | 'require_approvals' | 'allow';
 export type Weekday = 'mon' | 'tue' | 'wed' | 'thu' | 'fri' | 'sat' | 'sun';
 export const WEEKDAYS: readonly Weekday[] = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat']; // index = Date.getUTCDay()
@@ -116,6 +130,8 @@ export interface PolicyDocument {
   rawDigestApprovals?: ApprovalRequirement;
   defaultEffect: 'allow' | 'deny';
   approvalTtlSeconds: number;
+  /** Approval quorums for operator lifecycle commands; absent = none needs approvals. Each kind in at most one entry. */
+  operations?: OperationRule[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -370,6 +386,33 @@ function rule(v: unknown, path: string, ctx: Ctx): Rule {
   return r;
 }
 
+function operationRule(v: unknown, path: string, ctx: Ctx): OperationRule {
+  const o = object(v, path, ['kinds', 'approvals'], ['description']);
+  const r: OperationRule = {
+    kinds: uniqueList(array(o.kinds, `${path}.kinds`, true), `${path}.kinds`, (k, p) => oneOf(k, p, OPERATION_KINDS)),
+    approvals: uniqueList(array(o.approvals, `${path}.approvals`, true), `${path}.approvals`, (x, p) => requirement(x, p, ctx), (q) => q.role, '.role'),
+  };
+  if (o.description !== undefined) {
+    r.description = string(o.description, `${path}.description`);
+    if (r.description.length > 500) fail(`${path}.description`, 'at most 500 characters');
+  }
+  return r;
+}
+
+/** Each kind in one entry only: two entries for one kind would leave the reader guessing which applies. */
+function operationRules(v: unknown, ctx: Ctx): OperationRule[] {
+  const rules = array(v, '$.operations', true).map((x, i) => operationRule(x, `$.operations[${i}]`, ctx));
+  const seen = new Map<OperationKind, string>();
+  rules.forEach((r, i) =>
+    r.kinds.forEach((k, j) => {
+      const prev = seen.get(k);
+      if (prev !== undefined) fail(`$.operations[${i}].kinds[${j}]`, `${JSON.stringify(k)} is already listed in ${prev} (each kind in one entry)`);
+      seen.set(k, `$.operations[${i}].kinds[${j}]`);
+    }),
+  );
+  return rules;
+}
+
 function asset(v: unknown, path: string): AssetSpec {
   const o = object(v, path, ['symbol', 'decimals', 'kind'], ['chainIds', 'contract']);
   const symbol = string(o.symbol, `${path}.symbol`, SYMBOL, 'an asset symbol (letters, digits, . _ -; at most 32)');
@@ -415,7 +458,7 @@ function approver(v: unknown, path: string): ApproverSpec {
 
 /** Parses and validates a policy (authored JSON or the canonical form). Throws PolicyError naming the JSON path. */
 export function parsePolicy(json: unknown): PolicyDocument {
-  const o = object(json, '$', ['version', 'assets', 'approvers', 'rules', 'rawDigests', 'defaultEffect', 'approvalTtlSeconds'], ['rawDigestApprovals', 'amountUnits']);
+  const o = object(json, '$', ['version', 'assets', 'approvers', 'rules', 'rawDigests', 'defaultEffect', 'approvalTtlSeconds'], ['rawDigestApprovals', 'amountUnits', 'operations']);
   const units: Units = o.amountUnits === undefined ? 'asset' : oneOf(o.amountUnits, '$.amountUnits', ['asset', 'smallest'] as const);
   const version = integer(o.version, '$.version', 1, Number.MAX_SAFE_INTEGER);
 
@@ -464,6 +507,7 @@ export function parsePolicy(json: unknown): PolicyDocument {
   } else if (o.rawDigestApprovals !== undefined) {
     fail('$.rawDigestApprovals', `only allowed when rawDigests is "approve" (it is ${JSON.stringify(rawDigests)})`);
   }
+  if (o.operations !== undefined) doc.operations = operationRules(o.operations, ctx);
   return doc;
 }
 
@@ -502,6 +546,8 @@ export function policyJson(doc: PolicyDocument): Record<string, unknown> {
     rawDigestApprovals: doc.rawDigestApprovals ? req(doc.rawDigestApprovals) : undefined,
     defaultEffect: doc.defaultEffect,
     approvalTtlSeconds: doc.approvalTtlSeconds,
+    // Absent stays absent: documents without it keep the canonical bytes (and hash) they always had.
+    operations: doc.operations?.map((o) => ({ kinds: [...o.kinds], approvals: o.approvals.map(req), description: o.description })),
   };
 }
 

@@ -8,3 +8,4 @@ export * from './evaluate.js';
 export * from './approvals.js';
 export { canonicalJson } from './canonical.js';
 export * from './payload.js';
+export * from './operations.js';

@@ -51,7 +51,7 @@ interface TableSpec {
   readonly columns: readonly (readonly [name: string, type: ColumnType])[];
 }
 
-export const TABLES = ['keysets', 'keyset_members', 'keyset_bans', 'keyset_refreshes', 'wallet_batches', 'wallets', 'sign_requests', 'approvals', 'policies', 'node_faults', 'audit_log'] as const;
+export const TABLES = ['keysets', 'keyset_members', 'keyset_bans', 'keyset_refreshes', 'wallet_batches', 'wallets', 'sign_requests', 'operations', 'approvals', 'policies', 'node_faults', 'audit_log'] as const;
 export type TableName = (typeof TABLES)[number];
 
 /** In foreign-key order (parents first): export writes and import inserts in this order. */
@@ -186,6 +186,26 @@ const SPECS: readonly TableSpec[] = [
       ['requirements', 'jsonb'],
       ['approval_expires_at', 'timestamptz'],
       ['signed_tx', 'bytea'],
+    ],
+  },
+  {
+    table: 'operations',
+    pk: ['operation_id'],
+    columns: [
+      ['operation_id', 'uuid'],
+      ['kind', 'text'],
+      ['subject', 'text'],
+      ['params', 'jsonb'],
+      ['status', 'text'],
+      ['requirements', 'jsonb'],
+      ['policy_version', 'int4'],
+      ['policy_hash', 'bytea'],
+      ['initiator', 'text'],
+      ['requested_by', 'text'],
+      ['error', 'text'],
+      ['expires_at', 'timestamptz'],
+      ['created_at', 'timestamptz'],
+      ['updated_at', 'timestamptz'],
     ],
   },
   {

@@ -258,6 +258,33 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE keyset_refreshes ADD COLUMN IF NOT EXISTS retire_session TEXT NULL`,
     ],
   },
+  {
+    version: 8,
+    name: 'operator lifecycle operations awaiting approvals',
+    // One row per lifecycle command the policy holds for an operator quorum (coordinator/operations.ts):
+    // pending -> approved -> consumed (the command ran), or rejected / expired. Approver decisions go
+    // to `approvals` keyed by operation_id (operation and request ids are both random UUIDs).
+    statements: () => [
+      `CREATE TABLE IF NOT EXISTS operations (
+        operation_id UUID PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        params JSONB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected', 'expired', 'consumed')),
+        requirements JSONB NOT NULL,
+        policy_version INT NOT NULL,
+        policy_hash BYTEA NOT NULL,
+        initiator TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        error TEXT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+      )`,
+      `CREATE INDEX IF NOT EXISTS operations_match_idx ON operations (kind, subject, status)`,
+      `CREATE INDEX IF NOT EXISTS operations_status_idx ON operations (status, expires_at)`,
+    ],
+  },
 ];
 
 const BOOTSTRAP = [

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/api.proto.
  */
 export const file_custody_v1_api: GenFile = /*@__PURE__*/
-  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwirQIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNEg0KBWVwb2NoGAsgASgNImUKFFJlc2hhcmVLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIRCgl0aHJlc2hvbGQYAiABKA0SEQoJYWRkX25vZGVzGAMgAygJEhQKDHJlbW92ZV9ub2RlcxgEIAMoCSJ6ChVSZXNoYXJlS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSDQoFZXBvY2gYAiABKA0SFQoNcGVuZGluZ19ub2RlcxgDIAMoCRIXCg91bnJldGlyZWRfbm9kZXMYBCADKAkiKQoUUmVmcmVzaEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJImEKFVJlZnJlc2hLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldBINCgVlcG9jaBgCIAEoDRIVCg1wZW5kaW5nX25vZGVzGAMgAygJIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQi/AQKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCRITCgtpbnRlbnRfanNvbhgQIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgRIAEoDRIMCgRydWxlGBIgASgJEjoKEW1pc3NpbmdfYXBwcm92YWxzGBMgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhMKC2FwcHJvdmVkX2J5GBQgAygJEjcKE2FwcHJvdmFsX2V4cGlyZXNfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNpZ25lZF90eBgWIAEoDBIOCgZldGhfdHgYFyABKAwiYQoPV2FsbGV0QWRkcmVzc2VzEhAKCGV0aGVyZXVtGAEgASgJEhYKDmJpdGNvaW5fcDJ3cGtoGAIgASgJEhQKDGJpdGNvaW5fcDJ0chgDIAEoCRIOCgZzb2xhbmEYBCABKAkipgIKBldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWluZGV4GAQgASgNEgwKBHBhdGgYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIuCglhZGRyZXNzZXMYByABKAsyGy5jdXN0b2R5LnYxLldhbGxldEFkZHJlc3NlcxINCgVsYWJlbBgIIAEoCRIPCgd1c2VyX2lkGAkgASgJEg8KB3B1cnBvc2UYCiABKAkSEAoIYmF0Y2hfaWQYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8wEKC1dhbGxldEJhdGNoEhAKCGJhdGNoX2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRITCgtmaXJzdF9pbmRleBgDIAEoDRINCgVjb3VudBgEIAEoDRIPCgdjcmVhdGVkGAUgASgNEhAKCGNvbXBsZXRlGAYgASgIEg0KBWxhYmVsGAcgASgJEg8KB3VzZXJfaWQYCCABKAkSDwoHcHVycG9zZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKFENyZWF0ZVdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRINCgVsYWJlbBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEg8KB3B1cnBvc2UYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhIKCmZpbGxfbGltaXQYByABKA0iPwoVQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEiYKBWJhdGNoGAEgASgLMhcuY3VzdG9keS52MS5XYWxsZXRCYXRjaCIlChBHZXRXYWxsZXRSZXF1ZXN0EhEKCXdhbGxldF9pZBgBIAEoCSI3ChFHZXRXYWxsZXRSZXNwb25zZRIiCgZ3YWxsZXQYASABKAsyEi5jdXN0b2R5LnYxLldhbGxldCJtChJMaXN0V2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFbGltaXQYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJTChNMaXN0V2FsbGV0c1Jlc3BvbnNlEiMKB3dhbGxldHMYASADKAsyEi5jdXN0b2R5LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoQU2V0UG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeSJJChFTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEgwKBGhhc2gYAiABKAwSFQoNcGVuZGluZ19ub2RlcxgDIAMoCSISChBHZXRQb2xpY3lSZXF1ZXN0IlwKEUdldFBvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Eg8KB3ZlcnNpb24YAiABKA0SDAoEaGFzaBgDIAEoDCIjChJMaXN0UGVuZGluZ1JlcXVlc3QSDQoFbGltaXQYASABKA0iRgoTTGlzdFBlbmRpbmdSZXNwb25zZRIvCghyZXF1ZXN0cxgBIAMoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiYAoNRGVjaWRlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEisKCGFwcHJvdmFsGAIgASgLMhkuY3VzdG9keS52MS5BcHByb3ZhbFByb29mEg4KBnJlYXNvbhgDIAEoCSJACg5EZWNpZGVSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCI9ChBTaWduQmF0Y2hSZXF1ZXN0EikKCHJlcXVlc3RzGAEgAygLMhcuY3VzdG9keS52MS5TaWduUmVxdWVzdCI8ChFTaWduQmF0Y2hSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYuY3VzdG9keS52MS5TaWduUmVzdWx0IoABCgpTaWduUmVzdWx0Ei4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkEhIKCmVycm9yX2NvZGUYAiABKA0SFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkibAoLU2lnblJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEg4KBmRpZ2VzdBgCIAEoDBIXCg9pZGVtcG90ZW5jeV9rZXkYAyABKAkSEQoJd2FsbGV0X2lkGAQgASgJEg4KBmV0aF90eBgFIAEoDCI+CgxTaWduUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiKwoVR2V0U2lnblJlcXVlc3RSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkiSAoWR2V0U2lnblJlcXVlc3RSZXNwb25zZRIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZCKpAQoLQXVkaXRSZWNvcmQSCwoDc2VxGAEgASgEEiYKAmF0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSDwoHc3ViamVjdBgFIAEoCRIUCgxkZXRhaWxzX2pzb24YBiABKAkSEQoJcHJldl9oYXNoGAcgASgMEgwKBGhhc2gYCCABKAwiFAoSVmVyaWZ5QXVkaXRSZXF1ZXN0IlkKE1ZlcmlmeUF1ZGl0UmVzcG9uc2USCgoCb2sYASABKAgSDwoHcmVjb3JkcxgCIAEoBBIVCg1maXJzdF9iYWRfc2VxGAMgASgEEg4KBnJlYXNvbhgEIAEoCSI0ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSI9ChFMaXN0QXVkaXRSZXNwb25zZRIoCgdyZWNvcmRzGAEgAygLMhcuY3VzdG9keS52MS5BdWRpdFJlY29yZCKPAgoKTm9kZVN0YXR1cxIPCgdub2RlX2lkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSCwoDcGlkGAMgASgNEiQKBXN0YXRlGAQgASgOMhUuY3VzdG9keS52MS5Ob2RlU3RhdGUSDwoHdmVyc2lvbhgFIAEoCRItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmVkMjU1MTlfbm9uY2VzGAcgASgNEhgKEHNlY3AyNTZrMV9ub25jZXMYCCABKA0SDgoGZmF1bHRzGAkgASgNEhIKCmxhc3RfZXJyb3IYCiABKAkSFgoOYmFubmVkX2tleXNldHMYCyADKAkiJAoRUmVwYWlyTm9kZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCSIoChJSZXBhaXJOb2RlUmVzcG9uc2USEgoKa2V5c2V0X2lkcxgBIAMoCSIUChJSZXdyYXBOb2Rlc1JlcXVlc3QiggEKCk5vZGVSZXdyYXASDwoHbm9kZV9pZBgBIAEoCRITCgt0cmFuc2l0X2tleRgCIAEoCRIWCg5sYXRlc3RfdmVyc2lvbhgDIAEoDRIPCgdyZWNvcmRzGAQgASgNEhYKDm9sZGVzdF92ZXJzaW9uGAUgASgNEg0KBWVycm9yGAYgASgJIjwKE1Jld3JhcE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVSZXdyYXAiDwoNSGVhbHRoUmVxdWVzdCJ0Cg5IZWFsdGhSZXNwb25zZRIPCgdzZXJ2aW5nGAEgASgIEg8KB3ZlcnNpb24YAiABKAkSEAoIbm9kZXNfdXAYAyABKA0SEwoLbm9kZXNfdG90YWwYBCABKA0SGQoRZGVmYXVsdF90aHJlc2hvbGQYBSABKA0iEgoQTGlzdE5vZGVzUmVxdWVzdCI6ChFMaXN0Tm9kZXNSZXNwb25zZRIlCgVub2RlcxgBIAMoCzIWLmN1c3RvZHkudjEuTm9kZVN0YXR1cyqDAgoKU2lnblN0YXR1cxIbChdTSUdOX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFNJR05fU1RBVFVTX1JFQ0VJVkVEEAESHgoaU0lHTl9TVEFUVVNfUE9MSUNZX0NIRUNLRUQQAhIiCh5TSUdOX1NUQVRVU19BV0FJVElOR19BUFBST1ZBTFMQAxIXChNTSUdOX1NUQVRVU19TSUdOSU5HEAQSFgoSU0lHTl9TVEFUVVNfU0lHTkVEEAUSGAoUU0lHTl9TVEFUVVNfUkVKRUNURUQQBhIWChJTSUdOX1NUQVRVU19GQUlMRUQQBxIXChNTSUdOX1NUQVRVU19FWFBJUkVEEAgqTwoJTm9kZVN0YXRlEhoKFk5PREVfU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1OT0RFX1NUQVRFX1VQEAESEwoPTk9ERV9TVEFURV9ET1dOEAIyoQUKDUtleXNldFNlcnZpY2USUQoMQ3JlYXRlS2V5c2V0Eh8uY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5DcmVhdGVLZXlzZXRSZXNwb25zZRJICglHZXRLZXlzZXQSHC5jdXN0b2R5LnYxLkdldEtleXNldFJlcXVlc3QaHS5jdXN0b2R5LnYxLkdldEtleXNldFJlc3BvbnNlEk4KC0xpc3RLZXlzZXRzEh4uY3VzdG9keS52MS5MaXN0S2V5c2V0c1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RLZXlzZXRzUmVzcG9uc2USUQoMSW1wb3J0S2V5c2V0Eh8uY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXF1ZXN0GiAuY3VzdG9keS52MS5JbXBvcnRLZXlzZXRSZXNwb25zZRJLCgpSZXJ1blNldHVwEh0uY3VzdG9keS52MS5SZXJ1blNldHVwUmVxdWVzdBoeLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlc3BvbnNlElcKDkV4cG9ydFJlY292ZXJ5EiEuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlcXVlc3QaIi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5UmVzcG9uc2USVAoNUmVmcmVzaEtleXNldBIgLmN1c3RvZHkudjEuUmVmcmVzaEtleXNldFJlcXVlc3QaIS5jdXN0b2R5LnYxLlJlZnJlc2hLZXlzZXRSZXNwb25zZRJUCg1SZXNoYXJlS2V5c2V0EiAuY3VzdG9keS52MS5SZXNoYXJlS2V5c2V0UmVxdWVzdBohLmN1c3RvZHkudjEuUmVzaGFyZUtleXNldFJlc3BvbnNlMv8BCg1XYWxsZXRTZXJ2aWNlElQKDUNyZWF0ZVdhbGxldHMSIC5jdXN0b2R5LnYxLkNyZWF0ZVdhbGxldHNSZXF1ZXN0GiEuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVzcG9uc2USSAoJR2V0V2FsbGV0EhwuY3VzdG9keS52MS5HZXRXYWxsZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRXYWxsZXRSZXNwb25zZRJOCgtMaXN0V2FsbGV0cxIeLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0V2FsbGV0c1Jlc3BvbnNlMqMBCg1Qb2xpY3lTZXJ2aWNlEkgKCVNldFBvbGljeRIcLmN1c3RvZHkudjEuU2V0UG9saWN5UmVxdWVzdBodLmN1c3RvZHkudjEuU2V0UG9saWN5UmVzcG9uc2USSAoJR2V0UG9saWN5EhwuY3VzdG9keS52MS5HZXRQb2xpY3lSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRQb2xpY3lSZXNwb25zZTKiAQoPQXBwcm92YWxTZXJ2aWNlEk4KC0xpc3RQZW5kaW5nEh4uY3VzdG9keS52MS5MaXN0UGVuZGluZ1JlcXVlc3QaHy5jdXN0b2R5LnYxLkxpc3RQZW5kaW5nUmVzcG9uc2USPwoGRGVjaWRlEhkuY3VzdG9keS52MS5EZWNpZGVSZXF1ZXN0GhouY3VzdG9keS52MS5EZWNpZGVSZXNwb25zZTLuAQoOU2lnbmluZ1NlcnZpY2USOQoEU2lnbhIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QaGC5jdXN0b2R5LnYxLlNpZ25SZXNwb25zZRJICglTaWduQmF0Y2gSHC5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlcXVlc3QaHS5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlc3BvbnNlElcKDkdldFNpZ25SZXF1ZXN0EiEuY3VzdG9keS52MS5HZXRTaWduUmVxdWVzdFJlcXVlc3QaIi5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVzcG9uc2UyqAEKDEF1ZGl0U2VydmljZRJOCgtWZXJpZnlBdWRpdBIeLmN1c3RvZHkudjEuVmVyaWZ5QXVkaXRSZXF1ZXN0Gh8uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlc3BvbnNlEkgKCUxpc3RBdWRpdBIcLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVxdWVzdBodLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVzcG9uc2UyuAIKDkNsdXN0ZXJTZXJ2aWNlEj8KBkhlYWx0aBIZLmN1c3RvZHkudjEuSGVhbHRoUmVxdWVzdBoaLmN1c3RvZHkudjEuSGVhbHRoUmVzcG9uc2USSAoJTGlzdE5vZGVzEhwuY3VzdG9keS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0Tm9kZXNSZXNwb25zZRJOCgtSZXdyYXBOb2RlcxIeLmN1c3RvZHkudjEuUmV3cmFwTm9kZXNSZXF1ZXN0Gh8uY3VzdG9keS52MS5SZXdyYXBOb2Rlc1Jlc3BvbnNlEksKClJlcGFpck5vZGUSHS5jdXN0b2R5LnYxLlJlcGFpck5vZGVSZXF1ZXN0Gh4uY3VzdG9keS52MS5SZXBhaXJOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_custody_v1_common, file_google_protobuf_timestamp]);
+  fileDesc("ChRjdXN0b2R5L3YxL2FwaS5wcm90bxIKY3VzdG9keS52MSJHCgxLZXlzZXRNZW1iZXISDQoFaW5kZXgYASABKA0SDwoHbm9kZV9pZBgCIAEoCRIXCg92ZXJpZnlpbmdfc2hhcmUYAyABKAwirQIKBktleXNldBIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEgoKcHVibGljX2tleRgDIAEoDBIRCgl0aHJlc2hvbGQYBCABKA0SKQoHbWVtYmVycxgFIAMoCzIYLmN1c3RvZHkudjEuS2V5c2V0TWVtYmVyEhIKCmNoYWluX2NvZGUYBiABKAwSDQoFbGFiZWwYByABKAkSLgoKY3JlYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTZXh0ZW5kZWRfcHVibGljX2tleRgJIAEoCRIbChNwcmVzaWduYXR1cmVzX3JlYWR5GAogASgNEg0KBWVwb2NoGAsgASgNImUKFFJlc2hhcmVLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIRCgl0aHJlc2hvbGQYAiABKA0SEQoJYWRkX25vZGVzGAMgAygJEhQKDHJlbW92ZV9ub2RlcxgEIAMoCSJ6ChVSZXNoYXJlS2V5c2V0UmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSDQoFZXBvY2gYAiABKA0SFQoNcGVuZGluZ19ub2RlcxgDIAMoCRIXCg91bnJldGlyZWRfbm9kZXMYBCADKAkiKQoUUmVmcmVzaEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJImEKFVJlZnJlc2hLZXlzZXRSZXNwb25zZRIiCgZrZXlzZXQYASABKAsyEi5jdXN0b2R5LnYxLktleXNldBINCgVlcG9jaBgCIAEoDRIVCg1wZW5kaW5nX25vZGVzGAMgAygJIioKFUV4cG9ydFJlY292ZXJ5UmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiVwoNUmVjb3ZlcnlTaGFyZRINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhAKCG5vZGVfa2V5GAMgASgMEhQKDHNlYWxlZF9zaGFyZRgEIAEoDCJ4ChZFeHBvcnRSZWNvdmVyeVJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0EikKBnNoYXJlcxgCIAMoCzIZLmN1c3RvZHkudjEuUmVjb3ZlcnlTaGFyZRIPCgdyZWZ1c2VkGAMgAygJIuQBChNJbXBvcnRLZXlzZXRSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIiCgZzY2hlbWUYAiABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIRCgl0aHJlc2hvbGQYAyABKA0SEAoIbm9kZV9pZHMYBCADKAkSDQoFbGFiZWwYBSABKAkSEwoLY29tbWl0bWVudHMYBiADKAwSEgoKY2hhaW5fY29kZRgHIAEoDBISCgpkZWFsZXJfa2V5GAggASgMEhUKDXNlYWxlZF9zaGFyZXMYCSADKAwSDgoGc291cmNlGAogASgJIjoKFEltcG9ydEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiYKEVJlcnVuU2V0dXBSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCSJOChJSZXJ1blNldHVwUmVzcG9uc2USIgoGa2V5c2V0GAEgASgLMhIuY3VzdG9keS52MS5LZXlzZXQSFAoMY2xlYXJlZF9iYW5zGAIgAygJIm0KE0NyZWF0ZUtleXNldFJlcXVlc3QSIgoGc2NoZW1lGAEgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAIgASgNEhAKCG5vZGVfaWRzGAMgAygJEg0KBWxhYmVsGAQgASgJIjoKFENyZWF0ZUtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IiUKEEdldEtleXNldFJlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJIjcKEUdldEtleXNldFJlc3BvbnNlEiIKBmtleXNldBgBIAEoCzISLmN1c3RvZHkudjEuS2V5c2V0IjwKEkxpc3RLZXlzZXRzUmVxdWVzdBINCgVsaW1pdBgBIAEoDRIXCg9hZnRlcl9rZXlzZXRfaWQYAiABKAkiOgoTTGlzdEtleXNldHNSZXNwb25zZRIjCgdrZXlzZXRzGAEgAygLMhIuY3VzdG9keS52MS5LZXlzZXQi/AQKEVNpZ25SZXF1ZXN0UmVjb3JkEhIKCnJlcXVlc3RfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg4KBmRpZ2VzdBgEIAEoDBImCgZzdGF0dXMYBSABKA4yFi5jdXN0b2R5LnYxLlNpZ25TdGF0dXMSEQoJc2lnbmF0dXJlGAYgASgMEhIKCnB1YmxpY19rZXkYByABKAwSDwoHc2lnbmVycxgIIAMoCRINCgVlcnJvchgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSEAoIYXR0ZW1wdHMYCyABKA0SLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJd2FsbGV0X2lkGA4gASgJEhcKD2Rlcml2YXRpb25fcGF0aBgPIAEoCRITCgtpbnRlbnRfanNvbhgQIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgRIAEoDRIMCgRydWxlGBIgASgJEjoKEW1pc3NpbmdfYXBwcm92YWxzGBMgAygLMh8uY3VzdG9keS52MS5BcHByb3ZhbFJlcXVpcmVtZW50EhMKC2FwcHJvdmVkX2J5GBQgAygJEjcKE2FwcHJvdmFsX2V4cGlyZXNfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXNpZ25lZF90eBgWIAEoDBIOCgZldGhfdHgYFyABKAwiYQoPV2FsbGV0QWRkcmVzc2VzEhAKCGV0aGVyZXVtGAEgASgJEhYKDmJpdGNvaW5fcDJ3cGtoGAIgASgJEhQKDGJpdGNvaW5fcDJ0chgDIAEoCRIOCgZzb2xhbmEYBCABKAkipgIKBldhbGxldBIRCgl3YWxsZXRfaWQYASABKAkSEQoJa2V5c2V0X2lkGAIgASgJEiIKBnNjaGVtZRgDIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWluZGV4GAQgASgNEgwKBHBhdGgYBSABKAkSEgoKcHVibGljX2tleRgGIAEoDBIuCglhZGRyZXNzZXMYByABKAsyGy5jdXN0b2R5LnYxLldhbGxldEFkZHJlc3NlcxINCgVsYWJlbBgIIAEoCRIPCgd1c2VyX2lkGAkgASgJEg8KB3B1cnBvc2UYCiABKAkSEAoIYmF0Y2hfaWQYCyABKAkSLgoKY3JlYXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi8wEKC1dhbGxldEJhdGNoEhAKCGJhdGNoX2lkGAEgASgJEhEKCWtleXNldF9pZBgCIAEoCRITCgtmaXJzdF9pbmRleBgDIAEoDRINCgVjb3VudBgEIAEoDRIPCgdjcmVhdGVkGAUgASgNEhAKCGNvbXBsZXRlGAYgASgIEg0KBWxhYmVsGAcgASgJEg8KB3VzZXJfaWQYCCABKAkSDwoHcHVycG9zZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilgEKFENyZWF0ZVdhbGxldHNSZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRINCgVjb3VudBgCIAEoDRINCgVsYWJlbBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEg8KB3B1cnBvc2UYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhIKCmZpbGxfbGltaXQYByABKA0iPwoVQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEiYKBWJhdGNoGAEgASgLMhcuY3VzdG9keS52MS5XYWxsZXRCYXRjaCIlChBHZXRXYWxsZXRSZXF1ZXN0EhEKCXdhbGxldF9pZBgBIAEoCSI3ChFHZXRXYWxsZXRSZXNwb25zZRIiCgZ3YWxsZXQYASABKAsyEi5jdXN0b2R5LnYxLldhbGxldCJtChJMaXN0V2FsbGV0c1JlcXVlc3QSEQoJa2V5c2V0X2lkGAEgASgJEhAKCGJhdGNoX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDQoFbGltaXQYBCABKA0SEgoKcGFnZV90b2tlbhgFIAEoCSJTChNMaXN0V2FsbGV0c1Jlc3BvbnNlEiMKB3dhbGxldHMYASADKAsyEi5jdXN0b2R5LnYxLldhbGxldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAoQU2V0UG9saWN5UmVxdWVzdBIoCgZwb2xpY3kYASABKAsyGC5jdXN0b2R5LnYxLlNpZ25lZFBvbGljeSJJChFTZXRQb2xpY3lSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgNEgwKBGhhc2gYAiABKAwSFQoNcGVuZGluZ19ub2RlcxgDIAMoCSISChBHZXRQb2xpY3lSZXF1ZXN0IlwKEUdldFBvbGljeVJlc3BvbnNlEigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Eg8KB3ZlcnNpb24YAiABKA0SDAoEaGFzaBgDIAEoDCIjChJMaXN0UGVuZGluZ1JlcXVlc3QSDQoFbGltaXQYASABKA0idwoTTGlzdFBlbmRpbmdSZXNwb25zZRIvCghyZXF1ZXN0cxgBIAMoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQSLwoKb3BlcmF0aW9ucxgCIAMoCzIbLmN1c3RvZHkudjEuT3BlcmF0aW9uUmVjb3JkImAKDURlY2lkZVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIrCghhcHByb3ZhbBgCIAEoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIOCgZyZWFzb24YAyABKAkicAoORGVjaWRlUmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQSLgoJb3BlcmF0aW9uGAIgASgLMhsuY3VzdG9keS52MS5PcGVyYXRpb25SZWNvcmQiKwoTR2V0T3BlcmF0aW9uUmVxdWVzdBIUCgxvcGVyYXRpb25faWQYASABKAkiRgoUR2V0T3BlcmF0aW9uUmVzcG9uc2USLgoJb3BlcmF0aW9uGAEgASgLMhsuY3VzdG9keS52MS5PcGVyYXRpb25SZWNvcmQixQMKD09wZXJhdGlvblJlY29yZBIUCgxvcGVyYXRpb25faWQYASABKAkSDAoEa2luZBgCIAEoCRIPCgdzdWJqZWN0GAMgASgJEhMKC3BhcmFtc19qc29uGAQgASgJEisKBnN0YXR1cxgFIAEoDjIbLmN1c3RvZHkudjEuT3BlcmF0aW9uU3RhdHVzEhEKCWluaXRpYXRvchgGIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgHIAEoDRITCgtwb2xpY3lfaGFzaBgIIAEoDBI7ChJyZXF1aXJlZF9hcHByb3ZhbHMYCSADKAsyHy5jdXN0b2R5LnYxLkFwcHJvdmFsUmVxdWlyZW1lbnQSOgoRbWlzc2luZ19hcHByb3ZhbHMYCiADKAsyHy5jdXN0b2R5LnYxLkFwcHJvdmFsUmVxdWlyZW1lbnQSEwoLYXBwcm92ZWRfYnkYCyADKAkSLgoKZXhwaXJlc19hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFZXJyb3IYDiABKAkiPQoQU2lnbkJhdGNoUmVxdWVzdBIpCghyZXF1ZXN0cxgBIAMoCzIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QiPAoRU2lnbkJhdGNoUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLmN1c3RvZHkudjEuU2lnblJlc3VsdCKAAQoKU2lnblJlc3VsdBIuCgdyZXF1ZXN0GAEgASgLMh0uY3VzdG9keS52MS5TaWduUmVxdWVzdFJlY29yZBISCgplcnJvcl9jb2RlGAIgASgNEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJImwKC1NpZ25SZXF1ZXN0EhEKCWtleXNldF9pZBgBIAEoCRIOCgZkaWdlc3QYAiABKAwSFwoPaWRlbXBvdGVuY3lfa2V5GAMgASgJEhEKCXdhbGxldF9pZBgEIAEoCRIOCgZldGhfdHgYBSABKAwiPgoMU2lnblJlc3BvbnNlEi4KB3JlcXVlc3QYASABKAsyHS5jdXN0b2R5LnYxLlNpZ25SZXF1ZXN0UmVjb3JkIisKFUdldFNpZ25SZXF1ZXN0UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJIkgKFkdldFNpZ25SZXF1ZXN0UmVzcG9uc2USLgoHcmVxdWVzdBgBIAEoCzIdLmN1c3RvZHkudjEuU2lnblJlcXVlc3RSZWNvcmQiqQEKC0F1ZGl0UmVjb3JkEgsKA3NlcRgBIAEoBBImCgJhdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEg8KB3N1YmplY3QYBSABKAkSFAoMZGV0YWlsc19qc29uGAYgASgJEhEKCXByZXZfaGFzaBgHIAEoDBIMCgRoYXNoGAggASgMIhQKElZlcmlmeUF1ZGl0UmVxdWVzdCJZChNWZXJpZnlBdWRpdFJlc3BvbnNlEgoKAm9rGAEgASgIEg8KB3JlY29yZHMYAiABKAQSFQoNZmlyc3RfYmFkX3NlcRgDIAEoBBIOCgZyZWFzb24YBCABKAkiNAoQTGlzdEF1ZGl0UmVxdWVzdBIRCglhZnRlcl9zZXEYASABKAQSDQoFbGltaXQYAiABKA0iPQoRTGlzdEF1ZGl0UmVzcG9uc2USKAoHcmVjb3JkcxgBIAMoCzIXLmN1c3RvZHkudjEuQXVkaXRSZWNvcmQijwIKCk5vZGVTdGF0dXMSDwoHbm9kZV9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgsKA3BpZBgDIAEoDRIkCgVzdGF0ZRgEIAEoDjIVLmN1c3RvZHkudjEuTm9kZVN0YXRlEg8KB3ZlcnNpb24YBSABKAkSLQoJbGFzdF9zZWVuGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEg4KBmZhdWx0cxgJIAEoDRISCgpsYXN0X2Vycm9yGAogASgJEhYKDmJhbm5lZF9rZXlzZXRzGAsgAygJIiQKEVJlcGFpck5vZGVSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkiKAoSUmVwYWlyTm9kZVJlc3BvbnNlEhIKCmtleXNldF9pZHMYASADKAkiFAoSUmV3cmFwTm9kZXNSZXF1ZXN0IoIBCgpOb2RlUmV3cmFwEg8KB25vZGVfaWQYASABKAkSEwoLdHJhbnNpdF9rZXkYAiABKAkSFgoObGF0ZXN0X3ZlcnNpb24YAyABKA0SDwoHcmVjb3JkcxgEIAEoDRIWCg5vbGRlc3RfdmVyc2lvbhgFIAEoDRINCgVlcnJvchgGIAEoCSI8ChNSZXdyYXBOb2Rlc1Jlc3BvbnNlEiUKBW5vZGVzGAEgAygLMhYuY3VzdG9keS52MS5Ob2RlUmV3cmFwIg8KDUhlYWx0aFJlcXVlc3QidAoOSGVhbHRoUmVzcG9uc2USDwoHc2VydmluZxgBIAEoCBIPCgd2ZXJzaW9uGAIgASgJEhAKCG5vZGVzX3VwGAMgASgNEhMKC25vZGVzX3RvdGFsGAQgASgNEhkKEWRlZmF1bHRfdGhyZXNob2xkGAUgASgNIhIKEExpc3ROb2Rlc1JlcXVlc3QiOgoRTGlzdE5vZGVzUmVzcG9uc2USJQoFbm9kZXMYASADKAsyFi5jdXN0b2R5LnYxLk5vZGVTdGF0dXMqgwIKClNpZ25TdGF0dXMSGwoXU0lHTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRTSUdOX1NUQVRVU19SRUNFSVZFRBABEh4KGlNJR05fU1RBVFVTX1BPTElDWV9DSEVDS0VEEAISIgoeU0lHTl9TVEFUVVNfQVdBSVRJTkdfQVBQUk9WQUxTEAMSFwoTU0lHTl9TVEFUVVNfU0lHTklORxAEEhYKElNJR05fU1RBVFVTX1NJR05FRBAFEhgKFFNJR05fU1RBVFVTX1JFSkVDVEVEEAYSFgoSU0lHTl9TVEFUVVNfRkFJTEVEEAcSFwoTU0lHTl9TVEFUVVNfRVhQSVJFRBAIKswBCg9PcGVyYXRpb25TdGF0dXMSIAocT1BFUkFUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhwKGE9QRVJBVElPTl9TVEFUVVNfUEVORElORxABEh0KGU9QRVJBVElPTl9TVEFUVVNfQVBQUk9WRUQQAhIdChlPUEVSQVRJT05fU1RBVFVTX1JFSkVDVEVEEAMSHAoYT1BFUkFUSU9OX1NUQVRVU19FWFBJUkVEEAQSHQoZT1BFUkFUSU9OX1NUQVRVU19DT05TVU1FRBAFKk8KCU5vZGVTdGF0ZRIaChZOT0RFX1NUQVRFX1VOU1BFQ0lGSUVEEAASEQoNTk9ERV9TVEFURV9VUBABEhMKD05PREVfU1RBVEVfRE9XThACMqEFCg1LZXlzZXRTZXJ2aWNlElEKDENyZWF0ZUtleXNldBIfLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuQ3JlYXRlS2V5c2V0UmVzcG9uc2USSAoJR2V0S2V5c2V0EhwuY3VzdG9keS52MS5HZXRLZXlzZXRSZXF1ZXN0Gh0uY3VzdG9keS52MS5HZXRLZXlzZXRSZXNwb25zZRJOCgtMaXN0S2V5c2V0cxIeLmN1c3RvZHkudjEuTGlzdEtleXNldHNSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0S2V5c2V0c1Jlc3BvbnNlElEKDEltcG9ydEtleXNldBIfLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVxdWVzdBogLmN1c3RvZHkudjEuSW1wb3J0S2V5c2V0UmVzcG9uc2USSwoKUmVydW5TZXR1cBIdLmN1c3RvZHkudjEuUmVydW5TZXR1cFJlcXVlc3QaHi5jdXN0b2R5LnYxLlJlcnVuU2V0dXBSZXNwb25zZRJXCg5FeHBvcnRSZWNvdmVyeRIhLmN1c3RvZHkudjEuRXhwb3J0UmVjb3ZlcnlSZXF1ZXN0GiIuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVJlc3BvbnNlElQKDVJlZnJlc2hLZXlzZXQSIC5jdXN0b2R5LnYxLlJlZnJlc2hLZXlzZXRSZXF1ZXN0GiEuY3VzdG9keS52MS5SZWZyZXNoS2V5c2V0UmVzcG9uc2USVAoNUmVzaGFyZUtleXNldBIgLmN1c3RvZHkudjEuUmVzaGFyZUtleXNldFJlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2hhcmVLZXlzZXRSZXNwb25zZTL/AQoNV2FsbGV0U2VydmljZRJUCg1DcmVhdGVXYWxsZXRzEiAuY3VzdG9keS52MS5DcmVhdGVXYWxsZXRzUmVxdWVzdBohLmN1c3RvZHkudjEuQ3JlYXRlV2FsbGV0c1Jlc3BvbnNlEkgKCUdldFdhbGxldBIcLmN1c3RvZHkudjEuR2V0V2FsbGV0UmVxdWVzdBodLmN1c3RvZHkudjEuR2V0V2FsbGV0UmVzcG9uc2USTgoLTGlzdFdhbGxldHMSHi5jdXN0b2R5LnYxLkxpc3RXYWxsZXRzUmVxdWVzdBofLmN1c3RvZHkudjEuTGlzdFdhbGxldHNSZXNwb25zZTKjAQoNUG9saWN5U2VydmljZRJICglTZXRQb2xpY3kSHC5jdXN0b2R5LnYxLlNldFBvbGljeVJlcXVlc3QaHS5jdXN0b2R5LnYxLlNldFBvbGljeVJlc3BvbnNlEkgKCUdldFBvbGljeRIcLmN1c3RvZHkudjEuR2V0UG9saWN5UmVxdWVzdBodLmN1c3RvZHkudjEuR2V0UG9saWN5UmVzcG9uc2Uy9QEKD0FwcHJvdmFsU2VydmljZRJOCgtMaXN0UGVuZGluZxIeLmN1c3RvZHkudjEuTGlzdFBlbmRpbmdSZXF1ZXN0Gh8uY3VzdG9keS52MS5MaXN0UGVuZGluZ1Jlc3BvbnNlEj8KBkRlY2lkZRIZLmN1c3RvZHkudjEuRGVjaWRlUmVxdWVzdBoaLmN1c3RvZHkudjEuRGVjaWRlUmVzcG9uc2USUQoMR2V0T3BlcmF0aW9uEh8uY3VzdG9keS52MS5HZXRPcGVyYXRpb25SZXF1ZXN0GiAuY3VzdG9keS52MS5HZXRPcGVyYXRpb25SZXNwb25zZTLuAQoOU2lnbmluZ1NlcnZpY2USOQoEU2lnbhIXLmN1c3RvZHkudjEuU2lnblJlcXVlc3QaGC5jdXN0b2R5LnYxLlNpZ25SZXNwb25zZRJICglTaWduQmF0Y2gSHC5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlcXVlc3QaHS5jdXN0b2R5LnYxLlNpZ25CYXRjaFJlc3BvbnNlElcKDkdldFNpZ25SZXF1ZXN0EiEuY3VzdG9keS52MS5HZXRTaWduUmVxdWVzdFJlcXVlc3QaIi5jdXN0b2R5LnYxLkdldFNpZ25SZXF1ZXN0UmVzcG9uc2UyqAEKDEF1ZGl0U2VydmljZRJOCgtWZXJpZnlBdWRpdBIeLmN1c3RvZHkudjEuVmVyaWZ5QXVkaXRSZXF1ZXN0Gh8uY3VzdG9keS52MS5WZXJpZnlBdWRpdFJlc3BvbnNlEkgKCUxpc3RBdWRpdBIcLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVxdWVzdBodLmN1c3RvZHkudjEuTGlzdEF1ZGl0UmVzcG9uc2UyuAIKDkNsdXN0ZXJTZXJ2aWNlEj8KBkhlYWx0aBIZLmN1c3RvZHkudjEuSGVhbHRoUmVxdWVzdBoaLmN1c3RvZHkudjEuSGVhbHRoUmVzcG9uc2USSAoJTGlzdE5vZGVzEhwuY3VzdG9keS52MS5MaXN0Tm9kZXNSZXF1ZXN0Gh0uY3VzdG9keS52MS5MaXN0Tm9kZXNSZXNwb25zZRJOCgtSZXdyYXBOb2RlcxIeLmN1c3RvZHkudjEuUmV3cmFwTm9kZXNSZXF1ZXN0Gh8uY3VzdG9keS52MS5SZXdyYXBOb2Rlc1Jlc3BvbnNlEksKClJlcGFpck5vZGUSHS5jdXN0b2R5LnYxLlJlcGFpck5vZGVSZXF1ZXN0Gh4uY3VzdG9keS52MS5SZXBhaXJOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_custody_v1_common, file_google_protobuf_timestamp]);
 
 /**
  * One member node of a keyset.
@@ -1205,6 +1205,11 @@ export type ListPendingResponse = Message<"custody.v1.ListPendingResponse"> & {
    * @generated from field: repeated custody.v1.SignRequestRecord requests = 1;
    */
   requests: SignRequestRecord[];
+
+  /**
+   * @generated from field: repeated custody.v1.OperationRecord operations = 2;
+   */
+  operations: OperationRecord[];
 };
 
 /**
@@ -1219,6 +1224,8 @@ export const ListPendingResponseSchema: GenMessage<ListPendingResponse> = /*@__P
  */
 export type DecideRequest = Message<"custody.v1.DecideRequest"> & {
   /**
+   * A sign request id or an operation id.
+   *
    * @generated from field: string request_id = 1;
    */
   requestId: string;
@@ -1248,9 +1255,18 @@ export const DecideRequestSchema: GenMessage<DecideRequest> = /*@__PURE__*/
  */
 export type DecideResponse = Message<"custody.v1.DecideResponse"> & {
   /**
+   * Set when request_id named a sign request.
+   *
    * @generated from field: custody.v1.SignRequestRecord request = 1;
    */
   request?: SignRequestRecord | undefined;
+
+  /**
+   * Set when it named an operation.
+   *
+   * @generated from field: custody.v1.OperationRecord operation = 2;
+   */
+  operation?: OperationRecord | undefined;
 };
 
 /**
@@ -1259,6 +1275,138 @@ export type DecideResponse = Message<"custody.v1.DecideResponse"> & {
  */
 export const DecideResponseSchema: GenMessage<DecideResponse> = /*@__PURE__*/
   messageDesc(file_custody_v1_api, 36);
+
+/**
+ * @generated from message custody.v1.GetOperationRequest
+ */
+export type GetOperationRequest = Message<"custody.v1.GetOperationRequest"> & {
+  /**
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+};
+
+/**
+ * Describes the message custody.v1.GetOperationRequest.
+ * Use `create(GetOperationRequestSchema)` to create a new message.
+ */
+export const GetOperationRequestSchema: GenMessage<GetOperationRequest> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 37);
+
+/**
+ * @generated from message custody.v1.GetOperationResponse
+ */
+export type GetOperationResponse = Message<"custody.v1.GetOperationResponse"> & {
+  /**
+   * @generated from field: custody.v1.OperationRecord operation = 1;
+   */
+  operation?: OperationRecord | undefined;
+};
+
+/**
+ * Describes the message custody.v1.GetOperationResponse.
+ * Use `create(GetOperationResponseSchema)` to create a new message.
+ */
+export const GetOperationResponseSchema: GenMessage<GetOperationResponse> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 38);
+
+/**
+ * An operator lifecycle command the policy holds for an operator quorum (docs/policy.md). Approvers
+ * sign policy/operations.ts's canonical JSON of operation_id, kind, subject, params, the policy
+ * version and hash and expires_at.
+ *
+ * @generated from message custody.v1.OperationRecord
+ */
+export type OperationRecord = Message<"custody.v1.OperationRecord"> & {
+  /**
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+
+  /**
+   * keyset.refresh, keyset.reshare, keyset.rerun_setup, keyset.export_recovery, node.repair, vault.rotate.
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * What the command acts on: a keyset id, a node id, "cluster".
+   *
+   * @generated from field: string subject = 3;
+   */
+  subject: string;
+
+  /**
+   * The command's arguments, canonical JSON (an object).
+   *
+   * @generated from field: string params_json = 4;
+   */
+  paramsJson: string;
+
+  /**
+   * @generated from field: custody.v1.OperationStatus status = 5;
+   */
+  status: OperationStatus;
+
+  /**
+   * The principal that asked for it (never counts as its approver).
+   *
+   * @generated from field: string initiator = 6;
+   */
+  initiator: string;
+
+  /**
+   * @generated from field: uint32 policy_version = 7;
+   */
+  policyVersion: number;
+
+  /**
+   * @generated from field: bytes policy_hash = 8;
+   */
+  policyHash: Uint8Array;
+
+  /**
+   * @generated from field: repeated custody.v1.ApprovalRequirement required_approvals = 9;
+   */
+  requiredApprovals: ApprovalRequirement[];
+
+  /**
+   * pending: what is still missing.
+   *
+   * @generated from field: repeated custody.v1.ApprovalRequirement missing_approvals = 10;
+   */
+  missingApprovals: ApprovalRequirement[];
+
+  /**
+   * @generated from field: repeated string approved_by = 11;
+   */
+  approvedBy: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 12;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 13;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * rejected or expired: why.
+   *
+   * @generated from field: string error = 14;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message custody.v1.OperationRecord.
+ * Use `create(OperationRecordSchema)` to create a new message.
+ */
+export const OperationRecordSchema: GenMessage<OperationRecord> = /*@__PURE__*/
+  messageDesc(file_custody_v1_api, 39);
 
 /**
  * @generated from message custody.v1.SignBatchRequest
@@ -1277,7 +1425,7 @@ export type SignBatchRequest = Message<"custody.v1.SignBatchRequest"> & {
  * Use `create(SignBatchRequestSchema)` to create a new message.
  */
 export const SignBatchRequestSchema: GenMessage<SignBatchRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 37);
+  messageDesc(file_custody_v1_api, 40);
 
 /**
  * @generated from message custody.v1.SignBatchResponse
@@ -1294,7 +1442,7 @@ export type SignBatchResponse = Message<"custody.v1.SignBatchResponse"> & {
  * Use `create(SignBatchResponseSchema)` to create a new message.
  */
 export const SignBatchResponseSchema: GenMessage<SignBatchResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 38);
+  messageDesc(file_custody_v1_api, 41);
 
 /**
  * The outcome of one sign request: in SignBatch responses and on the NATS results subjects.
@@ -1334,7 +1482,7 @@ export type SignResult = Message<"custody.v1.SignResult"> & {
  * Use `create(SignResultSchema)` to create a new message.
  */
 export const SignResultSchema: GenMessage<SignResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 39);
+  messageDesc(file_custody_v1_api, 42);
 
 /**
  * @generated from message custody.v1.SignRequest
@@ -1382,7 +1530,7 @@ export type SignRequest = Message<"custody.v1.SignRequest"> & {
  * Use `create(SignRequestSchema)` to create a new message.
  */
 export const SignRequestSchema: GenMessage<SignRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 40);
+  messageDesc(file_custody_v1_api, 43);
 
 /**
  * @generated from message custody.v1.SignResponse
@@ -1399,7 +1547,7 @@ export type SignResponse = Message<"custody.v1.SignResponse"> & {
  * Use `create(SignResponseSchema)` to create a new message.
  */
 export const SignResponseSchema: GenMessage<SignResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 41);
+  messageDesc(file_custody_v1_api, 44);
 
 /**
  * @generated from message custody.v1.GetSignRequestRequest
@@ -1416,7 +1564,7 @@ export type GetSignRequestRequest = Message<"custody.v1.GetSignRequestRequest"> 
  * Use `create(GetSignRequestRequestSchema)` to create a new message.
  */
 export const GetSignRequestRequestSchema: GenMessage<GetSignRequestRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 42);
+  messageDesc(file_custody_v1_api, 45);
 
 /**
  * @generated from message custody.v1.GetSignRequestResponse
@@ -1433,7 +1581,7 @@ export type GetSignRequestResponse = Message<"custody.v1.GetSignRequestResponse"
  * Use `create(GetSignRequestResponseSchema)` to create a new message.
  */
 export const GetSignRequestResponseSchema: GenMessage<GetSignRequestResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 43);
+  messageDesc(file_custody_v1_api, 46);
 
 /**
  * One append-only, hash-chained audit record.
@@ -1491,7 +1639,7 @@ export type AuditRecord = Message<"custody.v1.AuditRecord"> & {
  * Use `create(AuditRecordSchema)` to create a new message.
  */
 export const AuditRecordSchema: GenMessage<AuditRecord> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 44);
+  messageDesc(file_custody_v1_api, 47);
 
 /**
  * @generated from message custody.v1.VerifyAuditRequest
@@ -1504,7 +1652,7 @@ export type VerifyAuditRequest = Message<"custody.v1.VerifyAuditRequest"> & {
  * Use `create(VerifyAuditRequestSchema)` to create a new message.
  */
 export const VerifyAuditRequestSchema: GenMessage<VerifyAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 45);
+  messageDesc(file_custody_v1_api, 48);
 
 /**
  * @generated from message custody.v1.VerifyAuditResponse
@@ -1538,7 +1686,7 @@ export type VerifyAuditResponse = Message<"custody.v1.VerifyAuditResponse"> & {
  * Use `create(VerifyAuditResponseSchema)` to create a new message.
  */
 export const VerifyAuditResponseSchema: GenMessage<VerifyAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 46);
+  messageDesc(file_custody_v1_api, 49);
 
 /**
  * @generated from message custody.v1.ListAuditRequest
@@ -1560,7 +1708,7 @@ export type ListAuditRequest = Message<"custody.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 47);
+  messageDesc(file_custody_v1_api, 50);
 
 /**
  * @generated from message custody.v1.ListAuditResponse
@@ -1577,7 +1725,7 @@ export type ListAuditResponse = Message<"custody.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 48);
+  messageDesc(file_custody_v1_api, 51);
 
 /**
  * @generated from message custody.v1.NodeStatus
@@ -1650,7 +1798,7 @@ export type NodeStatus = Message<"custody.v1.NodeStatus"> & {
  * Use `create(NodeStatusSchema)` to create a new message.
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 49);
+  messageDesc(file_custody_v1_api, 52);
 
 /**
  * @generated from message custody.v1.RepairNodeRequest
@@ -1667,7 +1815,7 @@ export type RepairNodeRequest = Message<"custody.v1.RepairNodeRequest"> & {
  * Use `create(RepairNodeRequestSchema)` to create a new message.
  */
 export const RepairNodeRequestSchema: GenMessage<RepairNodeRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 50);
+  messageDesc(file_custody_v1_api, 53);
 
 /**
  * @generated from message custody.v1.RepairNodeResponse
@@ -1686,7 +1834,7 @@ export type RepairNodeResponse = Message<"custody.v1.RepairNodeResponse"> & {
  * Use `create(RepairNodeResponseSchema)` to create a new message.
  */
 export const RepairNodeResponseSchema: GenMessage<RepairNodeResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 51);
+  messageDesc(file_custody_v1_api, 54);
 
 /**
  * @generated from message custody.v1.RewrapNodesRequest
@@ -1699,7 +1847,7 @@ export type RewrapNodesRequest = Message<"custody.v1.RewrapNodesRequest"> & {
  * Use `create(RewrapNodesRequestSchema)` to create a new message.
  */
 export const RewrapNodesRequestSchema: GenMessage<RewrapNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 52);
+  messageDesc(file_custody_v1_api, 55);
 
 /**
  * @generated from message custody.v1.NodeRewrap
@@ -1743,7 +1891,7 @@ export type NodeRewrap = Message<"custody.v1.NodeRewrap"> & {
  * Use `create(NodeRewrapSchema)` to create a new message.
  */
 export const NodeRewrapSchema: GenMessage<NodeRewrap> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 53);
+  messageDesc(file_custody_v1_api, 56);
 
 /**
  * @generated from message custody.v1.RewrapNodesResponse
@@ -1760,7 +1908,7 @@ export type RewrapNodesResponse = Message<"custody.v1.RewrapNodesResponse"> & {
  * Use `create(RewrapNodesResponseSchema)` to create a new message.
  */
 export const RewrapNodesResponseSchema: GenMessage<RewrapNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 54);
+  messageDesc(file_custody_v1_api, 57);
 
 /**
  * @generated from message custody.v1.HealthRequest
@@ -1773,7 +1921,7 @@ export type HealthRequest = Message<"custody.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 55);
+  messageDesc(file_custody_v1_api, 58);
 
 /**
  * @generated from message custody.v1.HealthResponse
@@ -1810,7 +1958,7 @@ export type HealthResponse = Message<"custody.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 56);
+  messageDesc(file_custody_v1_api, 59);
 
 /**
  * @generated from message custody.v1.ListNodesRequest
@@ -1823,7 +1971,7 @@ export type ListNodesRequest = Message<"custody.v1.ListNodesRequest"> & {
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 57);
+  messageDesc(file_custody_v1_api, 60);
 
 /**
  * @generated from message custody.v1.ListNodesResponse
@@ -1840,7 +1988,7 @@ export type ListNodesResponse = Message<"custody.v1.ListNodesResponse"> & {
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_api, 58);
+  messageDesc(file_custody_v1_api, 61);
 
 /**
  * @generated from enum custody.v1.SignStatus
@@ -1899,6 +2047,53 @@ export const SignStatusSchema: GenEnum<SignStatus> = /*@__PURE__*/
   enumDesc(file_custody_v1_api, 0);
 
 /**
+ * @generated from enum custody.v1.OperationStatus
+ */
+export enum OperationStatus {
+  /**
+   * @generated from enum value: OPERATION_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for approvals.
+   *
+   * @generated from enum value: OPERATION_STATUS_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Approved: the initiator's next run of the same command uses it.
+   *
+   * @generated from enum value: OPERATION_STATUS_APPROVED = 2;
+   */
+  APPROVED = 2,
+
+  /**
+   * @generated from enum value: OPERATION_STATUS_REJECTED = 3;
+   */
+  REJECTED = 3,
+
+  /**
+   * @generated from enum value: OPERATION_STATUS_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+
+  /**
+   * The command ran with it; it cannot be used again.
+   *
+   * @generated from enum value: OPERATION_STATUS_CONSUMED = 5;
+   */
+  CONSUMED = 5,
+}
+
+/**
+ * Describes the enum custody.v1.OperationStatus.
+ */
+export const OperationStatusSchema: GenEnum<OperationStatus> = /*@__PURE__*/
+  enumDesc(file_custody_v1_api, 1);
+
+/**
  * @generated from enum custody.v1.NodeState
  */
 export enum NodeState {
@@ -1922,7 +2117,7 @@ export enum NodeState {
  * Describes the enum custody.v1.NodeState.
  */
 export const NodeStateSchema: GenEnum<NodeState> = /*@__PURE__*/
-  enumDesc(file_custody_v1_api, 1);
+  enumDesc(file_custody_v1_api, 2);
 
 /**
  * @generated from service custody.v1.KeysetService
@@ -2080,7 +2275,7 @@ export const PolicyService: GenService<{
  */
 export const ApprovalService: GenService<{
   /**
-   * Requests waiting for approvals. Roles: approver, admin.
+   * Requests and operator operations waiting for approvals. Roles: approver, admin.
    *
    * @generated from rpc custody.v1.ApprovalService.ListPending
    */
@@ -2090,8 +2285,9 @@ export const ApprovalService: GenService<{
     output: typeof ListPendingResponseSchema;
   },
   /**
-   * Records an approver's signed decision ("approve" or "reject"); enough approvals start signing.
-   * Role: approver.
+   * Records an approver's signed decision ("approve" or "reject") on a sign request or an operator
+   * operation; enough approvals start signing (requests) or let the initiator run the command
+   * once (operations). Role: approver.
    *
    * @generated from rpc custody.v1.ApprovalService.Decide
    */
@@ -2099,6 +2295,16 @@ export const ApprovalService: GenService<{
     methodKind: "unary";
     input: typeof DecideRequestSchema;
     output: typeof DecideResponseSchema;
+  },
+  /**
+   * One operator operation, with what approvers sign for it. Roles: approver, operator, admin.
+   *
+   * @generated from rpc custody.v1.ApprovalService.GetOperation
+   */
+  getOperation: {
+    methodKind: "unary";
+    input: typeof GetOperationRequestSchema;
+    output: typeof GetOperationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_custody_v1_api, 3);
