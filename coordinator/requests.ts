@@ -3,7 +3,8 @@
  *
  *   received -> policy_checked -> signing -> signed | failed        (policy adds the other states)
  *
- * Every transition is an audit record. Accepting is one transaction for a whole batch; from then on
+ * Every transition is an audit record. Accepting is one transaction for a whole batch (and for
+ * single requests that arrive together: store/group-commit.ts); from then on
  * the request belongs to this coordinator under a lease. A coordinator that dies leaves requests
  * whose lease expires; any coordinator (or the same one restarted, with the same id) claims and
  * finishes them. Finishing is a compare-and-set on (status signing, owner me), so when two
@@ -25,6 +26,7 @@ import type { LoadedKeyset, Signers } from './signers.js';
 import { appendAuditMany, type AuditEntry } from './store/audit.js';
 import type { Db, Queryable } from './store/db.js';
 import { durably } from './store/durably.js';
+import { GroupCommit } from './store/group-commit.js';
 import {
   claimUnfinished,
   createSignRequest,
@@ -68,6 +70,13 @@ type Checked =
   | { ks: LoadedKeyset; requestHash: Uint8Array; walletId: string | null; derivationPath: string; digest: Uint8Array; payload: Uint8Array | null }
   | { error: RpcError };
 
+/** One request to accept, checked, with who submitted it. */
+interface Entry {
+  item: SubmitItem;
+  checked: Checked;
+  who: Submitter;
+}
+
 export interface RequestServiceOptions {
   /** Stable id of this coordinator: a restart with the same id resumes its own requests at once. */
   owner: string;
@@ -88,6 +97,7 @@ export const isTerminal = (row: SignRequestRow) => TERMINAL.has(row.status);
 
 export class RequestService {
   private readonly writer: CompletionWriter;
+  private readonly accepts = new GroupCommit<Entry, Accepted>((group) => this.acceptGroup(group));
   private readonly inflight = new Map<string, Promise<SignRequestRow>>();
   private readonly leaseMs: number;
   private resumeTimer?: NodeJS.Timeout;
@@ -109,9 +119,28 @@ export class RequestService {
    */
   async accept(items: readonly SubmitItem[], who: Submitter): Promise<Accepted[]> {
     const checked = await Promise.all(items.map((item) => this.check(item)));
+    return this.insertRetrying(items.map((item, i) => ({ item, checked: checked[i]!, who })));
+  }
+
+  /** Single requests (gRPC Sign) arriving together share one accepting transaction (store/group-commit.ts). */
+  private async acceptOne(item: SubmitItem, who: Submitter): Promise<Accepted> {
+    return this.accepts.submit({ item, checked: await this.check(item), who });
+  }
+
+  private async acceptGroup(group: Entry[]): Promise<PromiseSettledResult<Accepted>[]> {
+    try {
+      return (await this.insertRetrying(group)).map((value) => ({ status: 'fulfilled', value }));
+    } catch (e) {
+      if (group.length === 1) throw e;
+      // One item must not fail the others: each on its own, as if they had come one by one.
+      return Promise.allSettled(group.map(async (entry) => (await this.insertRetrying([entry]))[0]!));
+    }
+  }
+
+  private async insertRetrying(entries: Entry[]): Promise<Accepted[]> {
     for (let round = 1; ; round++) {
       try {
-        return await this.insert(items, checked, who);
+        return await this.insert(entries);
       } catch (e) {
         // Another coordinator inserted one of these keys at the same moment: a re-run sees its row.
         if (!(e instanceof DuplicateKeyError) || round >= 3) throw e;
@@ -119,16 +148,14 @@ export class RequestService {
     }
   }
 
-  private insert(items: readonly SubmitItem[], checked: Checked[], who: Submitter): Promise<Accepted[]> {
+  private insert(entries: readonly Entry[]): Promise<Accepted[]> {
     return durably(this.log, 'accept requests', () =>
       this.db.tx(async (q) => {
         const out: Accepted[] = [];
         const audits: AuditEntry[] = [];
         const seen = new Map<string, Accepted>();
         const now = new Date();
-        for (let i = 0; i < items.length; i++) {
-          const c = checked[i]!;
-          const item = items[i]!;
+        for (const { item, checked: c, who } of entries) {
           if ('error' in c) {
             out.push(c);
             // Refused before it became a request (malformed, unknown keyset, a transaction that is not
@@ -142,10 +169,13 @@ export class RequestService {
             continue;
           }
           const key = item.idempotencyKey;
-          const earlier = key ? (seen.get(key) ?? (await this.existing(q, key, c.requestHash, who))) : undefined;
+          // Keys are per submitter: a repeat by another one is looked up (and refused) like any other.
+          const seenKey = `${who.actor}\u0000${key}\u0000${bytesToHex(c.requestHash)}`;
+          const earlier = key ? (seen.get(seenKey) ?? (await this.existing(q, key, c.requestHash, who))) : undefined;
           if (earlier) {
-            out.push('error' in earlier ? earlier : { request: earlier.request, fresh: false });
-            if (key) seen.set(key, 'error' in earlier ? earlier : { request: earlier.request, fresh: false });
+            const repeat: Accepted = 'error' in earlier ? earlier : { request: earlier.request, fresh: false };
+            out.push(repeat);
+            seen.set(seenKey, repeat);
             continue;
           }
           const requestId = randomUUID();
@@ -170,7 +200,7 @@ export class RequestService {
           });
           const accepted: Accepted = { request, fresh: true };
           out.push(accepted);
-          if (key) seen.set(key, accepted);
+          if (key) seen.set(seenKey, accepted);
           const base = { keysetId: c.ks.row.keysetId, source: who.source, ...(c.walletId ? { walletId: c.walletId, path: c.derivationPath } : {}) };
           audits.push(
             { actor: who.actor, action: 'sign.received', subject: requestId, details: { ...base, digest: bytesToHex(c.digest), idempotencyKey: key || null, ...(verdict.fields.intent ? { intent: verdict.fields.intent } : {}) } },
@@ -356,8 +386,8 @@ export class RequestService {
 
   /** Accept + execute for one request (gRPC Sign): the stored result, or the original for a repeat. */
   async signOne(item: SubmitItem, who: Submitter): Promise<SignRequestRow> {
-    const [a] = await this.accept([item], who);
-    if ('error' in a!) throw a.error;
+    const a = await this.acceptOne(item, who);
+    if ('error' in a) throw a.error;
     return a.fresh ? this.execute(a.request) : ((await this.inflight.get(a.request.requestId)) ?? a.request);
   }
 
