@@ -18,7 +18,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
-import type { PGlite, Transaction as PGliteTransaction } from '@electric-sql/pglite';
+import type { Transaction as PGliteTransaction } from '@electric-sql/pglite';
+import { pgliteWorkerFile, startPgliteThread, type PgliteEngine } from './pglite-thread.js';
 import { migrate } from './schema.js';
 
 export interface Queryable {
@@ -45,6 +46,8 @@ export interface OpenDbOptions {
   retry?: RetryOptions;
   /** Skip migrations (tools that only read). */
   skipMigrations?: boolean;
+  /** PGlite on its own thread (default when the compiled worker exists; store/pglite-thread.ts). */
+  pgliteThread?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,6 +165,8 @@ function parseBytea(text: string): Uint8Array {
 }
 
 const parsers: Record<number, (text: string) => unknown> = { [OID_INT8]: parseInt8, [OID_BYTEA]: parseBytea };
+/** For the database thread (store/pglite-worker.ts), which opens PGlite itself. */
+export const pgliteParsers = parsers;
 
 // ---------------------------------------------------------------------------------------------
 // Transaction scoping
@@ -270,7 +275,7 @@ class PgliteDb extends BaseDb {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly pg: PGlite,
+    private readonly pg: PgliteEngine,
     retry: RetryOptions,
   ) {
     super(retry);
@@ -284,7 +289,7 @@ class PgliteDb extends BaseDb {
 
   query<R = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<R[]> {
     this.guard('query');
-    return this.exclusive(async () => (await this.pg.query<R>(sql, params)).rows);
+    return this.exclusive(async () => (await this.pg.query(sql, params)) as R[]);
   }
 
   tx<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
@@ -297,9 +302,9 @@ class PgliteDb extends BaseDb {
     const state: TxState = { active: true };
     try {
       // PGlite's transaction() rolls back on error and rejects a COMMIT that turned into ROLLBACK.
-      return await this.pg.transaction(async (t: PGliteTransaction) => {
+      return await this.pg.transaction(async (t) => {
         await t.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE');
-        const q = scopedQueryable(state, async (sql, params) => (await t.query(sql, params)).rows);
+        const q = scopedQueryable(state, (sql, params) => t.query(sql, params));
         const result = await this.txContext.run(state, () => fn(q));
         state.active = false;
         return result;
@@ -315,6 +320,17 @@ class PgliteDb extends BaseDb {
     await this.queue;
     await this.pg.close();
   }
+}
+
+/** PGlite in this thread, behind the same surface as the database thread. */
+async function inThreadPglite(dataDir: string): Promise<PgliteEngine> {
+  const { PGlite } = await import('@electric-sql/pglite');
+  const pg = await PGlite.create(dataDir, { parsers });
+  return {
+    query: async (sql, params) => (await pg.query(sql, params)).rows,
+    transaction: (fn) => pg.transaction((t: PGliteTransaction) => fn({ query: async (sql, params) => (await t.query(sql, params)).rows })),
+    close: () => pg.close(),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,10 +360,9 @@ export async function openDb(opts: OpenDbOptions): Promise<Db> {
       throw err;
     }
   } else if (opts.dataDir) {
-    const { PGlite } = await import('@electric-sql/pglite');
     if (!opts.dataDir.includes('://')) mkdirSync(opts.dataDir, { recursive: true });
-    const pglite = await PGlite.create(opts.dataDir, { parsers });
-    db = new PgliteDb(pglite, retry);
+    const worker = opts.pgliteThread === false ? undefined : pgliteWorkerFile();
+    db = new PgliteDb(worker ? await startPgliteThread(worker, opts.dataDir) : await inThreadPglite(opts.dataDir), retry);
   } else {
     // An unintended in-memory custody database would lose everything on restart: make it explicit.
     throw new Error('openDb needs a url or a dataDir (use dataDir "memory://" for a throwaway database)');
