@@ -14,7 +14,7 @@ import { curveOfScheme } from '../crypto/schemes.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
 import type { NonceCache } from './nonce-cache.js';
-import type { NodeRegistry } from './node-registry.js';
+import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
 import type { ShareBatcher } from './share-batcher.js';
 import type { KeysetRow } from './store/repo.js';
 import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
@@ -87,10 +87,15 @@ export class FrostSigning {
   ): Promise<AttemptResult> {
     const curve = curveOfScheme(ks.row.scheme);
     const taken = await Promise.allSettled(quorum.map((m) => this.nonces.take(m.nodeId, curve)));
-    const noNonces = quorum.filter((_, i) => taken[i]!.status === 'rejected').map((m) => m.nodeId);
-    if (noNonces.length) {
-      for (const id of noNonces) this.registry.markDown(id, 'nonce commitments unavailable');
-      return { problem: `no nonce commitments from ${noNonces.join(', ')}`, exclude: [], unreachable: noNonces, blamed: [] };
+    const failed = quorum.flatMap((m, i) => (taken[i]!.status === 'rejected' ? [{ nodeId: m.nodeId, reason: (taken[i] as PromiseRejectedResult).reason as unknown }] : []));
+    if (failed.length) {
+      // A node that answered with a refusal (e.g. Vault refused its token) sits out like a refused
+      // share; only one that did not answer is down. Its own reason tells the operator what to fix.
+      const refused = failed.filter((f) => errorCode(f.reason) !== undefined && !isUnreachable(errorCode(f.reason))).map((f) => f.nodeId);
+      const unreachable = failed.map((f) => f.nodeId).filter((id) => !refused.includes(id));
+      for (const id of unreachable) this.registry.markDown(id, 'nonce commitments unavailable');
+      const why = failed.map((f) => `${f.nodeId} (${errorMessage(f.reason)})`).join(', ');
+      return { problem: `no nonce commitments from ${why}`, exclude: refused, unreachable, blamed: [] };
     }
     const picked = taken.map((t) => (t as PromiseFulfilledResult<Awaited<ReturnType<NonceCache['take']>>>).value);
     const authorization = toBinary(

@@ -32,6 +32,7 @@ import { SealedFileStore } from './store/sealed-file-store.js';
 import { logGroupBackend } from '../runtime/group-backend.js';
 import type { Sealer } from './store/sealer.js';
 import { rewrapSealedStore, VaultSealer } from './store/vault-sealer.js';
+import { withVaultErrors } from './vault-errors.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -87,13 +88,10 @@ async function main(): Promise<void> {
   const sessions = new Sessions(identity);
 
   const server = new grpc.Server(SERVER_OPTIONS);
-  addService(
-    server,
-    NodeService,
-    nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, policy, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport, rewrap: rewrapper(store, sealer) }),
-    ['coordinator'],
-    { logger: log },
-  );
+  const checkVaultCredentials = sealer instanceof VaultSealer ? () => sealer.checkCredentials() : undefined;
+  const service = nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, policy, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport, rewrap: rewrapper(store, sealer), checkVaultCredentials });
+  // Vault failures reach the coordinator as what they are (UNAVAILABLE, FAILED_PRECONDITION), not as INTERNAL.
+  addService(server, NodeService, withVaultErrors(nodeId, service), ['coordinator'], { logger: log });
   const creds = serverCredentials(await loadPem(tlsDir, 'ca'), await loadPem(tlsDir, nodeId));
   const port = await bindServer(server, values.listen!, creds);
   const host = values.listen!.slice(0, values.listen!.lastIndexOf(':'));

@@ -32,6 +32,7 @@ import { startReshare } from './reshare.js';
 import { exportRecoveryShare } from './recovery-export.js';
 import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
+import { vaultSigningRefusal } from './vault-errors.js';
 
 export interface NodeContext {
   nodeId: string;
@@ -47,6 +48,8 @@ export interface NodeContext {
   shareStoreKind: string;
   /** Vault sealer only: rewraps every sealed record to the newest Transit key version. */
   rewrap?: () => Promise<{ transitKey: string; latestVersion: number; records: number; oldestVersion: number }>;
+  /** Vault sealer only: rejects once Vault refuses this node's credentials (checked before signing). */
+  checkVaultCredentials?: () => Promise<void>;
   /** Set by the node's own operator (CUSTODY_ALLOW_RECOVERY_EXPORT=1); off by default. */
   allowRecoveryExport?: boolean;
   fault?: Fault;
@@ -265,6 +268,8 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
 
     async signShares(req) {
       if (req.items.length === 0 || req.items.length > MAX_SIGN_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `items must be 1 to ${MAX_SIGN_BATCH}`);
+      const refused = await vaultSigningRefusal(ctx.nodeId, ctx.checkVaultCredentials, req.items.length, ctx.log);
+      if (refused) return refused;
       const results = await Promise.all(
         req.items.map(async (item) => {
           try {

@@ -22,7 +22,10 @@
  * `auth/token/renew-self`; once Vault caps a renewal at the token's max TTL, the node logs in
  * again with its role id and secret id before the token runs out. A token Vault rejects mid-run
  * (revoked, expired) fails the call in progress with a VaultSealerError (nothing is written: the
- * store wraps before it writes) and the next call logs in again.
+ * store wraps before it writes) and the next call logs in again. If that login fails too (secret id
+ * destroyed or expired), the sealer refuses every later call with the same error until the node
+ * restarts with new credentials: retrying a dead secret id cannot succeed and trips Vault's lockout.
+ * `checkCredentials` lets the node prove its access before it signs from shares held in memory.
  *
  * Batching: concurrent calls made in the same event-loop turn are sent as one `batch_input`
  * request per operation (encrypt / decrypt / rewrap), up to `maxBatch` items.
@@ -278,6 +281,11 @@ export class VaultSealer implements Sealer {
   /** TTL granted at login: a renewal granting less was capped by the token's max TTL. */
   #loginTtl = 0;
   #login: Promise<void> | null = null;
+  /** Set once Vault refused both the token and the secret id at run time: final until restart. */
+  #refused: VaultSealerError | null = null;
+  /** Clock time of the last call Vault accepted with this node's credentials. */
+  #verifiedAt = -Infinity;
+  #checking: Promise<void> | null = null;
   #timer: unknown = undefined;
   #closed = false;
   #latestVersion = 0;
@@ -481,11 +489,24 @@ export class VaultSealer implements Sealer {
       body = await this.#client.request('POST', `auth/${this.#approle}/login`, { body: { role_id: this.#roleId, secret_id: this.#secretId } });
     } catch (err) {
       if (err instanceof VaultHttpError && (err.status === 400 || err.status === 403)) {
-        throw new VaultSealerError(
+        const vaultSays = err.errors.join('; ') || `HTTP ${err.status}`;
+        if (why === 'start-up') {
+          throw new VaultSealerError(
+            'login-failed',
+            `AppRole login to Vault at ${this.address} failed for role ${this.#roleName}: ${vaultSays}. ` +
+              'Check the role id and secret id files; a secret id expires after secret_id_ttl or secret_id_num_uses: issue a new one (deploy/vault/README.md, "Secret IDs")',
+          );
+        }
+        // The token is gone and the secret id no longer works: final until the node restarts.
+        this.#refused = new VaultSealerError(
           'login-failed',
-          `AppRole login to Vault at ${this.address} failed for role ${this.#roleName}: ${err.errors.join('; ') || `HTTP ${err.status}`}. ` +
-            'Check the role id and secret id files; a secret id expires after secret_id_ttl or secret_id_num_uses: issue a new one (deploy/vault/README.md, "Secret IDs")',
+          `Vault refused the token of role ${this.#roleName} (revoked or expired) and the AppRole login with this node's secret id failed (${vaultSays}): ` +
+            'issue a new secret id (deploy/vault/README.md, "Secret IDs"), write it to the node\'s secret id file and restart the node. ' +
+            'Nothing was written; the sealed records are intact',
         );
+        this.#clearTimer();
+        this.#log.warn({ role: this.#roleName, accessor: this.#accessor, why }, 'vault refused the token and the secret id: the node needs new credentials and a restart');
+        throw this.#refused;
       }
       throw this.#mapTransport(err, 'log in');
     }
@@ -498,6 +519,7 @@ export class VaultSealer implements Sealer {
     this.#token = auth.client_token;
     this.#accessor = typeof auth.accessor === 'string' ? auth.accessor : '';
     this.#tokenInvalid = false;
+    this.#verifiedAt = this.#clock.now();
     this.#loginTtl = ttl;
     this.#expiresAt = ttl > 0 ? this.#clock.now() + ttl * 1000 : Infinity;
     this.#stats.logins++;
@@ -507,6 +529,7 @@ export class VaultSealer implements Sealer {
 
   /** Single flight: concurrent callers share one login. */
   #relogin(why: string): Promise<void> {
+    if (this.#refused) return Promise.reject(this.#refused);
     this.#login ??= this.#doLogin(why).finally(() => {
       this.#login = null;
     });
@@ -515,6 +538,7 @@ export class VaultSealer implements Sealer {
 
   async #currentToken(): Promise<string> {
     if (this.#closed) throw new VaultSealerError('closed', `Vault sealer for ${this.#keyPath} is closed`);
+    if (this.#refused) throw this.#refused;
     if (this.#login) await this.#login;
     if (this.#token === null || this.#tokenInvalid || this.#clock.now() >= this.#expiresAt) {
       await this.#relogin(this.#tokenInvalid ? 'token was rejected' : 'token expired');
@@ -541,7 +565,7 @@ export class VaultSealer implements Sealer {
       if (action === 'renew') await this.#renew();
       else await this.#relogin('token reaches its max TTL');
     } catch (err) {
-      if (this.#closed) return;
+      if (this.#closed || this.#refused) return; // #doLogin logged the refusal; retrying cannot help
       this.#stats.renewalFailures++;
       // Retry while the token lives (a third of what is left, at most 30 s), then by logging in.
       const left = this.#expiresAt - this.#clock.now();
@@ -666,6 +690,7 @@ export class VaultSealer implements Sealer {
       }
       throw this.#mapTransport(err, `${op} with ${this.#keyPath}`);
     }
+    this.#verifiedAt = this.#clock.now();
     const data = (typeof res === 'object' && res !== null ? res.data : undefined) ?? {};
     const outKey = op === 'decrypt' ? 'plaintext' : 'ciphertext';
     const results: Record<string, unknown>[] = batch
@@ -732,6 +757,36 @@ export class VaultSealer implements Sealer {
       }
     }
     return out;
+  }
+
+  // ---- access check ----------------------------------------------------------------------
+
+  /**
+   * Proves Vault still accepts this node's credentials, at most once per `maxAgeMs` (any call Vault
+   * accepted counts): `auth/token/lookup-self`, and on a rejected token an AppRole login on the spot,
+   * so a revoked token with a working secret id costs nothing. Rejects with 'login-failed' once Vault
+   * refuses the secret id too, and with 'unreachable' / 'sealed' when Vault cannot answer. The node
+   * asks before it signs from shares it holds in memory: revoking its Vault access stops its signing.
+   */
+  checkCredentials(maxAgeMs = 5_000): Promise<void> {
+    if (this.#refused) return Promise.reject(this.#refused);
+    if (this.#clock.now() - this.#verifiedAt < maxAgeMs) return Promise.resolve();
+    this.#checking ??= this.#lookupSelf().finally(() => {
+      this.#checking = null;
+    });
+    return this.#checking;
+  }
+
+  async #lookupSelf(): Promise<void> {
+    const token = await this.#currentToken();
+    try {
+      await this.#client.request('GET', 'auth/token/lookup-self', { token });
+      this.#verifiedAt = this.#clock.now();
+    } catch (err) {
+      if (!(err instanceof VaultHttpError && err.status === 403)) throw this.#mapTransport(err, 'look up its token');
+      if (this.#token === token) this.#tokenInvalid = true;
+      await this.#relogin('token was rejected');
+    }
   }
 
   // ---- Sealer ----------------------------------------------------------------------------

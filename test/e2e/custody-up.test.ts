@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { CLI } from '../support/cluster.js';
+import { CLI, startTestVault, TEST_SEALER } from '../support/cluster.js';
 
 const run = promisify(execFile);
 const alive = (pid: number) => {
@@ -22,7 +22,10 @@ const alive = (pid: number) => {
 describe('custody up', () => {
   it('prints a ready line, serves, and stops every process on SIGINT', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'custody-up-'));
-    const up = spawn(process.execPath, [CLI, 'up', '--dir', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // CUSTODY_TEST_SEALER=vault: `custody up --sealer vault` against the Vault emulator.
+    const vault = TEST_SEALER === 'vault' ? await startTestVault(join(dir, 'vault-credentials'), ['node-1', 'node-2', 'node-3']) : undefined;
+    const sealer = vault ? ['--sealer', 'vault', '--vault-addr', vault.address, '--vault-credentials', vault.credentialsDir] : [];
+    const up = spawn(process.execPath, [CLI, 'up', '--dir', dir, '--json', ...sealer], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines = createInterface({ input: up.stdout });
     const events: Record<string, unknown>[] = [];
     const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -46,6 +49,12 @@ describe('custody up', () => {
     expect(await exited).toBe(0);
     expect(events.at(-1)).toEqual({ event: 'stopped' });
     for (const pid of [ready.coordinatorPid as number, ...nodes.map((n) => n.pid)]) expect(alive(pid)).toBe(false);
+    if (vault) {
+      // The nodes really sealed through Vault, and revoked their tokens on the clean stop.
+      expect(vault.emulator.count('POST', /^transit\/encrypt\/custody-node-[123]$/)).toBeGreaterThan(0);
+      expect(vault.emulator.tokens().filter((x) => x.role && !x.revoked)).toEqual([]);
+      await vault.close();
+    }
     await rm(dir, { recursive: true, force: true });
   });
 

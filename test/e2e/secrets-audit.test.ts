@@ -1,11 +1,11 @@
 /**
  * Nothing secret lands on disk in the clear, and a tampered audit row is pinpointed.
  * After a real cluster has created keys and signed, the test unseals every node's store with its
- * passphrase (as a disaster-recovery operator could), collects every share, identity key and
- * unused nonce, proves they are the real ones, and scans every data folder, the database, the logs
- * and the span files for them.
+ * passphrase (as a disaster-recovery operator could; under CUSTODY_TEST_SEALER=vault with the node's
+ * own AppRole at the Vault emulator), collects every share, identity key and unused nonce, proves
+ * they are the real ones, and scans every data folder, the database, the logs and the span files for them.
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { access, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytesToHex, randomBytes } from '@noble/hashes/utils.js';
@@ -19,6 +19,8 @@ import { KeyShares } from '../../nodes/keyshares.js';
 import { LocalSealer } from '../../nodes/store/local-sealer.js';
 import { NonceStore } from '../../nodes/store/nonce-store.js';
 import { SealedFileStore } from '../../nodes/store/sealed-file-store.js';
+import type { Sealer } from '../../nodes/store/sealer.js';
+import { censusWrappedKeys, VaultSealer } from '../../nodes/store/vault-sealer.js';
 import { scanForSecrets } from '../support/secret-scan.js';
 import { startTestCluster, type TestCluster } from '../support/cluster.js';
 
@@ -50,8 +52,19 @@ describe('secrets at rest and audit integrity', () => {
     const sharesByKeyset = new Map<string, { index: number; share: bigint }[]>();
     let ecdsaSecrets = 0;
     for (const nodeId of ['node-1', 'node-2', 'node-3']) {
-      const passphrase = (await readFile(L.passphrase(nodeId), 'utf8')).trim();
-      const sealer = await LocalSealer.open(join(L.nodeData(nodeId), 'keystore'), passphrase);
+      let sealer: Sealer;
+      if (t.vault) {
+        // Every record's data key is wrapped by the node's Transit key, and no local keystore exists.
+        const census = await censusWrappedKeys(join(L.nodeData(nodeId), 'sealed'));
+        expect(census).toMatchObject({ foreign: 0, unreadable: 0, oldestVersion: 1 });
+        expect(census.records).toBeGreaterThan(3);
+        await expect(access(join(L.nodeData(nodeId), 'keystore'))).rejects.toThrow(/ENOENT/);
+        const creds = (f: string) => join(t.vault!.credentialsDir, `${nodeId}.${f}`);
+        sealer = await VaultSealer.openWithFiles({ address: t.vault.address, roleIdFile: creds('role-id'), secretIdFile: creds('secret-id'), transitKey: `custody-${nodeId}` });
+      } else {
+        const passphrase = (await readFile(L.passphrase(nodeId), 'utf8')).trim();
+        sealer = await LocalSealer.open(join(L.nodeData(nodeId), 'keystore'), passphrase);
+      }
       const store = new SealedFileStore(join(L.nodeData(nodeId), 'sealed'), sealer);
       const identity = await loadOrCreateIdentity(store);
       secrets.push(identity.encryptionSecret, identity.signingSecret);
@@ -78,6 +91,7 @@ describe('secrets at rest and audit integrity', () => {
         }
       }
       await nonces.close();
+      await sealer.close?.();
     }
     // The collected shares are the real ones: any two interpolate to each keyset's public key.
     const db = await openDb({ dataDir: join(L.coordinatorData, 'db') });

@@ -4,18 +4,21 @@
  * way deploy/vault/setup.sh provisions a real one. Real node processes log in with their own
  * AppRoles, create keysets and sign, keep everything across a restart, and a node whose Vault is
  * sealed or whose AppRole secret is wrong refuses to start with a clear error while the others sign
- * on; nothing is lost once it is fixed.
+ * on; a running node whose token is revoked and secret id destroyed refuses to sign, saying what to
+ * do; nothing is lost once it is fixed.
  */
-import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
+import { status } from '@grpc/grpc-js';
+import { Curve } from '../../proto/gen/custody/v1/common_pb.js';
 import { NodeService } from '../../proto/gen/custody/v1/node_pb.js';
 import { startTestCluster, type TestCluster } from '../support/cluster.js';
-import { provisionLikeSetupSh, VaultEmulator } from '../support/vault-emulator.js';
+import { provisionLikeSetupSh, vaultApi, VaultEmulator } from '../support/vault-emulator.js';
 
 const NODES = ['node-1', 'node-2', 'node-3'];
 
@@ -41,6 +44,7 @@ describe('cluster sealed by Vault Transit (emulator)', () => {
   afterAll(async () => {
     await t?.stop();
     await emu?.close();
+    if (credentials) await rm(credentials, { recursive: true, force: true });
   });
 
   const signWith = async (scheme: string) => {
@@ -101,6 +105,70 @@ describe('cluster sealed by Vault Transit (emulator)', () => {
     for (let i = 0; i < 6 && !seen.has('node-3'); i++) for (const s of (await signWith('ed25519')).signers) seen.add(s);
     expect(seen.has('node-3')).toBe(true);
   }, 180_000);
+
+  it('a revoked token: the node logs in again; token revoked and secret id destroyed: it refuses to sign, saying what to do; new secret id, restart, same keys', async () => {
+    const root = emu.rootToken;
+    const liveTokens = () => emu.tokens().filter((x) => x.role === 'custody-node-2' && !x.revoked && !x.expired);
+    // The node proves its Vault access before signing at most every 5 s: wait that out after each change.
+    const pastCheckInterval = () => new Promise((r) => setTimeout(r, 5_500));
+    const signUntil = async (node: string) => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 8 && !seen.has(node); i++) for (const s of (await signWith('ed25519')).signers) seen.add(s);
+      return seen;
+    };
+    const node2 = await t.nodeClient(NodeService, 'node-2', 'coordinator');
+    const keysetsBefore = (await node2.getNodeInfo({})).keysets;
+    const publicKey = bytesToHex((await signWith('ed25519')).pub);
+
+    // 1. Token revoked (vault token revoke -accessor), secret id intact: node-2 logs in again and signs on.
+    const [first] = liveTokens();
+    expect(liveTokens()).toHaveLength(1);
+    expect((await vaultApi(emu.address, root, 'POST', 'auth/token/revoke-accessor', { accessor: first!.accessor })).status).toBe(204);
+    await pastCheckInterval();
+    expect((await signUntil('node-2')).has('node-2')).toBe(true);
+    expect(liveTokens()).toHaveLength(1);
+    const [second] = liveTokens();
+    expect(second!.accessor).not.toBe(first!.accessor);
+
+    // 2. Token revoked and secret id destroyed: node-2 refuses to sign and to seal, with what to do.
+    const secretFile = join(credentials, 'node-2.secret-id');
+    await vaultApi(emu.address, root, 'POST', 'auth/token/revoke-accessor', { accessor: second!.accessor });
+    expect((await vaultApi(emu.address, root, 'POST', 'auth/approle/role/custody-node-2/secret-id/destroy', { secret_id: (await readFile(secretFile, 'utf8')).trim() })).status).toBe(204);
+    await pastCheckInterval();
+    const refusal = /^node-2 refuses to sign: Vault refused the token of role custody-node-2 \(revoked or expired\) and the AppRole login with this node's secret id failed \(invalid role or secret ID\): issue a new secret id .*restart the node/;
+    // Straight to the node: the refusal comes before the item is even looked at.
+    const direct = await node2.signShares({ items: [{ authorization: new Uint8Array(1), coordinatorSignature: new Uint8Array(64) }] });
+    expect(direct.results[0]!.result).toMatchObject({ case: 'error', value: { code: status.FAILED_PRECONDITION, message: expect.stringMatching(refusal) } });
+    await expect(node2.reserveNonces({ curve: Curve.ED25519, count: 1 })).rejects.toMatchObject({ code: status.FAILED_PRECONDITION, details: expect.stringMatching(/^node-2: Vault refused the token of role custody-node-2/) });
+    // It has not crashed, and the cluster signs with node-1 and node-3.
+    expect((await node2.getNodeInfo({})).keysets).toBe(keysetsBefore);
+    for (let i = 0; i < 4; i++) expect((await signWith('ed25519')).signers).not.toContain('node-2');
+    expect((await signWith('ecdsa')).signers).not.toContain('node-2');
+    // With node-1 down the coordinator has to ask node-2, and passes on its reason; nobody is blamed.
+    await t.cluster.stopProcess(t.cluster.nodes.get('node-1')!);
+    const failed = await t.cli('sign', '--keyset', keysets['ed25519']!, '--digest', bytesToHex(randomBytes(32)));
+    expect(failed.code).toBe(1);
+    expect(failed.json.error).toMatch(/node-2.*Vault refused the token of role custody-node-2.*restart the node/);
+    await t.cluster.startNode('node-1');
+    const audit = (await t.cli('audit', 'list', '--limit', '5000')).json.records as { action: string }[];
+    expect(audit.filter((x) => x.action === 'node.blamed')).toEqual([]);
+    expect(t.cluster.nodes.get('node-2')!.child.exitCode).toBeNull();
+
+    // 3. A new secret id in the credentials folder and a restart: node-2 signs again with the same keys.
+    const fresh = (await vaultApi(emu.address, root, 'POST', 'auth/approle/role/custody-node-2/secret-id', {})).body.data.secret_id as string;
+    await writeFile(secretFile, fresh + '\n', { mode: 0o600 });
+    await t.cluster.stopProcess(t.cluster.nodes.get('node-2')!);
+    await t.cluster.startNode('node-2');
+    expect((await (await t.nodeClient(NodeService, 'node-2', 'coordinator')).getNodeInfo({})).keysets).toBe(keysetsBefore);
+    const seen = new Set<string>();
+    for (let i = 0; i < 8 && !seen.has('node-2'); i++) {
+      const e = await signWith('ed25519');
+      expect(bytesToHex(e.pub)).toBe(publicKey);
+      expect(ed25519.verify(e.sig, e.digest, e.pub)).toBe(true);
+      for (const n of e.signers) seen.add(n);
+    }
+    expect(seen.has('node-2')).toBe(true);
+  }, 240_000);
 
   it('custody vault rotate: every Transit key rotated, every record rewrapped online, old versions disabled', async () => {
     const tokenFile = join(credentials, 'operator.token');

@@ -427,6 +427,43 @@ describe('tokens at run time', () => {
     expect(await fs.readFile(file)).toEqual(before);
   });
 
+  it('checkCredentials: a revoked token is replaced by a login; token and secret id gone is final, with what to do', async () => {
+    const sealer = await openSealer();
+    const lookups = () => emu.count('GET', 'auth/token/lookup-self');
+    const logins = () => emu.count('POST', 'auth/approle/login');
+    // Just logged in: nothing to ask Vault.
+    await sealer.checkCredentials();
+    expect(lookups()).toBe(0);
+    await emu.advance(6);
+    await sealer.checkCredentials();
+    expect(lookups()).toBe(1);
+
+    // Revoked token, working secret id: the check logs in again and passes.
+    emu.revokeAccessor(sealer.tokenAccessor);
+    await emu.advance(6);
+    const before = logins();
+    await sealer.checkCredentials();
+    expect(logins()).toBe(before + 1);
+    await sealer.wrapKey(randomKey(), 'a');
+
+    // Token revoked and secret id destroyed: refused, and every later call gets the same error without
+    // another login attempt (repeated failures would trip Vault's AppRole lockout).
+    emu.revokeAccessor(sealer.tokenAccessor);
+    await vaultApi(emu.address, emu.rootToken, 'POST', 'auth/approle/role/custody-node-1/secret-id/destroy', { secret_id: node1.secretId });
+    await emu.advance(6);
+    const msg = await failure(sealer.checkCredentials(), 'login-failed');
+    expect(msg).toBe(
+      'Vault refused the token of role custody-node-1 (revoked or expired) and the AppRole login with this node\'s secret id failed (invalid role or secret ID): ' +
+        'issue a new secret id (deploy/vault/README.md, "Secret IDs"), write it to the node\'s secret id file and restart the node. Nothing was written; the sealed records are intact',
+    );
+    const attempts = logins();
+    expect(await failure(sealer.wrapKey(randomKey(), 'b'), 'login-failed')).toBe(msg);
+    expect(await failure(sealer.checkCredentials(), 'login-failed')).toBe(msg);
+    await emu.advance(3600);
+    expect(logins()).toBe(attempts);
+    expect(emu.clock.pending).toBe(0);
+  });
+
   it('Vault sealed mid-run: calls fail with the sealed message, nothing is written, they resume after unseal', async () => {
     const sealer = await openSealer();
     const dir = path.join(tmp, 'sealed');

@@ -133,6 +133,26 @@ describe('AppRole and tokens', () => {
     expect((await api(u, 'POST', 'auth/token/revoke-self', {})).status).toBe(204);
     expect((await api(u, 'GET', 'auth/token/lookup-self')).status).toBe(403);
   });
+
+  it('auth/token/revoke by token and secret-id/destroy: every later call is refused, tokens outlive their secret id', async () => {
+    const { nodes } = await provisionLikeSetupSh(emu, { nodes: ['n1'] });
+    const n = nodes['n1']!;
+    const login = async (secretId: string) => api(undefined, 'POST', 'auth/approle/login', { role_id: n.roleId, secret_id: secretId });
+    const a = (await login(n.secretId)).body.auth.client_token as string;
+    const b = (await login(n.secretId)).body.auth.client_token as string;
+    // A node token may not revoke another token; root may. Unknown tokens revoke "if they existed".
+    expect((await api(b, 'POST', 'auth/token/revoke', { token: a })).status).toBe(403);
+    expect(await api(emu.rootToken, 'POST', 'auth/token/revoke', {})).toEqual({ status: 400, body: { errors: ['missing token ID'] } });
+    expect((await api(emu.rootToken, 'POST', 'auth/token/revoke', { token: 'hvs.unknown' })).status).toBe(204);
+    expect((await api(emu.rootToken, 'POST', 'auth/token/revoke', { token: a })).status).toBe(204);
+    for (const [method, path] of [['GET', 'auth/token/lookup-self'], ['POST', 'auth/token/renew-self'], ['POST', 'transit/encrypt/custody-n1']] as const) {
+      expect(await api(a, method, path, method === 'POST' ? {} : undefined)).toEqual({ status: 403, body: { errors: ['permission denied'] } });
+    }
+    expect((await api(emu.rootToken, 'POST', 'auth/approle/role/custody-n1/secret-id/destroy', {})).status).toBe(400);
+    expect((await api(emu.rootToken, 'POST', 'auth/approle/role/custody-n1/secret-id/destroy', { secret_id: n.secretId })).status).toBe(204);
+    expect(await login(n.secretId)).toMatchObject({ status: 400, body: { errors: ['invalid role or secret ID'] } });
+    expect((await api(b, 'GET', 'auth/token/lookup-self')).status).toBe(200);
+  });
 });
 
 describe('Transit', () => {

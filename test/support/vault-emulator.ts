@@ -22,7 +22,7 @@
  *   secret_id_ttl, secret_id_num_uses, token_no_default_policy; `role-id` GET/POST;
  *   `secret-id` POST; `secret-id/destroy`; `login` → 400 "invalid role or secret ID").
  * - /auth/token (`lookup-self`, `renew-self` with `increment`, `revoke-self`, `create`,
- *   `revoke-accessor`). Tokens are `hvs.` service tokens with a TTL and a max TTL on the emulator's
+ *   `revoke` with `token`, `revoke-accessor`). Tokens are `hvs.` service tokens with a TTL and a max TTL on the emulator's
  *   clock; an expired or revoked token gets 403 `{"errors":["permission denied"]}` everywhere.
  *   Renewing an AppRole token grants the role's current token_ttl (or `increment`), capped at the
  *   max TTL with Vault's warning text. Knobs: `revokeAccessor()`, `clock.advance()`.
@@ -873,6 +873,15 @@ export class VaultEmulator {
         });
         return this.#ok(null, { auth: this.#authBlock(child, child.creationTtl) });
       }
+      case 'auth/token/revoke': {
+        // Vault answers 204 whether or not the token existed ("Revoked token (if it existed)").
+        if (ctx.op !== 'write') break;
+        const id = ctx.body['token'];
+        if (typeof id !== 'string' || id === '') throw bad('missing token ID');
+        const target = this.#tokens.get(id);
+        if (target) target.revoked = true;
+        return { status: 204 };
+      }
       case 'auth/token/revoke-accessor': {
         if (ctx.op !== 'write') break;
         if (!this.revokeAccessor(String(ctx.body['accessor'] ?? ''))) throw bad('invalid accessor');
@@ -1068,7 +1077,9 @@ export class VaultEmulator {
       return this.#ok({ secret_id: secretId, secret_id_accessor: accessor, secret_id_ttl: ttl, secret_id_num_uses: uses });
     }
     if (sub === 'secret-id/destroy' && (op === 'write' || op === 'delete')) {
-      role.secretIds.delete(String(body['secret_id'] ?? ''));
+      // Tokens already issued with it stay valid, as in Vault: revoke them separately.
+      if (typeof body['secret_id'] !== 'string' || body['secret_id'] === '') throw bad('missing secret_id');
+      role.secretIds.delete(body['secret_id']);
       return { status: 204 };
     }
     throw new HttpError(405, ['unsupported operation']);
