@@ -29,10 +29,11 @@ import { durably } from './store/durably.js';
 import { GroupCommit } from './store/group-commit.js';
 import {
   claimUnfinished,
-  createSignRequest,
+  createSignRequests,
   DuplicateKeyError,
   findSignRequestByIdempotencyKey,
   getSignRequest,
+  type NewSignRequest,
   type PolicyFields,
   type SignRequestRow,
 } from './store/repo.js';
@@ -95,6 +96,8 @@ const TERMINAL = new Set(['signed', 'failed', 'rejected', 'expired']);
 
 export const isTerminal = (row: SignRequestRow) => TERMINAL.has(row.status);
 
+const reusedKey = (key: string) => new RpcError(status.ALREADY_EXISTS, `idempotency key ${key} was already used for a different request`);
+
 export class RequestService {
   private readonly writer: CompletionWriter;
   private readonly accepts = new GroupCommit<Entry, Accepted>((group) => this.acceptGroup(group));
@@ -153,7 +156,18 @@ export class RequestService {
       this.db.tx(async (q) => {
         const out: Accepted[] = [];
         const audits: AuditEntry[] = [];
-        const seen = new Map<string, Accepted>();
+        // Keys used earlier in this group: a repeat is answered like existing() would once the row is in.
+        const keys = new Map<string, { actor: string; hash: string; accepted: { request: SignRequestRow; fresh: boolean } }>();
+        // Rows go in with one INSERT (store/repo.ts createSignRequests); the objects in `out` get them then.
+        const rows: NewSignRequest[] = [];
+        const slots: { request: SignRequestRow; fresh: boolean }[] = [];
+        const repeats: { of: { request: SignRequestRow }; repeat: { request: SignRequestRow } }[] = [];
+        const flush = async () => {
+          const created = await createSignRequests(q, rows);
+          created.forEach((row, i) => (slots[i]!.request = row));
+          rows.length = 0;
+          slots.length = 0;
+        };
         const now = new Date();
         for (const { item, checked: c, who } of entries) {
           if ('error' in c) {
@@ -169,18 +183,25 @@ export class RequestService {
             continue;
           }
           const key = item.idempotencyKey;
-          // Keys are per submitter: a repeat by another one is looked up (and refused) like any other.
-          const seenKey = `${who.actor}\u0000${key}\u0000${bytesToHex(c.requestHash)}`;
-          const earlier = key ? (seen.get(seenKey) ?? (await this.existing(q, key, c.requestHash, who))) : undefined;
+          const inGroup = key ? keys.get(key) : undefined;
+          if (inGroup) {
+            const same = inGroup.actor === who.actor && inGroup.hash === bytesToHex(c.requestHash);
+            const repeat = { request: undefined as unknown as SignRequestRow, fresh: false };
+            out.push(same ? repeat : { error: reusedKey(key) });
+            // Its row exists once the group's rows are in.
+            if (same) repeats.push({ of: inGroup.accepted, repeat });
+            continue;
+          }
+          const earlier = key ? await this.existing(q, key, c.requestHash, who) : undefined;
           if (earlier) {
-            const repeat: Accepted = 'error' in earlier ? earlier : { request: earlier.request, fresh: false };
-            out.push(repeat);
-            seen.set(seenKey, repeat);
+            out.push('error' in earlier ? earlier : { request: earlier.request, fresh: false });
             continue;
           }
           const requestId = randomUUID();
+          // Velocity sums must see every request accepted before this one, in this group too.
+          if (rows.length && this.opts.policies?.get()) await flush();
           const verdict = await this.judge(q, c, now);
-          const request = await createSignRequest(q, {
+          rows.push({
             requestId,
             keysetId: c.ks.row.keysetId,
             scheme: c.ks.row.scheme,
@@ -198,9 +219,10 @@ export class RequestService {
             derivationPath: c.derivationPath,
             policy: verdict.fields,
           });
-          const accepted: Accepted = { request, fresh: true };
+          const accepted = { request: undefined as unknown as SignRequestRow, fresh: true };
+          slots.push(accepted);
           out.push(accepted);
-          if (key) seen.set(seenKey, accepted);
+          if (key) keys.set(key, { actor: who.actor, hash: bytesToHex(c.requestHash), accepted });
           const base = { keysetId: c.ks.row.keysetId, source: who.source, ...(c.walletId ? { walletId: c.walletId, path: c.derivationPath } : {}) };
           audits.push(
             { actor: who.actor, action: 'sign.received', subject: requestId, details: { ...base, digest: bytesToHex(c.digest), idempotencyKey: key || null, ...(verdict.fields.intent ? { intent: verdict.fields.intent } : {}) } },
@@ -212,6 +234,8 @@ export class RequestService {
                 : { actor: 'coordinator', action: 'sign.awaiting_approvals', subject: requestId, details: { requirements: verdict.fields.requirements, expiresAt: verdict.fields.approvalExpiresAt?.toISOString() ?? null } },
           );
         }
+        await flush();
+        for (const r of repeats) r.repeat.request = r.of.request;
         await appendAuditMany(q, audits, now);
         return out;
       }),
@@ -291,9 +315,7 @@ export class RequestService {
   private async existing(q: Queryable, key: string, requestHash: Uint8Array, who: Submitter): Promise<{ request: SignRequestRow } | { error: RpcError } | undefined> {
     const row = await findSignRequestByIdempotencyKey(q, key);
     if (!row) return undefined;
-    if (bytesToHex(row.requestHash) !== bytesToHex(requestHash) || row.createdBy !== who.actor) {
-      return { error: new RpcError(status.ALREADY_EXISTS, `idempotency key ${key} was already used for a different request`) };
-    }
+    if (bytesToHex(row.requestHash) !== bytesToHex(requestHash) || row.createdBy !== who.actor) return { error: reusedKey(key) };
     return { request: row };
   }
 
@@ -330,8 +352,8 @@ export class RequestService {
     }
     const final = outcome.signature
       ? await this.writer.complete(
-          row.requestId,
           {
+            requestId: row.requestId,
             status: 'signed',
             signature: outcome.signature,
             publicKey: this.signing.publicKeyOf(ks, row.derivationPath),
@@ -355,8 +377,7 @@ export class RequestService {
           },
         )
       : await this.writer.complete(
-          row.requestId,
-          { status: 'failed', error: outcome.error!, attempts: outcome.attempts },
+          { requestId: row.requestId, status: 'failed', error: outcome.error!, attempts: outcome.attempts },
           { actor: 'coordinator', action: 'sign.failed', subject: row.requestId, details: { keysetId: row.keysetId, error: outcome.error! } },
         );
     if (!final) {

@@ -397,26 +397,35 @@ function toSignRequest(r: SignRequestDbRow): SignRequest {
 
 /** Inserts a request (status 'received' unless given). A reused idempotency key throws DuplicateKeyError. */
 export async function createSignRequest(q: Queryable, r: NewSignRequest): Promise<SignRequest> {
-  if (!isScheme(r.scheme)) throw new TypeError(`unknown scheme ${String(r.scheme)}`);
-  const status = r.status ?? 'received';
-  if (!isSignStatus(status)) throw new TypeError(`unknown status ${String(status)}`);
-  const now = r.createdAt ?? new Date();
-  try {
-    const [row] = await q.query<SignRequestDbRow>(
-      `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, wallet_id, derivation_path,
-                                  payload, intent, intent_kind, asset, amount, policy_version, rule, requirements, approval_expires_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, '[]'::jsonb, 0, $8, $8, $9, $10, $11, $12, $13, $14, $15,
-               $16, $17::jsonb, $18, $19, $20, $21, $22, $23::jsonb, $24)
-       RETURNING ${SIGN_REQUEST_COLUMNS}`,
-      [
-        r.requestId ?? randomUUID(),
+  return (await createSignRequests(q, [r]))[0]!;
+}
+
+/** Rows per INSERT: 24 parameters each, well under PostgreSQL's 65535. */
+const INSERT_ROWS = 1000;
+
+/**
+ * Inserts requests with one statement per INSERT_ROWS rows: on PGlite a statement costs far more
+ * than a row, so a group of requests accepted together is written at once. Results in input order.
+ */
+export async function createSignRequests(q: Queryable, rs: readonly NewSignRequest[]): Promise<SignRequest[]> {
+  const out: SignRequest[] = [];
+  for (let start = 0; start < rs.length; start += INSERT_ROWS) {
+    const chunk = rs.slice(start, start + INSERT_ROWS).map((r) => ({ ...r, requestId: r.requestId ?? randomUUID() }));
+    const params: unknown[] = [];
+    const values = chunk.map((r) => {
+      if (!isScheme(r.scheme)) throw new TypeError(`unknown scheme ${String(r.scheme)}`);
+      const status = r.status ?? 'received';
+      if (!isSignStatus(status)) throw new TypeError(`unknown status ${String(status)}`);
+      const b = params.length;
+      params.push(
+        r.requestId,
         r.keysetId,
         r.scheme,
         r.digest,
         r.idempotencyKey ?? null,
         r.requestHash,
         status,
-        now,
+        r.createdAt ?? new Date(),
         r.createdBy,
         r.source ?? 'grpc',
         r.clientId ?? '',
@@ -433,12 +442,67 @@ export async function createSignRequest(q: Queryable, r: NewSignRequest): Promis
         r.policy?.rule ?? null,
         r.policy?.requirements ? JSON.stringify(r.policy.requirements) : null,
         r.policy?.approvalExpiresAt ?? null,
-      ],
-    );
-    return toSignRequest(row!);
-  } catch (err) {
-    mapError(err, 'createSignRequest');
+      );
+      const p = (i: number) => `$${b + i}`;
+      return `(${p(1)}::uuid, ${p(2)}::uuid, ${p(3)}, ${p(4)}::bytea, ${p(5)}, ${p(6)}::bytea, ${p(7)}, '[]'::jsonb, 0, ${p(8)}::timestamptz, ${p(8)}::timestamptz, ${p(9)}, ${p(10)}, ${p(11)}, ${p(12)}, ${p(13)}::timestamptz, ${p(14)}::uuid, ${p(15)},
+               ${p(16)}::bytea, ${p(17)}::jsonb, ${p(18)}, ${p(19)}, ${p(20)}, ${p(21)}::int, ${p(22)}, ${p(23)}::jsonb, ${p(24)}::timestamptz)`;
+    });
+    try {
+      const rows = await q.query<SignRequestDbRow>(
+        `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, wallet_id, derivation_path,
+                                    payload, intent, intent_kind, asset, amount, policy_version, rule, requirements, approval_expires_at)
+         VALUES ${values.join(', ')}
+         RETURNING ${SIGN_REQUEST_COLUMNS}`,
+        params,
+      );
+      const byId = new Map(rows.map((row) => [row.request_id, toSignRequest(row)]));
+      for (const r of chunk) out.push(byId.get(r.requestId)!);
+    } catch (err) {
+      mapError(err, 'createSignRequest');
+    }
   }
+  return out;
+}
+
+/** A finished request's outcome (CompletionWriter): unset optional fields keep their value. */
+export interface SignRequestCompletion {
+  requestId: string;
+  status: SignStatus;
+  signature?: Uint8Array;
+  publicKey?: Uint8Array;
+  signers?: readonly string[];
+  attempts?: number;
+  error: string | null;
+  signedTx?: Uint8Array;
+}
+
+/**
+ * Moves requests still in `signing` and owned by `owner` to their outcome and releases their
+ * lease, with one statement for the lot. Results in input order: undefined where the
+ * compare-and-set failed (another coordinator took the request over).
+ */
+export async function completeSignRequests(q: Queryable, owner: string, items: readonly SignRequestCompletion[], at = new Date()): Promise<(SignRequest | undefined)[]> {
+  if (items.length === 0) return [];
+  const params: unknown[] = [owner, at];
+  const values = items.map((c) => {
+    if (!isSignStatus(c.status)) throw new TypeError(`unknown status ${String(c.status)}`);
+    const b = params.length;
+    params.push(c.requestId, c.status, c.signature ?? null, c.publicKey ?? null, c.signers ? signersJson(c.signers) : null, c.attempts ?? null, c.error, c.signedTx ?? null);
+    const p = (i: number) => `$${b + i}`;
+    return `(${p(1)}::uuid, ${p(2)}, ${p(3)}::bytea, ${p(4)}::bytea, ${p(5)}::jsonb, ${p(6)}::int, ${p(7)}, ${p(8)}::bytea)`;
+  });
+  const rows = await q.query<SignRequestDbRow>(
+    `UPDATE sign_requests AS s
+        SET status = v.status, signature = COALESCE(v.signature, s.signature), public_key = COALESCE(v.public_key, s.public_key),
+            signers = COALESCE(v.signers, s.signers), attempts = COALESCE(v.attempts, s.attempts), error = v.error,
+            signed_tx = COALESCE(v.signed_tx, s.signed_tx), owner = NULL, lease_until = NULL, updated_at = $2
+       FROM (VALUES ${values.join(', ')}) AS v (request_id, status, signature, public_key, signers, attempts, error, signed_tx)
+      WHERE s.request_id = v.request_id AND s.status = 'signing' AND s.owner = $1
+      RETURNING ${SIGN_REQUEST_COLUMNS.split(', ').map((c) => `s.${c}`).join(', ')}`,
+    params,
+  );
+  const byId = new Map(rows.map((row) => [row.request_id, toSignRequest(row)]));
+  return items.map((c) => byId.get(c.requestId));
 }
 
 export async function getSignRequest(q: Queryable, requestId: string): Promise<SignRequest | undefined> {

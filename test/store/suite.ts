@@ -9,6 +9,8 @@ import { appliedMigrations, migrate, MIGRATIONS } from '../../coordinator/store/
 import { appendAudit, appendAuditMany, listAudit, verifyAudit, type AuditEntry } from '../../coordinator/store/audit.js';
 import {
   createSignRequest,
+  createSignRequests,
+  completeSignRequests,
   findSignRequestByIdempotencyKey,
   getKeyset,
   getSignRequest,
@@ -235,6 +237,37 @@ export function defineStoreSuite(backend: StoreBackend): void {
         await updateSignRequest(db, '00000000-0000-4000-8000-000000000000', { status: 'failed', expectedStatus: 'signing' }),
       ).toBeUndefined();
       expect((await getSignRequest(db, req.requestId))!.status).toBe('signed');
+    });
+
+    test('sign requests in groups: one INSERT keeps input order, one UPDATE completes only what this owner holds in signing', async () => {
+      const { db } = await fresh();
+      const k = await insertKeyset(db, sampleKeyset());
+      const digests = Array.from({ length: 5 }, () => bytes(32));
+      const created = await db.tx((q) =>
+        createSignRequests(q, digests.map((digest, i) => ({ keysetId: k.keysetId, scheme: 'ed25519' as const, digest, requestHash: bytes(32), createdBy: `svc-${i}`, status: 'signing' as const, owner: i === 4 ? 'other' : 'coord-1' }))),
+      );
+      expect(created.map((r) => r.digest)).toEqual(digests);
+      expect(created.map((r) => r.createdBy)).toEqual(['svc-0', 'svc-1', 'svc-2', 'svc-3', 'svc-4']);
+      for (const r of created) expect(await getSignRequest(db, r.requestId)).toEqual(r);
+
+      await db.tx((q) => updateSignRequest(q, created[3]!.requestId, { status: 'failed', expectedStatus: 'signing' }));
+      const signature = bytes(64);
+      const done = await db.tx((q) =>
+        completeSignRequests(q, 'coord-1', [
+          { requestId: created[0]!.requestId, status: 'signed', signature, publicKey: k.publicKey, signers: ['node-a', 'node-b'], attempts: 1, error: null },
+          { requestId: created[1]!.requestId, status: 'failed', attempts: 3, error: 'not enough nodes' },
+          { requestId: created[3]!.requestId, status: 'signed', signature, error: null },
+          { requestId: created[4]!.requestId, status: 'signed', signature, error: null },
+        ]),
+      );
+      expect(done[0]).toMatchObject({ status: 'signed', signature, signers: ['node-a', 'node-b'], attempts: 1, error: null, owner: null, leaseUntil: null });
+      expect(done[1]).toMatchObject({ status: 'failed', signature: null, signers: [], attempts: 3, error: 'not enough nodes' });
+      // No longer signing, or another coordinator's: left as they are.
+      expect(done[2]).toBeUndefined();
+      expect(done[3]).toBeUndefined();
+      expect((await getSignRequest(db, created[3]!.requestId))!.status).toBe('failed');
+      expect((await getSignRequest(db, created[4]!.requestId))!).toMatchObject({ status: 'signing', owner: 'other', signature: null });
+      expect((await getSignRequest(db, created[2]!.requestId))!.status).toBe('signing');
     });
 
     test('node faults are counted per node', async () => {
