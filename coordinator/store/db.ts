@@ -303,7 +303,6 @@ class PgliteDb extends BaseDb {
     try {
       // PGlite's transaction() rolls back on error and rejects a COMMIT that turned into ROLLBACK.
       return await this.pg.transaction(async (t) => {
-        await t.query('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE');
         const q = scopedQueryable(state, (sql, params) => t.query(sql, params));
         const result = await this.txContext.run(state, () => fn(q));
         state.active = false;
@@ -322,13 +321,19 @@ class PgliteDb extends BaseDb {
   }
 }
 
+export const SERIALIZABLE = 'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE';
+
 /** PGlite in this thread, behind the same surface as the database thread. */
 async function inThreadPglite(dataDir: string): Promise<PgliteEngine> {
   const { PGlite } = await import('@electric-sql/pglite');
   const pg = await PGlite.create(dataDir, { parsers });
   return {
     query: async (sql, params) => (await pg.query(sql, params)).rows,
-    transaction: (fn) => pg.transaction((t: PGliteTransaction) => fn({ query: async (sql, params) => (await t.query(sql, params)).rows })),
+    transaction: (fn) =>
+      pg.transaction(async (t: PGliteTransaction) => {
+        await t.query(SERIALIZABLE);
+        return fn({ query: async (sql, params) => (await t.query(sql, params)).rows });
+      }),
     close: () => pg.close(),
   };
 }

@@ -8,7 +8,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { PGlite, Transaction } from '@electric-sql/pglite';
-import { pgliteParsers } from './db.js';
+import { pgliteParsers, SERIALIZABLE } from './db.js';
 import type { ThreadReply, ThreadRequest } from './pglite-thread.js';
 
 const port = parentPort!;
@@ -66,6 +66,7 @@ async function main(): Promise<void> {
     if (m.kind === 'begin') {
       let endId = 0;
       pg.transaction(async (t: Transaction) => {
+        await t.query(SERIALIZABLE);
         port.postMessage({ id: m.id, rows: [] } satisfies ThreadReply);
         for (;;) {
           const next = await nextTxMessage();
