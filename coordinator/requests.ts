@@ -3,8 +3,9 @@
  *
  *   received -> policy_checked -> signing -> signed | failed        (policy adds the other states)
  *
- * Every transition is an audit record. Accepting is one transaction for a whole batch (and for
- * single requests that arrive together: store/group-commit.ts); from then on
+ * Every transition is an audit record. Accepting is one transaction for a whole batch; single
+ * requests that arrive together, and the completions of requests signed meanwhile, share one
+ * (store/group-commit.ts). From acceptance on
  * the request belongs to this coordinator under a lease. A coordinator that dies leaves requests
  * whose lease expires; any coordinator (or the same one restarted, with the same id) claims and
  * finishes them. Finishing is a compare-and-set on (status signing, owner me), so when two
@@ -18,7 +19,6 @@ import { checkMessageLength } from '../crypto/schemes.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
 import { decodeUnsignedEthTx, EthTxError, evaluate, intentJson, intentOfPayload, signedEthTx, velocityKeyId, velocityKeys, type Usage } from '../policy/index.js';
-import { CompletionWriter } from './completion-writer.js';
 import type { Policies } from './policies.js';
 import type { PolicyContext } from './signers.js';
 import { listApprovals, velocityUsage } from './store/approvals.js';
@@ -29,12 +29,14 @@ import { durably } from './store/durably.js';
 import { GroupCommit } from './store/group-commit.js';
 import {
   claimUnfinished,
+  completeSignRequests,
   createSignRequests,
   DuplicateKeyError,
   findSignRequestByIdempotencyKey,
   getSignRequest,
   type NewSignRequest,
   type PolicyFields,
+  type SignRequestCompletion,
   type SignRequestRow,
 } from './store/repo.js';
 
@@ -78,6 +80,15 @@ interface Entry {
   who: Submitter;
 }
 
+/** A finished request's outcome and its audit record. */
+interface Completion {
+  outcome: SignRequestCompletion;
+  audit: AuditEntry;
+}
+
+type Write = { accept: Entry } | { complete: Completion };
+type Written = Accepted | SignRequestRow | undefined;
+
 export interface RequestServiceOptions {
   /** Stable id of this coordinator: a restart with the same id resumes its own requests at once. */
   owner: string;
@@ -99,8 +110,7 @@ export const isTerminal = (row: SignRequestRow) => TERMINAL.has(row.status);
 const reusedKey = (key: string) => new RpcError(status.ALREADY_EXISTS, `idempotency key ${key} was already used for a different request`);
 
 export class RequestService {
-  private readonly writer: CompletionWriter;
-  private readonly accepts = new GroupCommit<Entry, Accepted>((group) => this.acceptGroup(group));
+  private readonly writes = new GroupCommit<Write, Written>((group) => this.writeGroup(group));
   private readonly inflight = new Map<string, Promise<SignRequestRow>>();
   private readonly leaseMs: number;
   private resumeTimer?: NodeJS.Timeout;
@@ -111,7 +121,6 @@ export class RequestService {
     private readonly log: Logger,
     private readonly opts: RequestServiceOptions,
   ) {
-    this.writer = new CompletionWriter(db, log, opts.owner);
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
   }
 
@@ -125,25 +134,54 @@ export class RequestService {
     return this.insertRetrying(items.map((item, i) => ({ item, checked: checked[i]!, who })));
   }
 
-  /** Single requests (gRPC Sign) arriving together share one accepting transaction (store/group-commit.ts). */
+  /**
+   * Single requests (gRPC Sign) arriving together share one transaction (store/group-commit.ts),
+   * together with the completions of requests signed meanwhile: one writer, so under load one
+   * transaction and one audit append serve both.
+   */
   private async acceptOne(item: SubmitItem, who: Submitter): Promise<Accepted> {
-    return this.accepts.submit({ item, checked: await this.check(item), who });
+    return (await this.writes.submit({ accept: { item, checked: await this.check(item), who } })) as Accepted;
   }
 
-  private async acceptGroup(group: Entry[]): Promise<PromiseSettledResult<Accepted>[]> {
+  /**
+   * Moves a request out of `signing` if this coordinator still owns it. Resolves with the new row,
+   * or undefined when another coordinator took the request over (our result is then discarded).
+   */
+  private async complete(outcome: SignRequestCompletion, audit: AuditEntry): Promise<SignRequestRow | undefined> {
+    return (await this.writes.submit({ complete: { outcome, audit } })) as SignRequestRow | undefined;
+  }
+
+  private async writeGroup(group: Write[]): Promise<PromiseSettledResult<Written>[]> {
+    const split = (ws: Write[]) => ({
+      entries: ws.flatMap((w) => ('accept' in w ? [w.accept] : [])),
+      completions: ws.flatMap((w) => ('complete' in w ? [w.complete] : [])),
+    });
+    const pick = (ws: Write[], r: { accepted: Accepted[]; completed: (SignRequestRow | undefined)[] }): Written[] => {
+      let a = 0;
+      let c = 0;
+      return ws.map((w) => ('accept' in w ? r.accepted[a++]! : r.completed[c++]));
+    };
     try {
-      return (await this.insertRetrying(group)).map((value) => ({ status: 'fulfilled', value }));
+      const { entries, completions } = split(group);
+      return pick(group, await this.writeRetrying(entries, completions)).map((value) => ({ status: 'fulfilled', value }));
     } catch (e) {
       if (group.length === 1) throw e;
       // One item must not fail the others: each on its own, as if they had come one by one.
-      return Promise.allSettled(group.map(async (entry) => (await this.insertRetrying([entry]))[0]!));
+      return Promise.allSettled(group.map(async (w) => {
+        const { entries, completions } = split([w]);
+        return pick([w], await this.writeRetrying(entries, completions))[0];
+      }));
     }
   }
 
   private async insertRetrying(entries: Entry[]): Promise<Accepted[]> {
+    return (await this.writeRetrying(entries, [])).accepted;
+  }
+
+  private async writeRetrying(entries: Entry[], completions: Completion[]): Promise<{ accepted: Accepted[]; completed: (SignRequestRow | undefined)[] }> {
     for (let round = 1; ; round++) {
       try {
-        return await this.insert(entries);
+        return await this.write(entries, completions);
       } catch (e) {
         // Another coordinator inserted one of these keys at the same moment: a re-run sees its row.
         if (!(e instanceof DuplicateKeyError) || round >= 3) throw e;
@@ -151,8 +189,8 @@ export class RequestService {
     }
   }
 
-  private insert(entries: readonly Entry[]): Promise<Accepted[]> {
-    return durably(this.log, 'accept requests', () =>
+  private write(entries: readonly Entry[], completions: readonly Completion[]): Promise<{ accepted: Accepted[]; completed: (SignRequestRow | undefined)[] }> {
+    return durably(this.log, 'write requests', () =>
       this.db.tx(async (q) => {
         const out: Accepted[] = [];
         const audits: AuditEntry[] = [];
@@ -236,8 +274,10 @@ export class RequestService {
         }
         await flush();
         for (const r of repeats) r.repeat.request = r.of.request;
+        const completed = await completeSignRequests(q, this.opts.owner, completions.map((c) => c.outcome), now);
+        completions.forEach((c, i) => completed[i] && audits.push(c.audit));
         await appendAuditMany(q, audits, now);
-        return out;
+        return { accepted: out, completed };
       }),
     );
   }
@@ -351,7 +391,7 @@ export class RequestService {
       outcome = await this.signing.sign(ks, row.requestId, row.digest, row.derivationPath, policy);
     }
     const final = outcome.signature
-      ? await this.writer.complete(
+      ? await this.complete(
           {
             requestId: row.requestId,
             status: 'signed',
@@ -376,7 +416,7 @@ export class RequestService {
             },
           },
         )
-      : await this.writer.complete(
+      : await this.complete(
           { requestId: row.requestId, status: 'failed', error: outcome.error!, attempts: outcome.attempts },
           { actor: 'coordinator', action: 'sign.failed', subject: row.requestId, details: { keysetId: row.keysetId, error: outcome.error! } },
         );
