@@ -188,6 +188,21 @@ function parseRound1(g: Group<unknown>, threshold: number, from: number, payload
   }
 }
 
+/**
+ * Round 2 of an echo broadcast (shared with crypto/reshare.ts): every other party's 32-byte digest
+ * of the round-1 broadcasts must equal ours.
+ */
+export function checkEchoRound(incoming: readonly ProtocolMessage[], self: number, participants: readonly number[], ours: Uint8Array): void {
+  const echoes = collectRound(incoming, 2, self, participants, 'broadcast');
+  const others = participants.filter((i) => i !== self);
+  const digests = parseEach(others, 2, (j) => {
+    const p = echoes.get(j)!.payload;
+    if (p.length !== DIGEST_LENGTH) throw malformed(j, 'echo digest must be 32 bytes');
+    return p;
+  });
+  requireEcho(others, (j) => [digests.get(j)!], ours, 'round-1 broadcasts');
+}
+
 export function parseSubShare(g: Group<unknown>, from: number, payload: Uint8Array): bigint {
   try {
     return g.scalarFromBytes(payload);
@@ -304,14 +319,7 @@ function stepRound1(s: RefreshRound1State, incoming: readonly ProtocolMessage[])
 
 function stepRound2(s: RefreshRound2State, incoming: readonly ProtocolMessage[]): Step<RefreshState, RefreshOutput> {
   const g = s.group;
-  const echoes = collectRound(incoming, 2, s.self, s.participants, 'broadcast');
-  const others = s.participants.filter((i) => i !== s.self);
-  const digests = parseEach(others, 2, (j) => {
-    const p = echoes.get(j)!.payload;
-    if (p.length !== DIGEST_LENGTH) throw malformed(j, 'echo digest must be 32 bytes');
-    return p;
-  });
-  requireEcho(others, (j) => [digests.get(j)!], s.round1Digest, 'round-1 broadcasts');
+  checkEchoRound(incoming, s.self, s.participants, s.round1Digest);
 
   const newVerifying = new Map<number, unknown>();
   for (const m of s.participants) {

@@ -27,9 +27,9 @@
  */
 import { concatBytes } from '@noble/hashes/utils.js';
 import type { Group } from './group/index.js';
-import { feldmanBlame, parseEach, powers, requireEcho, sumCommitments, throwIfBlamed } from './frost/dkg.js';
+import { feldmanBlame, parseEach, powers, sumCommitments, throwIfBlamed } from './frost/dkg.js';
 import { collectRound, ProtocolAbort, type Protocol, type ProtocolMessage, type Step } from './protocol.js';
-import { consistentWithKey, malformed, parseSubShare } from './refresh.js';
+import { checkEchoRound, consistentWithKey, malformed, parseSubShare } from './refresh.js';
 import { evalPolynomial, lagrangeAtZero, randomPolynomial } from './shamir.js';
 import { bytesEqual, hashFields, type Field } from './transcript.js';
 
@@ -267,14 +267,7 @@ function stepRound1(s: Round1State, incoming: readonly ProtocolMessage[]): Step<
 function stepRound2(s: Round2State, incoming: readonly ProtocolMessage[]): Step<ReshareState, ReshareOutput> {
   const g = s.p.group;
   const t = s.p.newThreshold;
-  const echoes = collectRound(incoming, 2, s.p.self, s.participants, 'broadcast');
-  const others = s.participants.filter((i) => i !== s.p.self);
-  const digests = parseEach(others, 2, (j) => {
-    const payload = echoes.get(j)!.payload;
-    if (payload.length !== DIGEST_LENGTH) throw malformed(j, 'echo digest must be 32 bytes');
-    return payload;
-  });
-  requireEcho(others, (j) => [digests.get(j)!], s.digest, 'round-1 broadcasts');
+  checkEchoRound(incoming, s.p.self, s.participants, s.digest);
 
   // Both checks follow from the per-dealer ones by linear algebra: defence in depth.
   if (!g.eq(s.summed[0], s.key)) throw new ProtocolAbort('check-failed', [], 'the dealt constant terms do not add up to the public key');
