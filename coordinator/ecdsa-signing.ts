@@ -184,7 +184,7 @@ export class EcdsaSigning {
     // A refused pooled presignature (e.g. already consumed) is gone either way: the node sits out and we retry.
     if ('problem' in got) return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [], presigned };
 
-    const shares = new Map(pre.signers.map((s, i) => [s.index, got.shares[i]!]));
+    const shares = new Map(pre.signers.map((s, i) => [s.index, got.shares[i]!.share]));
     try {
       const sig = combine({ sid: pre.sid, signers: pre.signers.map((s) => s.index), R: pre.bigR, publicKey: key.groupPublicKey }, digest, shares);
       const signature = new Uint8Array(65);

@@ -15,7 +15,6 @@ import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { hexToBytes } from '@noble/hashes/utils.js';
 import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.js';
-import { groupFor } from '../crypto/group/index.js';
 import { parseRoster, type RosterFile } from '../nodes/roster.js';
 import { ApprovalService, AuditService, ClusterService, KeysetService, PolicyService, SigningService, WalletService } from '../proto/gen/custody/v1/api_pb.js';
 import { addService, bindServer, SERVER_OPTIONS } from '../runtime/grpc.js';
@@ -86,7 +85,7 @@ async function main(): Promise<void> {
   );
   await registry.probeAll();
   registry.start();
-  const nonces = new NonceCache(registry, { ed25519: groupFor('ed25519'), secp256k1: groupFor('secp256k1') });
+  const nonces = new NonceCache(registry);
   const signAuthorization = (bytes: Uint8Array) => sign(SIGN_AUTHORIZATION_DOMAIN, bytes);
   const quorums = new Quorums(db, registry, log);
   await quorums.load();

@@ -1,18 +1,17 @@
 /**
  * Public nonce commitments the coordinator holds for each node, per curve, so online signing is
- * one round trip. Points are decoded and validated once, when they arrive. Pools refill in the
- * background when they run low; an empty pool is filled on demand.
+ * one round trip. They stay encoded: the signers validate every peer point themselves, and the
+ * coordinator decodes them only when a signature fails and it must find out who cheated
+ * (signing.ts). Pools refill in the background when they run low; an empty pool is filled on demand.
  */
 import { Curve } from '../proto/gen/custody/v1/common_pb.js';
-import type { CurveName, Group } from '../crypto/group/index.js';
+import type { CurveName } from '../crypto/group/index.js';
 import type { NodeRegistry } from './node-registry.js';
 
 export interface CachedCommitment {
   id: string;
   hiding: Uint8Array;
   binding: Uint8Array;
-  hidingPoint: unknown;
-  bindingPoint: unknown;
 }
 
 export interface NonceCacheOptions {
@@ -33,7 +32,6 @@ export class NonceCache {
 
   constructor(
     private readonly registry: NodeRegistry,
-    private readonly groups: Record<CurveName, Group<unknown>>,
     opts: Partial<NonceCacheOptions> = {},
   ) {
     this.opts = { ...DEFAULTS, ...opts };
@@ -78,14 +76,7 @@ export class NonceCache {
     const p = (async () => {
       const node = this.registry.get(nodeId);
       const res = await node.client.reserveNonces({ curve: curve === 'ed25519' ? Curve.ED25519 : Curve.SECP256K1, count }, { deadlineMs: 10_000 });
-      const group = this.groups[curve];
-      const fresh = res.commitments.map((c) => ({
-        id: c.commitmentId,
-        hiding: c.hiding,
-        binding: c.binding,
-        hidingPoint: group.decode(c.hiding),
-        bindingPoint: group.decode(c.binding),
-      }));
+      const fresh = res.commitments.map((c) => ({ id: c.commitmentId, hiding: c.hiding, binding: c.binding }));
       const pool = this.pools.get(key) ?? [];
       pool.push(...fresh);
       this.pools.set(key, pool);

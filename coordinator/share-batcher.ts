@@ -20,9 +20,15 @@ export class ShareRefused extends Error {
   }
 }
 
+/** A node's answer to one item: its share and, for FROST, the group commitment it computed. */
+export interface SignedShare {
+  share: Uint8Array;
+  groupCommitment: Uint8Array;
+}
+
 interface Waiting {
   item: Item;
-  resolve: (share: Uint8Array) => void;
+  resolve: (share: SignedShare) => void;
   reject: (e: unknown) => void;
 }
 
@@ -34,7 +40,7 @@ export class ShareBatcher {
 
   constructor(private readonly registry: NodeRegistry) {}
 
-  request(nodeId: string, item: Item): Promise<Uint8Array> {
+  request(nodeId: string, item: Item): Promise<SignedShare> {
     return new Promise((resolve, reject) => {
       let q = this.queues.get(nodeId);
       if (!q) {
@@ -50,7 +56,7 @@ export class ShareBatcher {
    * Sends one authorization to every signer and gathers the shares in order. On any failure, says
    * which nodes refused and which could not be reached (those are marked down).
    */
-  async collect(nodeIds: readonly string[], item: Item): Promise<{ shares: Uint8Array[] } | { problem: string; refused: string[]; unreachable: string[] }> {
+  async collect(nodeIds: readonly string[], item: Item): Promise<{ shares: SignedShare[] } | { problem: string; refused: string[]; unreachable: string[] }> {
     const results = await Promise.allSettled(nodeIds.map((id) => this.request(id, item)));
     const refused: string[] = [];
     const unreachable: string[] = [];
@@ -67,7 +73,7 @@ export class ShareBatcher {
       }
     });
     if (reasons.length) return { problem: reasons.join('; '), refused, unreachable };
-    return { shares: results.map((r) => (r as PromiseFulfilledResult<Uint8Array>).value) };
+    return { shares: results.map((r) => (r as PromiseFulfilledResult<SignedShare>).value) };
   }
 
   private flush(nodeId: string): void {
@@ -82,7 +88,7 @@ export class ShareBatcher {
       this.registry.markSeen(nodeId);
       batch.forEach((w, i) => {
         const r = res.results[i]?.result;
-        if (r?.case === 'share') w.resolve(r.value);
+        if (r?.case === 'share') w.resolve({ share: r.value, groupCommitment: res.results[i]!.groupCommitment });
         else if (r?.case === 'error') w.reject(new ShareRefused(r.value.code, r.value.message));
         else w.reject(new ShareRefused(13, `node ${nodeId} returned no result for item ${i}`));
       });

@@ -6,14 +6,17 @@
 import { randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ciphersuite, type Ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
-import { aggregate, type SignerCommitment } from '../crypto/frost/sign.js';
+import { equalBytes } from '@noble/curves/utils.js';
+import { ed25519VerifyPlain } from '../crypto/ed25519-sig.js';
+import { aggregate, assembleSignature, type SignerCommitment } from '../crypto/frost/sign.js';
+import { InvalidEncoding } from '../crypto/group/index.js';
 import type { HdScheme } from '../crypto/hd/derive.js';
 import { deriveVerifyingShare, type DerivedKeyset } from '../crypto/hd/keyset.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
 import { curveOfScheme } from '../crypto/schemes.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema } from '../proto/gen/custody/v1/node_pb.js';
-import type { NonceCache } from './nonce-cache.js';
+import type { CachedCommitment, NonceCache } from './nonce-cache.js';
 import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
 import type { ShareBatcher } from './share-batcher.js';
 import type { KeysetRow } from './store/repo.js';
@@ -22,9 +25,11 @@ import type { PolicyContext } from './signers.js';
 
 export const AUTHORIZATION_TTL_MS = 30_000;
 
-/** The decoded keys a signature is checked against: the root's, or a derivation path's. */
+/** The keys a signature is checked against: the root's, or a derivation path's. */
 interface Verifying {
   groupKey: unknown;
+  /** The same key encoded, as the keyset or the derivation gives it (checked by OpenSSL for Ed25519). */
+  groupKeyBytes: Uint8Array;
   verifyingShares: Map<number, unknown>;
 }
 
@@ -43,6 +48,34 @@ export type { SignOutcome };
  * Makes one FROST signature for a digest with a keyset: quorum choice, retries, blame. The request
  * lifecycle around it (idempotency, states, audit of transitions) lives in requests.ts.
  */
+/**
+ * Ed25519 through OpenSSL's verifier (one call, about the cost of one libsodium multiplication);
+ * the other suites through the group backend.
+ */
+function verifies(ks: FrostKeyset, v: Verifying, signature: Uint8Array, message: Uint8Array): boolean {
+  if (ks.row.scheme === 'ed25519') return ed25519VerifyPlain(v.groupKeyBytes, message, signature);
+  return ks.cs.verifyWithKey(signature, message, v.groupKey);
+}
+
+/** The quorum's commitments as points, or the nodes whose commitments are not valid points. */
+function decodeCommitments(
+  cs: Ciphersuite<unknown>,
+  quorum: Quorum,
+  picked: readonly CachedCommitment[],
+): { commitments: SignerCommitment<unknown>[] } | { invalid: string[] } {
+  const commitments: SignerCommitment<unknown>[] = [];
+  const invalid: string[] = [];
+  quorum.forEach((m, i) => {
+    try {
+      commitments.push({ index: m.index, hiding: cs.group.decode(picked[i]!.hiding), binding: cs.group.decode(picked[i]!.binding) });
+    } catch (e) {
+      if (!(e instanceof InvalidEncoding)) throw e;
+      invalid.push(m.nodeId);
+    }
+  });
+  return invalid.length ? { invalid } : { commitments };
+}
+
 export class FrostSigning {
   private readonly keysets = new Map<string, FrostKeyset>();
 
@@ -68,6 +101,7 @@ export class FrostSigning {
       const scheme = ks.row.scheme as HdScheme;
       v = {
         groupKey: g.decode(key.groupPublicKey),
+        groupKeyBytes: key.groupPublicKey,
         verifyingShares: new Map(ks.row.members.map((m) => [m.index, g.decode(deriveVerifyingShare(scheme, key, m.verifyingShare))])),
       };
       ks.derived.set(key.path, v);
@@ -116,15 +150,17 @@ export class FrostSigning {
     const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };
     const got = await this.batcher.collect(quorum.map((m) => m.nodeId), item);
     if ('problem' in got) {
+      // A node whose commitment is not a valid point makes its peers refuse: it is the one to blame.
+      const decoded = decodeCommitments(ks.cs, quorum, picked);
+      if ('invalid' in decoded) return { problem: `invalid nonce commitments from ${decoded.invalid.join(', ')}`, exclude: decoded.invalid, unreachable: got.unreachable, blamed: decoded.invalid };
       // A node that refused may have restarted or lost our commitments: fetch fresh ones next time.
       for (const id of got.refused) this.nonces.forget(id);
       return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [] };
     }
 
-    const commitments: SignerCommitment<unknown>[] = quorum.map((m, i) => ({ index: m.index, hiding: picked[i]!.hidingPoint, binding: picked[i]!.bindingPoint }));
     const shares = new Map<number, bigint>();
     const malformed: string[] = [];
-    got.shares.forEach((share, i) => {
+    got.shares.forEach(({ share }, i) => {
       try {
         shares.set(quorum[i]!.index, ks.cs.group.scalarFromBytes(share));
       } catch {
@@ -133,9 +169,20 @@ export class FrostSigning {
     });
     if (malformed.length) return { problem: `malformed signature shares from ${malformed.join(', ')}`, exclude: malformed, unreachable: [], blamed: malformed };
 
-    // aggregate verifies the signature once and, only if that fails, checks every share to name the cheater.
+    // The common case: every signer reports the same R, so the signature is assembled without
+    // computing R here, and verified before it is used.
+    const R = got.shares[0]!.groupCommitment;
+    if (got.shares.every((s) => equalBytes(s.groupCommitment, R))) {
+      const signature = assembleSignature(ks.cs, R, shares.values());
+      if (signature && verifies(ks, verifying, signature, digest)) return { signature, exclude: [], unreachable: [], blamed: [] };
+    }
+
+    // Otherwise R is computed from the commitments and, if the signature still fails, every share
+    // is checked to name the cheater.
+    const decoded = decodeCommitments(ks.cs, quorum, picked);
+    if ('invalid' in decoded) return { problem: `invalid nonce commitments from ${decoded.invalid.join(', ')}`, exclude: decoded.invalid, unreachable: [], blamed: decoded.invalid };
     try {
-      const signature = aggregate(ks.cs, { groupPublicKey: verifying.groupKey, commitments, shares, message: digest, verifyingShares: verifying.verifyingShares });
+      const signature = aggregate(ks.cs, { groupPublicKey: verifying.groupKey, commitments: decoded.commitments, shares, message: digest, verifyingShares: verifying.verifyingShares });
       return { signature, exclude: [], unreachable: [], blamed: [] };
     } catch (e) {
       if (!(e instanceof ProtocolAbort)) throw e;
@@ -161,6 +208,7 @@ export class FrostSigning {
       row,
       cs,
       groupKey: cs.group.decode(row.publicKey),
+      groupKeyBytes: row.publicKey,
       verifyingShares: new Map(row.members.map((m) => [m.index, cs.group.decode(m.verifyingShare)])),
       derived: new Map(),
       turn: 0,

@@ -60,3 +60,17 @@ export function ed25519Verify(publicKey: Uint8Array, domain: string, message: Ui
 
 /** Domain of the coordinator's signature over a SignAuthorization. */
 export const SIGN_AUTHORIZATION_DOMAIN = 'sign-authorization';
+
+/**
+ * A plain RFC 8032 Ed25519 verification (no domain tag), for signatures the protocols make, such
+ * as FROST(Ed25519) aggregates. OpenSSL checks the cofactorless equation with canonical encodings:
+ * stricter than RFC 9591's cofactored check, and every honestly made signature passes both.
+ */
+export function ed25519VerifyPlain(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== 32 || signature.length !== 64) return false;
+  try {
+    return verify(null, message, publicKeyObject(publicKey), signature);
+  } catch {
+    return false;
+  }
+}

@@ -273,7 +273,8 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
       const results = await Promise.all(
         req.items.map(async (item) => {
           try {
-            return create(SignShareResultSchema, { result: { case: 'share', value: await ctx.signer.signItem(item) } });
+            const { share, groupCommitment } = await ctx.signer.signItem(item);
+            return create(SignShareResultSchema, { result: { case: 'share', value: share }, ...(groupCommitment ? { groupCommitment } : {}) });
           } catch (e) {
             if (!(e instanceof RpcError)) ctx.log.error({ err: e }, 'sign item failed');
             const code = e instanceof RpcError ? e.code : status.INTERNAL;

@@ -8,9 +8,10 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
 import { ed25519Verify, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.js';
 import { ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
-import { FrostInputError, signShare, type SignerCommitment } from '../crypto/frost/sign.js';
+import { FrostInputError, signOwnShare, type SignerCommitment } from '../crypto/frost/sign.js';
 import { InvalidEncoding, type CurveName, type Group } from '../crypto/group/index.js';
 import { applyTweakToScalar } from '../crypto/hd/derive.js';
+import type { DerivedKeyset } from '../crypto/hd/keyset.js';
 import { checkMessageLength, curveOfScheme } from '../crypto/schemes.js';
 import { schemeFromProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type SignAuthorization, type SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
@@ -30,11 +31,21 @@ export interface Commitment {
 
 /**
  * Test-only fault injection: a node that returns wrong shares ('bad-share', to exercise blame and
- * retry), or that corrupts its DKLs23 multiplication messages ('bad-mul', to exercise bans).
+ * retry), a wrong FROST group commitment with a right share ('bad-r', to exercise the coordinator's
+ * fallback), or that corrupts its DKLs23 multiplication messages ('bad-mul', to exercise bans).
  */
-export type Fault = 'bad-share' | 'bad-mul' | undefined;
+export type Fault = 'bad-share' | 'bad-r' | 'bad-mul' | undefined;
+
+export interface SignedItem {
+  share: Uint8Array;
+  /** FROST: the encoded group commitment R this node computed. */
+  groupCommitment?: Uint8Array;
+}
 
 export class FrostSigner {
+  /** Decoded (validated) group keys, per cached derived key object (runtime/derived-keys.ts). */
+  private readonly decodedKeys = new WeakMap<DerivedKeyset, unknown>();
+
   constructor(
     private readonly nodeId: string,
     private readonly shares: KeyShares,
@@ -67,8 +78,8 @@ export class FrostSigner {
     return ids.map((id, i) => ({ id, ...publics[i]! }));
   }
 
-  /** Returns one signature share per item, or a per-item error. */
-  async signItem(item: SignShareItem): Promise<Uint8Array> {
+  /** Returns one signature share per item (FROST: with the group commitment), or a per-item error. */
+  async signItem(item: SignShareItem): Promise<SignedItem> {
     const coordinatorKey = await this.coordinatorKey();
     if (!coordinatorKey) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
     if (!ed25519Verify(coordinatorKey, SIGN_AUTHORIZATION_DOMAIN, item.authorization, item.coordinatorSignature)) {
@@ -89,7 +100,7 @@ export class FrostSigner {
     this.policy.check(auth, new Date());
     if (scheme === 'ecdsa' && key.scheme === 'ecdsa') {
       if (auth.digest.length !== 32) throw new RpcError(status.INVALID_ARGUMENT, `ecdsa signs a 32-byte digest, got ${auth.digest.length} bytes`);
-      return ecdsaSignItem(this.nodeId, this.nonces, key, auth);
+      return { share: await ecdsaSignItem(this.nodeId, this.nonces, key, auth) };
     }
     if (scheme !== key.scheme || scheme === 'ecdsa') {
       throw new RpcError(status.INVALID_ARGUMENT, `keyset ${auth.keysetId} is ${key.scheme}, authorization says ${scheme ?? 'unspecified'}`);
@@ -102,23 +113,28 @@ export class FrostSigner {
     const cs = ciphersuite(scheme as FrostScheme);
     const group = cs.group;
     const members = new Map(key.participants.map((p) => [p.index, p.nodeId]));
-    const commitments: SignerCommitment<unknown>[] = [];
+    // Peers' points are decoded (validated) here; this node's own commitment stays bytes and is
+    // compared with what its nonces make (signOwnShare), so it is never decoded.
+    const peers: SignerCommitment<unknown>[] = [];
     let mine: (typeof auth.commitments)[number] | undefined;
     let prev = 0;
     for (const c of auth.commitments) {
       if (c.index <= prev) throw new RpcError(status.INVALID_ARGUMENT, 'commitments must be sorted by party index without duplicates');
       prev = c.index;
       if (members.get(c.index) !== c.nodeId) throw new RpcError(status.INVALID_ARGUMENT, `party ${c.index} (${c.nodeId}) is not a member of keyset ${auth.keysetId}`);
+      if (c.index === key.index) {
+        mine = c;
+        continue;
+      }
       try {
-        commitments.push({ index: c.index, hiding: group.decode(c.hiding), binding: group.decode(c.binding) });
+        peers.push({ index: c.index, hiding: group.decode(c.hiding), binding: group.decode(c.binding) });
       } catch (e) {
         if (e instanceof InvalidEncoding) throw new RpcError(status.INVALID_ARGUMENT, `invalid point in the commitment of party ${c.index}: ${e.message}`);
         throw e;
       }
-      if (c.index === key.index) mine = c;
     }
-    if (commitments.length < key.threshold) {
-      throw new RpcError(status.INVALID_ARGUMENT, `${commitments.length} signers is below the threshold ${key.threshold}`);
+    if (auth.commitments.length < key.threshold) {
+      throw new RpcError(status.INVALID_ARGUMENT, `${auth.commitments.length} signers is below the threshold ${key.threshold}`);
     }
     if (!mine || mine.nodeId !== this.nodeId) throw new RpcError(status.INVALID_ARGUMENT, `node ${this.nodeId} is not in the signing set`);
 
@@ -133,23 +149,33 @@ export class FrostSigner {
     try {
       const hiding = group.scalarFromBytes(secret.subarray(0, 32));
       const binding = group.scalarFromBytes(secret.subarray(32, 64));
-      // signShare refuses if the listed commitment is not the one these nonces make.
-      let z = signShare(cs, {
+      // signOwnShare refuses if the listed commitment is not the one these nonces make.
+      const out = signOwnShare(cs, {
         index: key.index,
         secretShare: applyTweakToScalar(scheme, derived.tweak, key.secretShare),
-        groupPublicKey: group.decode(derived.groupPublicKey),
+        groupPublicKey: this.decodedKey(group, derived),
         nonces: { hiding, binding },
-        commitments,
+        peers,
+        listed: { hiding: mine.hiding, binding: mine.binding },
         message: auth.digest,
       });
-      if (this.fault === 'bad-share') z = group.Fn.add(z, 1n);
-      return group.scalarToBytes(z);
+      const z = this.fault === 'bad-share' ? group.Fn.add(out.share, 1n) : out.share;
+      return { share: group.scalarToBytes(z), groupCommitment: group.encode(this.fault === 'bad-r' ? group.generator : out.R) };
     } catch (e) {
       if (e instanceof FrostInputError) throw new RpcError(status.FAILED_PRECONDITION, `commitment ${mine.commitmentId}: ${e.message}`);
       throw e;
     } finally {
       secret.fill(0);
     }
+  }
+
+  private decodedKey(group: Group<unknown>, derived: DerivedKeyset): unknown {
+    let p = this.decodedKeys.get(derived);
+    if (p === undefined) {
+      p = group.decode(derived.groupPublicKey);
+      this.decodedKeys.set(derived, p);
+    }
+    return p;
   }
 }
 

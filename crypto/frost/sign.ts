@@ -244,26 +244,42 @@ function computeRho<P>(cs: Ciphersuite<P>, signingKey: P, commitments: readonly 
   return rho;
 }
 
-/** RFC 9591 compute_group_commitment: sum(D_i) + msm(E_i, rho_i). */
+/** A signer's own index and secret nonces: its term of the group commitment is (d + rho*e)*G. */
+interface OwnNonces {
+  readonly index: number;
+  readonly nonces: Nonces;
+}
+
+/**
+ * RFC 9591 compute_group_commitment: sum(D_i) + msm(E_i, rho_i). A signer that passes its own
+ * nonces gets its term as one fixed-base multiplication, the cheapest kind, instead of a
+ * variable-base one on its published E_i (the caller has checked that its D_i, E_i are d*G, e*G).
+ */
 export function groupCommitment<P>(
   cs: Ciphersuite<P>,
   commitments: readonly SignerCommitment<P>[],
   rho: ReadonlyMap<number, bigint>,
+  own?: OwnNonces,
 ): P {
   const { group } = cs;
-  const points: P[] = new Array(commitments.length);
-  const scalars: bigint[] = new Array(commitments.length);
+  const points: P[] = [];
+  const scalars: bigint[] = [];
   let hidingSum = group.identity;
-  for (let k = 0; k < commitments.length; k++) {
-    const c = commitments[k]!;
+  let ownTerm: bigint | undefined;
+  for (const c of commitments) {
     const r = rho.get(c.index);
     if (r === undefined) throw new FrostInputError(`no binding factor for participant ${c.index}`);
+    if (own && c.index === own.index) {
+      ownTerm = group.Fn.add(own.nonces.hiding, group.Fn.mul(own.nonces.binding, r));
+      continue;
+    }
     // Hiding nonces carry scalar 1: plain additions keep the MSM half the size.
     hidingSum = group.add(hidingSum, c.hiding);
-    points[k] = c.binding;
-    scalars[k] = r;
+    points.push(c.binding);
+    scalars.push(r);
   }
-  return group.add(hidingSum, group.msm(points, scalars));
+  const R = group.add(hidingSum, group.msm(points, scalars));
+  return ownTerm === undefined ? R : group.add(R, group.baseMul(ownTerm));
 }
 
 /** RFC 9591 compute_challenge (bip340: BIP-340 challenge over x-only R and PK). */
@@ -302,6 +318,17 @@ export function prepareSession<P>(
   commitments: readonly SignerCommitment<P>[],
   message: Uint8Array,
 ): SigningSession<P> {
+  return buildSession(cs, groupPublicKey, commitments, message);
+}
+
+/** prepareSession, with a signer's own term from its nonces (see groupCommitment). */
+function buildSession<P>(
+  cs: Ciphersuite<P>,
+  groupPublicKey: P,
+  commitments: readonly SignerCommitment<P>[],
+  message: Uint8Array,
+  own?: OwnNonces,
+): SigningSession<P> {
   validateCommitments(cs, commitments);
   assertBytes(message, 'message');
   const { group } = cs;
@@ -310,7 +337,7 @@ export function prepareSession<P>(
   const msg = message.slice();
   const { key: signingKey, negated: negateKey } = evenKey(cs, groupPublicKey);
   const rho = computeRho(cs, signingKey, list, msg);
-  const R = groupCommitment(cs, list, rho);
+  const R = groupCommitment(cs, list, rho, own);
   // Only a degenerate or malicious commitment set gets here (binding factors make it unreachable).
   if (group.isIdentity(R)) throw new FrostInputError('group commitment is the identity');
   const negateNonces = cs.evenY && !group.hasEvenY(R);
@@ -372,9 +399,8 @@ function sameMessage(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function commitmentOf<P>(session: SigningSession<P>, index: number): SignerCommitment<P> {
+function commitmentOf<P>(list: readonly SignerCommitment<P>[], index: number): SignerCommitment<P> {
   // Sorted list: binary search keeps large signing sets cheap.
-  const list = session.commitments;
   let lo = 0;
   let hi = list.length - 1;
   while (lo <= hi) {
@@ -395,16 +421,68 @@ function commitmentOf<P>(session: SigningSession<P>, index: number): SignerCommi
  * and never use them again.
  */
 export function signShare<P>(cs: Ciphersuite<P>, input: SignShareInput<P>): bigint {
-  const s = sessionOf(cs, input);
-  const { group } = cs;
-  const { Fn, order } = group;
   const { index, secretShare, nonces } = input;
-  const own = commitmentOf(s, index);
-  if (!inScalarRange(order, secretShare)) throw new FrostInputError('secret share is out of range');
-  const mine = nonceCommitments(cs, nonces);
-  if (!group.eq(mine.hiding, own.hiding) || !group.eq(mine.binding, own.binding)) {
-    throw new FrostInputError(`commitment listed for participant ${index} does not match this signer's nonces`);
+  if ('session' in input) {
+    const s = sessionOf(cs, input);
+    checkedOwnCommitments(cs, commitmentOf(s.commitments, index), secretShare, nonces, pointEq(cs));
+    return shareOf(cs, s, index, secretShare, nonces);
   }
+  // Raw inputs: the session is built here, with this signer's term from its nonces.
+  validateCommitments(cs, input.commitments);
+  checkedOwnCommitments(cs, commitmentOf(input.commitments, index), secretShare, nonces, pointEq(cs));
+  return shareOf(cs, buildSession(cs, input.groupPublicKey, input.commitments, input.message, { index, nonces }), index, secretShare, nonces);
+}
+
+export interface OwnShareInput<P> {
+  readonly index: number;
+  readonly secretShare: bigint;
+  readonly nonces: Nonces;
+  readonly groupPublicKey: P;
+  readonly message: Uint8Array;
+  /** The other signers' commitments, decoded (validated) by the caller. */
+  readonly peers: readonly SignerCommitment<P>[];
+  /** This signer's commitment as listed by the coordinator, still encoded. */
+  readonly listed: { readonly hiding: Uint8Array; readonly binding: Uint8Array };
+}
+
+/**
+ * signShare for a signer that received its own commitment encoded: the listed bytes are compared
+ * with the encodings of d*G and e*G, so its own points are never decoded. Also returns the group
+ * commitment R, which lets a coordinator skip computing it (it still verifies the signature).
+ */
+export function signOwnShare<P>(cs: Ciphersuite<P>, input: OwnShareInput<P>): { share: bigint; R: P } {
+  const { index, secretShare, nonces, listed } = input;
+  const byteEq = (m: P, bytes: Uint8Array) => sameMessage(cs.group.encode(m), bytes);
+  if (input.peers.some((c) => c.index === index)) throw new FrostInputError(`duplicate commitment for participant ${index}`);
+  const mine = checkedOwnCommitments(cs, { index, ...listed }, secretShare, nonces, byteEq);
+  const commitments = [...input.peers, { index, ...mine }].sort((a, b) => a.index - b.index);
+  const s = buildSession(cs, input.groupPublicKey, commitments, input.message, { index, nonces });
+  return { share: shareOf(cs, s, index, secretShare, nonces), R: s.R };
+}
+
+const pointEq =
+  <P>(cs: Ciphersuite<P>) =>
+  (a: P, b: P): boolean =>
+    cs.group.eq(a, b);
+
+/** The signer's D_i, E_i from its nonces, after checking they are what the coordinator listed. */
+function checkedOwnCommitments<P, L>(
+  cs: Ciphersuite<P>,
+  listed: { readonly index: number; readonly hiding: L; readonly binding: L },
+  secretShare: bigint,
+  nonces: Nonces,
+  same: (mine: P, listed: L) => boolean,
+): NonceCommitments<P> {
+  if (!inScalarRange(cs.group.order, secretShare)) throw new FrostInputError('secret share is out of range');
+  const mine = nonceCommitments(cs, nonces);
+  if (!same(mine.hiding, listed.hiding) || !same(mine.binding, listed.binding)) {
+    throw new FrostInputError(`commitment listed for participant ${listed.index} does not match this signer's nonces`);
+  }
+  return mine;
+}
+
+function shareOf<P>(cs: Ciphersuite<P>, s: SigningSession<P>, index: number, secretShare: bigint, nonces: Nonces): bigint {
+  const { Fn } = cs.group;
   const sk = s.negateKey ? Fn.neg(secretShare) : secretShare;
   const d = s.negateNonces ? Fn.neg(nonces.hiding) : nonces.hiding;
   const e = s.negateNonces ? Fn.neg(nonces.binding) : nonces.binding;
@@ -425,7 +503,7 @@ export function verifyShare<P>(cs: Ciphersuite<P>, input: VerifyShareInput<P>): 
 function checkShare<P>(cs: Ciphersuite<P>, s: SigningSession<P>, index: number, share: bigint, verifyingShare: P): boolean {
   const { group } = cs;
   const { Fn } = group;
-  const own = commitmentOf(s, index);
+  const own = commitmentOf(s.commitments, index);
   if (typeof share !== 'bigint' || share < 0n || share >= group.order) return false;
   const rho = s.rho.get(index)!;
   const cl = Fn.mul(s.challenge, s.lambda.get(index)!);
@@ -490,6 +568,28 @@ export function aggregate<P>(cs: Ciphersuite<P>, input: AggregateInput<P>): Uint
   const bad = invalidShares(cs, s, shares, verifyingShares);
   if (bad.length === 0) throw new ProtocolAbort('check-failed', [], 'aggregate signature does not verify but every share does');
   throw new ProtocolAbort('proof-failed', bad, `signature shares from participants ${bad.join(', ')} failed verification`);
+}
+
+/**
+ * The signature from a group commitment R as the signers reported it (encoded) and their shares,
+ * z = sum(z_i); undefined if R is not even the right length. Unchecked: the caller verifies it
+ * against the group key before use, and otherwise falls back to aggregate(), which computes R
+ * itself and names a cheater.
+ */
+export function assembleSignature<P>(cs: Ciphersuite<P>, encodedR: Uint8Array, shares: Iterable<bigint>): Uint8Array | undefined {
+  const { group } = cs;
+  if (encodedR.length !== group.pointLength) return undefined;
+  let z = 0n;
+  for (const zi of shares) {
+    if (zi < 0n || zi >= group.order) return undefined;
+    z = group.Fn.add(z, zi);
+  }
+  // bip340 signatures carry x(R) only; the signers already negated their nonces for an odd-Y R.
+  const r = cs.evenY ? encodedR.subarray(1) : encodedR;
+  const sig = new Uint8Array(cs.signatureLength);
+  sig.set(r, 0);
+  sig.set(group.scalarToBytes(z), r.length);
+  return sig;
 }
 
 /** Verifies a complete signature under a decoded group key (bip340: its x-only form). */

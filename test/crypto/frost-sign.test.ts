@@ -12,6 +12,7 @@ import {
   nonceCommitments,
   nonceGenerate,
   prepareSession,
+  signOwnShare,
   signShare,
   verifyShare,
   verifySignature,
@@ -190,6 +191,32 @@ describe.each(FROST_SCHEMES.map((scheme) => ({ scheme })))('FROST signing checks
     expect(() => signShare(cs, { index: 1, secretShare: 0n, nonces: n1, groupPublicKey: key.PK, commitments, message })).toThrow(/out of range/);
     expect(() => signShare(cs, { index: 1, secretShare: s1, nonces: { hiding: 0n, binding: n1.binding }, groupPublicKey: key.PK, commitments, message })).toThrow(/already consumed/);
     expect(typeof signShare(cs, { index: 1, secretShare: s1, nonces: n1, groupPublicKey: key.PK, commitments, message })).toBe('bigint');
+  });
+
+  it('signOwnShare (own commitment as bytes, own term by fixed-base multiplication) equals the RFC path', () => {
+    for (const signers of [[1, 2], [1, 3], [2, 3], [1, 2, 3]]) {
+      const { nonces, commitments, session, shares } = signAll(signers);
+      for (const i of signers) {
+        const own = commitments.find((c) => c.index === i)!;
+        const input = {
+          index: i,
+          secretShare: key.shares.get(i)!,
+          nonces: nonces.get(i)!,
+          groupPublicKey: key.PK,
+          message,
+          peers: commitments.filter((c) => c.index !== i),
+          listed: { hiding: g.encode(own.hiding), binding: g.encode(own.binding) },
+        };
+        const out = signOwnShare(cs, input);
+        expect(out.share).toBe(shares.get(i));
+        expect(g.eq(out.R, session.R)).toBe(true);
+        // Bytes that are not d*G, e*G (another signer's) are refused; so is its own index among the peers.
+        const other = commitments.find((c) => c.index !== i)!;
+        expect(() => signOwnShare(cs, { ...input, listed: { ...input.listed, binding: g.encode(other.binding) } })).toThrow(new RegExp(`participant ${i} does not match`));
+        expect(() => signOwnShare(cs, { ...input, peers: commitments })).toThrow(/duplicate commitment/);
+      }
+      expect(verifySignature(cs, aggregate(cs, { session, shares }), message, key.PK)).toBe(true);
+    }
   });
 
   it('a session cannot be mixed with other inputs or another suite', () => {

@@ -18,6 +18,7 @@ import {
   generateNonces,
   nonceCommitments,
   prepareSession,
+  signOwnShare,
   signShare,
   verifyShare,
   verifySignature,
@@ -429,6 +430,18 @@ describe.each(VECTORS)('RFC 9591 vectors on the native backend: $file', ({ file,
     for (const o of v.round_two_outputs.outputs) {
       const z = signShare(cs, { index: o.identifier, secretShare: shareOf.get(o.identifier)!, nonces: nonces.get(o.identifier)!, session });
       expect(sx(z)).toBe(o.sig_share);
+      // The node's path: own commitment as bytes, own term by a fixed-base multiplication.
+      const own = signOwnShare(cs, {
+        index: o.identifier,
+        secretShare: shareOf.get(o.identifier)!,
+        nonces: nonces.get(o.identifier)!,
+        groupPublicKey: PK,
+        message,
+        peers: commitments.filter((c) => c.index !== o.identifier),
+        listed: { hiding: g.encode(commitments.find((c) => c.index === o.identifier)!.hiding), binding: g.encode(commitments.find((c) => c.index === o.identifier)!.binding) },
+      });
+      expect(sx(own.share)).toBe(o.sig_share);
+      expect(g.eq(own.R, session.R)).toBe(true);
       expect(verifyShare(cs, { index: o.identifier, verifyingShare: g.baseMul(shareOf.get(o.identifier)!), share: z, session })).toBe(true);
       shares.set(o.identifier, z);
     }

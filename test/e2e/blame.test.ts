@@ -49,3 +49,35 @@ describe('identifiable abort', () => {
     expect(await signMany('bip340', 3)).toEqual([1, 1, 1]);
   });
 });
+
+describe('a node that reports a wrong group commitment with a right share', () => {
+  let t: TestCluster;
+  beforeAll(async () => {
+    t = await startTestCluster({ nodes: 3, threshold: 2, env: { 'node-3': { CUSTODY_FAULT_INJECTION: 'bad-r' } } });
+  }, 120_000);
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('costs the coordinator the slow path only: signatures verify, with node-3 in them, and nobody is blamed', async () => {
+    for (const scheme of ['ed25519', 'bip340'] as const) {
+      const ks = await t.cli('keyset', 'create', '--scheme', scheme);
+      expect(ks.code, ks.stderr).toBe(0);
+      const pub = hexToBytes(ks.json.publicKey as string);
+      const signers = new Set<string>();
+      // Quorums rotate over {1,2}, {1,3}, {2,3}: three requests meet node-3 twice.
+      for (let i = 0; i < 3; i++) {
+        const digest = randomBytes(32);
+        const { json, code, stderr } = await t.cli('sign', '--keyset', ks.json.keysetId as string, '--digest', bytesToHex(digest));
+        expect(code, stderr).toBe(0);
+        const sig = hexToBytes(json.signature as string);
+        expect(scheme === 'ed25519' ? ed25519.verify(sig, digest, pub) : schnorr.verify(sig, digest, pub)).toBe(true);
+        expect(json.attempts).toBe(1);
+        for (const s of json.signers as string[]) signers.add(s);
+      }
+      expect(signers.has('node-3')).toBe(true);
+    }
+    const nodes = (await t.cli('nodes')).json.nodes as { nodeId: string; faults: number }[];
+    expect(nodes.every((n) => n.faults === 0)).toBe(true);
+  });
+});

@@ -144,7 +144,7 @@ describe('cluster end to end', () => {
     const ks = keysets.ed25519!;
     const [c1] = (await n1.reserveNonces({ curve: Curve.ED25519, count: 1 })).commitments;
     const [c2] = (await n2.reserveNonces({ curve: Curve.ED25519, count: 1 })).commitments;
-    const authorization = (commitmentId1: string, hiding1 = c1!.hiding) =>
+    const authorization = (commitmentId1: string, hiding1 = c1!.hiding, hiding2 = c2!.hiding) =>
       toBinary(
         SignAuthorizationSchema,
         create(SignAuthorizationSchema, {
@@ -155,7 +155,7 @@ describe('cluster end to end', () => {
           digest: randomBytes(32),
           commitments: [
             { index: 1, nodeId: 'node-1', commitmentId: commitmentId1, hiding: hiding1, binding: c1!.binding },
-            { index: 2, nodeId: 'node-2', commitmentId: c2!.commitmentId, hiding: c2!.hiding, binding: c2!.binding },
+            { index: 2, nodeId: 'node-2', commitmentId: c2!.commitmentId, hiding: hiding2, binding: c2!.binding },
           ],
           expiresAtMs: BigInt(Date.now() + 60_000),
         }),
@@ -174,8 +174,13 @@ describe('cluster end to end', () => {
     expect(unknown).toMatchObject({ case: 'error', value: { code: status.FAILED_PRECONDITION, message: expect.stringMatching(/not issued/) } });
     const forged = await resultOf(authorization(c1!.commitmentId), randomBytes(64));
     expect(forged).toMatchObject({ case: 'error', value: { code: status.PERMISSION_DENIED } });
-    const badPoint = await resultOf(authorization(c1!.commitmentId, new Uint8Array(32).fill(0xff)));
-    expect(badPoint).toMatchObject({ case: 'error', value: { code: status.INVALID_ARGUMENT, message: expect.stringMatching(/invalid point/) } });
+    // A peer's point that does not decode is refused before any nonce is touched.
+    const [c1b] = (await n1.reserveNonces({ curve: Curve.ED25519, count: 1 })).commitments;
+    const badPoint = await resultOf(authorization(c1b!.commitmentId, c1b!.hiding, new Uint8Array(32).fill(0xff)));
+    expect(badPoint).toMatchObject({ case: 'error', value: { code: status.INVALID_ARGUMENT, message: expect.stringMatching(/invalid point in the commitment of party 2/) } });
+    // Its own commitment is compared, not decoded: bytes that are not its nonces' are refused (and the nonce is spent).
+    const notMine = await resultOf(authorization(c1b!.commitmentId, new Uint8Array(32).fill(0xff)));
+    expect(notMine).toMatchObject({ case: 'error', value: { code: status.FAILED_PRECONDITION, message: expect.stringMatching(/does not match this signer's nonces/) } });
 
     // Single use survives a restart of the node.
     await t.cluster.stopProcess(t.cluster.nodes.get('node-1')!);
