@@ -44,7 +44,6 @@ export class EcdsaSigning {
 
   constructor(
     private readonly registry: NodeRegistry,
-    private readonly signAuthorization: (bytes: Uint8Array) => Uint8Array,
     private readonly quorums: Quorums,
     private readonly batcher: ShareBatcher,
     private readonly log: Logger,
@@ -179,8 +178,7 @@ export class EcdsaSigning {
         ...policy,
       }),
     );
-    const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };
-    const got = await this.batcher.collect(pre.signers.map((s) => s.nodeId), item);
+    const got = await this.batcher.collect(pre.signers.map((s) => s.nodeId), { authorization });
     // A refused pooled presignature (e.g. already consumed) is gone either way: the node sits out and we retry.
     if ('problem' in got) return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [], presigned };
 

@@ -1,13 +1,15 @@
 /**
  * Many signing sessions per node RPC: items queued for the same node in one event-loop turn go
- * out as one SignShares call, which is what lets throughput grow with load.
+ * out as one SignShares call under one coordinator signature, which is what lets throughput grow
+ * with load.
  */
 import type { SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { SignShareItemSchema } from '../proto/gen/custody/v1/node_pb.js';
 import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
 
-type Item = MessageInitShape<typeof SignShareItemSchema>;
+/** One authorization; the batch signature sent with it covers it. */
+type Item = MessageInitShape<typeof SignShareItemSchema> & { authorization: Uint8Array };
 
 /** A node refused one item (the RPC itself worked). */
 export class ShareRefused extends Error {
@@ -38,7 +40,11 @@ const DEADLINE_MS = 15_000;
 export class ShareBatcher {
   private readonly queues = new Map<string, Waiting[]>();
 
-  constructor(private readonly registry: NodeRegistry) {}
+  constructor(
+    private readonly registry: NodeRegistry,
+    /** The coordinator's signature over a batch's authorizations (signBatchMessage). */
+    private readonly signBatch: (authorizations: Uint8Array[]) => Uint8Array,
+  ) {}
 
   request(nodeId: string, item: Item): Promise<SignedShare> {
     return new Promise((resolve, reject) => {
@@ -84,7 +90,9 @@ export class ShareBatcher {
 
   private async send(nodeId: string, batch: Waiting[]): Promise<void> {
     try {
-      const res = await this.registry.get(nodeId).client.signShares({ items: batch.map((w) => w.item) }, { deadlineMs: DEADLINE_MS });
+      const items = batch.map((w) => w.item);
+      const batchSignature = this.signBatch(items.map((i) => i.authorization));
+      const res = await this.registry.get(nodeId).client.signShares({ items, batchSignature }, { deadlineMs: DEADLINE_MS });
       this.registry.markSeen(nodeId);
       batch.forEach((w, i) => {
         const r = res.results[i]?.result;

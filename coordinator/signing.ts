@@ -82,7 +82,6 @@ export class FrostSigning {
   constructor(
     private readonly registry: NodeRegistry,
     private readonly nonces: NonceCache,
-    private readonly signAuthorization: (bytes: Uint8Array) => Uint8Array,
     private readonly quorums: Quorums,
     private readonly batcher: ShareBatcher,
   ) {}
@@ -147,8 +146,7 @@ export class FrostSigning {
         ...policy,
       }),
     );
-    const item = { authorization, coordinatorSignature: this.signAuthorization(authorization) };
-    const got = await this.batcher.collect(quorum.map((m) => m.nodeId), item);
+    const got = await this.batcher.collect(quorum.map((m) => m.nodeId), { authorization });
     if ('problem' in got) {
       // A node whose commitment is not a valid point makes its peers refuse: it is the one to blame.
       const decoded = decodeCommitments(ks.cs, quorum, picked);

@@ -84,7 +84,7 @@ async function main(): Promise<void> {
   if (allowRecoveryExport) log.warn('recovery export is ENABLED on this node: an admin can have its shares sealed to the roster recovery key');
   const fault = process.env.CUSTODY_FAULT_INJECTION as Fault;
   if (fault) log.warn({ fault }, 'FAULT INJECTION ENABLED: this node misbehaves on purpose (tests only)');
-  const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.get())?.coordinatorKey, policy, fault);
+  const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.getRecent())?.coordinatorKey, policy, fault);
   const sessions = new Sessions(identity);
 
   const server = new grpc.Server(SERVER_OPTIONS);

@@ -57,6 +57,7 @@ export function parseRoster(json: RosterFile): Roster {
 /** Reads the roster file, re-reading it only when it changed on disk. */
 export class RosterSource {
   private cached?: { mtimeMs: number; roster: Roster };
+  private recent?: { at: number; result: Promise<Roster | undefined> };
   constructor(private readonly path: string) {}
 
   async get(): Promise<Roster | undefined> {
@@ -71,5 +72,23 @@ export class RosterSource {
       this.cached = { mtimeMs, roster };
     }
     return this.cached.roster;
+  }
+
+  /**
+   * get(), looking at the file at most once per `maxAgeMs`: for the signing hot path, which needs
+   * the coordinator's key for every batch. A change of that key takes effect within `maxAgeMs`.
+   */
+  getRecent(maxAgeMs = 1_000): Promise<Roster | undefined> {
+    const now = Date.now();
+    if (!this.recent || now - this.recent.at >= maxAgeMs) {
+      const result = this.get();
+      this.recent = { at: now, result };
+      // A missing or unreadable roster is looked for again on the next call.
+      const forget = () => {
+        if (this.recent?.result === result) this.recent = undefined;
+      };
+      result.then((r) => r === undefined && forget(), forget);
+    }
+    return this.recent.result;
   }
 }

@@ -270,10 +270,14 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
       if (req.items.length === 0 || req.items.length > MAX_SIGN_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `items must be 1 to ${MAX_SIGN_BATCH}`);
       const refused = await vaultSigningRefusal(ctx.nodeId, ctx.checkVaultCredentials, req.items.length, ctx.log);
       if (refused) return refused;
+      const batchSigned = await ctx.signer.batchSigned(
+        req.items.map((i) => i.authorization),
+        req.batchSignature,
+      );
       const results = await Promise.all(
         req.items.map(async (item) => {
           try {
-            const { share, groupCommitment } = await ctx.signer.signItem(item);
+            const { share, groupCommitment } = await ctx.signer.signItem(item, batchSigned);
             return create(SignShareResultSchema, { result: { case: 'share', value: share }, ...(groupCommitment ? { groupCommitment } : {}) });
           } catch (e) {
             if (!(e instanceof RpcError)) ctx.log.error({ err: e }, 'sign item failed');

@@ -6,7 +6,7 @@
  */
 import { fromBinary } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
-import { ed25519Verify, SIGN_AUTHORIZATION_DOMAIN } from '../crypto/ed25519-sig.js';
+import { ed25519Verify, SIGN_AUTHORIZATION_DOMAIN, SIGN_BATCH_DOMAIN, signBatchMessage } from '../crypto/ed25519-sig.js';
 import { ciphersuite, type FrostScheme } from '../crypto/frost/ciphersuite.js';
 import { FrostInputError, signOwnShare, type SignerCommitment } from '../crypto/frost/sign.js';
 import { InvalidEncoding, type CurveName, type Group } from '../crypto/group/index.js';
@@ -78,11 +78,20 @@ export class FrostSigner {
     return ids.map((id, i) => ({ id, ...publics[i]! }));
   }
 
+  /**
+   * Whether the coordinator this node trusts signed this batch of authorizations as a whole
+   * (SignSharesRequest.batch_signature): then no item needs its own signature.
+   */
+  async batchSigned(authorizations: readonly Uint8Array[], signature: Uint8Array): Promise<boolean> {
+    const coordinatorKey = await this.coordinatorKey();
+    return !!coordinatorKey && signature.length > 0 && ed25519Verify(coordinatorKey, SIGN_BATCH_DOMAIN, signBatchMessage(authorizations), signature);
+  }
+
   /** Returns one signature share per item (FROST: with the group commitment), or a per-item error. */
-  async signItem(item: SignShareItem): Promise<SignedItem> {
+  async signItem(item: SignShareItem, batchSigned = false): Promise<SignedItem> {
     const coordinatorKey = await this.coordinatorKey();
     if (!coordinatorKey) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
-    if (!ed25519Verify(coordinatorKey, SIGN_AUTHORIZATION_DOMAIN, item.authorization, item.coordinatorSignature)) {
+    if (!batchSigned && !ed25519Verify(coordinatorKey, SIGN_AUTHORIZATION_DOMAIN, item.authorization, item.coordinatorSignature)) {
       throw new RpcError(status.PERMISSION_DENIED, 'authorization is not signed by the trusted coordinator key');
     }
     let auth: SignAuthorization;

@@ -12,7 +12,7 @@ import { schnorr, secp256k1_FROST } from '@noble/curves/secp256k1.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import { status } from '@grpc/grpc-js';
 import { layout } from '../../cli/layout.js';
-import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN } from '../../crypto/ed25519-sig.js';
+import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN, SIGN_BATCH_DOMAIN, signBatchMessage } from '../../crypto/ed25519-sig.js';
 import { KeysetService, SigningService, ClusterService } from '../../proto/gen/custody/v1/api_pb.js';
 import { Curve, Scheme } from '../../proto/gen/custody/v1/common_pb.js';
 import { NodeService, SignAuthorizationSchema } from '../../proto/gen/custody/v1/node_pb.js';
@@ -181,6 +181,38 @@ describe('cluster end to end', () => {
     // Its own commitment is compared, not decoded: bytes that are not its nonces' are refused (and the nonce is spent).
     const notMine = await resultOf(authorization(c1b!.commitmentId, new Uint8Array(32).fill(0xff)));
     expect(notMine).toMatchObject({ case: 'error', value: { code: status.FAILED_PRECONDITION, message: expect.stringMatching(/does not match this signer's nonces/) } });
+
+    // One coordinator signature can cover a whole batch; a batch signature that does not verify
+    // (here: over other authorizations) authorizes nothing.
+    const batchSign = (auths: Uint8Array[]) => coordinator(SIGN_BATCH_DOMAIN, signBatchMessage(auths));
+    const fresh = async () => {
+      const [a] = (await n1.reserveNonces({ curve: Curve.ED25519, count: 1 })).commitments;
+      const [b] = (await n2.reserveNonces({ curve: Curve.ED25519, count: 1 })).commitments;
+      return { a: a!, b: b! };
+    };
+    const batchAuth = ({ a, b }: { a: { commitmentId: string; hiding: Uint8Array; binding: Uint8Array }; b: typeof a }) =>
+      toBinary(
+        SignAuthorizationSchema,
+        create(SignAuthorizationSchema, {
+          requestId: 'test-batch',
+          sessionId: bytesToHex(randomBytes(8)),
+          keysetId: ks.keysetId,
+          scheme: Scheme.ED25519,
+          digest: randomBytes(32),
+          commitments: [
+            { index: 1, nodeId: 'node-1', ...a },
+            { index: 2, nodeId: 'node-2', ...b },
+          ],
+          expiresAtMs: BigInt(Date.now() + 60_000),
+        }),
+      );
+    const batch = [batchAuth(await fresh()), batchAuth(await fresh())];
+    const wrongBatch = await n1.signShares({ items: batch.map((authorization) => ({ authorization })), batchSignature: batchSign([batch[1]!, batch[0]!]) });
+    for (const r of wrongBatch.results) expect(r.result).toMatchObject({ case: 'error', value: { code: status.PERMISSION_DENIED } });
+    const signedBatch = await n1.signShares({ items: batch.map((authorization) => ({ authorization })), batchSignature: batchSign(batch) });
+    expect(signedBatch.results.map((r) => r.result.case)).toEqual(['share', 'share']);
+    // With the share comes the group commitment R the node computed.
+    for (const r of signedBatch.results) expect(r.groupCommitment.length).toBe(32);
 
     // Single use survives a restart of the node.
     await t.cluster.stopProcess(t.cluster.nodes.get('node-1')!);
