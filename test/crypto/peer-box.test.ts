@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { ed25519, x25519 } from '@noble/curves/ed25519.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { encodeFields } from '../../crypto/transcript.js';
 import {
+  broadcastMessage,
   generateIdentity,
   openFromPeer,
   PeerBoxError,
@@ -150,5 +156,34 @@ describe('broadcast signatures', () => {
     const a: PeerContext = { sessionId: 'ab', round: 1, from: 'c', to: '*' };
     const b: PeerContext = { sessionId: 'a', round: 1, from: 'bc', to: '*' };
     expect(verifyBroadcast(alice.signingPublic, b, payload, signBroadcast(alice, a, payload))).toBe(false);
+  });
+});
+
+describe('OpenSSL-backed curves agree with an independent implementation (noble)', () => {
+  it('a box opens with X25519 and HKDF done by noble, so the wire format is unchanged', () => {
+    const box = seal();
+    const eph = box.subarray(1, 33);
+    const ikm = new Uint8Array(64);
+    ikm.set(x25519.getSharedSecret(bob.encryptionSecret, eph), 0);
+    ikm.set(x25519.getSharedSecret(bob.encryptionSecret, alice.encryptionPublic), 32);
+    const key = hkdf(sha256, ikm, undefined, encodeFields(['custody-peer-box-key-v1', alice.encryptionPublic, bob.encryptionPublic, eph]), 32);
+    const aad = encodeFields(['custody-peer-box-aad-v1', ctx.sessionId, ctx.round, ctx.from, ctx.to]);
+    expect(xchacha20poly1305(key, box.subarray(33, 57), aad).decrypt(box.subarray(57))).toEqual(plaintext);
+  });
+
+  it('broadcast signatures are RFC 8032 signatures noble verifies; small-order and non-canonical keys are refused', () => {
+    const bctx: PeerContext = { sessionId: 's', round: 1, from: 'node-a', to: '*' };
+    const payload = new TextEncoder().encode('p');
+    const sig = signBroadcast(alice, bctx, payload);
+    expect(ed25519.verify(sig, broadcastMessage(bctx, payload), alice.signingPublic, { zip215: false })).toBe(true);
+    // The identity (y = 1) is of small order: anyone could sign for it with R = identity-related tricks.
+    const identity = new Uint8Array(32);
+    identity[0] = 1;
+    expect(verifyBroadcast(identity, bctx, payload, sig)).toBe(false);
+    // y = p (non-canonical encoding of y = 0).
+    const nonCanonical = new Uint8Array(32).fill(0xff);
+    nonCanonical[0] = 0xed;
+    nonCanonical[31] = 0x7f;
+    expect(verifyBroadcast(nonCanonical, bctx, payload, sig)).toBe(false);
   });
 });
