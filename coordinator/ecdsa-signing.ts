@@ -21,7 +21,7 @@ import type { Logger } from '../runtime/log.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
 import { DEFAULT_POOL, PresignPool, type PoolOptions, type ReadyPresignature } from './presign-pool.js';
-import { finishAll, runSession, SessionFailed } from './session-driver.js';
+import { runSession, SessionFailed } from './session-driver.js';
 import type { ShareBatcher } from './share-batcher.js';
 import type { PolicyContext } from './signers.js';
 import { AUTHORIZATION_TTL_MS } from './signing.js';
@@ -126,9 +126,8 @@ export class EcdsaSigning {
       if (o?.case !== 'presign') return { fail: { problem: `node ${p.nodeId} returned no presignature`, exclude: [p.nodeId], unreachable: [], blamed: [] } };
       outputs.push(o.value);
     }
-    // Nodes keep a completed session until it is finished; there is nothing to commit (the
-    // presignatures are already sealed), so release them without waiting.
-    void finishAll(this.registry, participants, session.sessionId, true);
+    // Nothing to commit: the presignatures are sealed, and nodes forget a presign session once it
+    // completes (no FinishSession call).
     const first = outputs[0]!;
     const fingerprint = (o: PresignResult) => [o.sid, o.bigR, o.publicKey].map((b) => bytesToHex(b)).join('|');
     if (outputs.some((o) => fingerprint(o) !== fingerprint(first)) || bytesToHex(first.publicKey) !== bytesToHex(key.groupPublicKey)) {

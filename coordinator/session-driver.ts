@@ -1,6 +1,6 @@
 /**
  * Drives any multi-round protocol session across nodes (DESIGN.md section 4): starts it on every
- * participant, relays each round's messages (ciphertext, for point-to-point ones) to their
+ * participant (rounds of concurrent sessions share RunRounds calls, round-batcher.ts), relays each round's messages (ciphertext, for point-to-point ones) to their
  * receivers, and collects every node's output. On any failure it aborts the session everywhere
  * and reports who is to blame, so the caller can retry with another quorum.
  */
@@ -9,6 +9,7 @@ import type { PeerMessage, RunRoundRequest, RunRoundResponse } from '../proto/ge
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { RunRoundRequestSchema } from '../proto/gen/custody/v1/node_pb.js';
 import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
+import { RoundBatcher } from './round-batcher.js';
 
 export interface SessionParticipant {
   index: number;
@@ -36,6 +37,17 @@ const MAX_ROUNDS = 16;
 
 type Params = MessageInitShape<typeof RunRoundRequestSchema>['params'];
 
+/** One round batcher per node registry: rounds of concurrent sessions share RunRounds calls. */
+const batchers = new WeakMap<NodeRegistry, RoundBatcher>();
+function roundsOf(registry: NodeRegistry): RoundBatcher {
+  let b = batchers.get(registry);
+  if (!b) {
+    b = new RoundBatcher(registry, ROUND_DEADLINE_MS);
+    batchers.set(registry, b);
+  }
+  return b;
+}
+
 export async function runSession(
   registry: NodeRegistry,
   participants: readonly SessionParticipant[],
@@ -46,9 +58,10 @@ export async function runSession(
   const outputs = new Map<string, RunRoundResponse['output']>();
   let inbox = new Map<string, PeerMessage[]>();
 
+  const rounds = roundsOf(registry);
   const call = async (p: SessionParticipant, req: MessageInitShape<typeof RunRoundRequestSchema>) => {
     try {
-      return await registry.get(p.nodeId).client.runRound(req, { deadlineMs: ROUND_DEADLINE_MS });
+      return await rounds.run(p.nodeId, req);
     } catch (e) {
       throw { participant: p, error: e };
     }

@@ -1,11 +1,11 @@
 /**
- * Many signing sessions per node RPC: items queued for the same node in one event-loop turn go
- * out as one SignShares call under one coordinator signature, which is what lets throughput grow
- * with load.
+ * Many signing sessions per node RPC (node-batcher.ts): items queued for the same node in one
+ * event-loop turn go out as one SignShares call under one coordinator signature.
  */
 import type { SignShareItem } from '../proto/gen/custody/v1/node_pb.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { SignShareItemSchema } from '../proto/gen/custody/v1/node_pb.js';
+import { NodeBatcher } from './node-batcher.js';
 import { errorCode, errorMessage, isUnreachable, type NodeRegistry } from './node-registry.js';
 
 /** One authorization; the batch signature sent with it covers it. */
@@ -28,34 +28,22 @@ export interface SignedShare {
   groupCommitment: Uint8Array;
 }
 
-interface Waiting {
-  item: Item;
-  resolve: (share: SignedShare) => void;
-  reject: (e: unknown) => void;
-}
-
 const MAX_BATCH = 256;
 const DEADLINE_MS = 15_000;
 
 export class ShareBatcher {
-  private readonly queues = new Map<string, Waiting[]>();
+  private readonly batcher: NodeBatcher<Item, SignedShare>;
 
   constructor(
     private readonly registry: NodeRegistry,
     /** The coordinator's signature over a batch's authorizations (signBatchMessage). */
     private readonly signBatch: (authorizations: Uint8Array[]) => Uint8Array,
-  ) {}
+  ) {
+    this.batcher = new NodeBatcher((nodeId, items) => this.send(nodeId, items), MAX_BATCH);
+  }
 
   request(nodeId: string, item: Item): Promise<SignedShare> {
-    return new Promise((resolve, reject) => {
-      let q = this.queues.get(nodeId);
-      if (!q) {
-        q = [];
-        this.queues.set(nodeId, q);
-        setImmediate(() => this.flush(nodeId));
-      }
-      q.push({ item, resolve, reject });
-    });
+    return this.batcher.request(nodeId, item);
   }
 
   /**
@@ -82,27 +70,16 @@ export class ShareBatcher {
     return { shares: results.map((r) => (r as PromiseFulfilledResult<SignedShare>).value) };
   }
 
-  private flush(nodeId: string): void {
-    const all = this.queues.get(nodeId) ?? [];
-    this.queues.delete(nodeId);
-    for (let i = 0; i < all.length; i += MAX_BATCH) void this.send(nodeId, all.slice(i, i + MAX_BATCH));
-  }
-
-  private async send(nodeId: string, batch: Waiting[]): Promise<void> {
-    try {
-      const items = batch.map((w) => w.item);
-      const batchSignature = this.signBatch(items.map((i) => i.authorization));
-      const res = await this.registry.get(nodeId).client.signShares({ items, batchSignature }, { deadlineMs: DEADLINE_MS });
-      this.registry.markSeen(nodeId);
-      batch.forEach((w, i) => {
-        const r = res.results[i]?.result;
-        if (r?.case === 'share') w.resolve({ share: r.value, groupCommitment: res.results[i]!.groupCommitment });
-        else if (r?.case === 'error') w.reject(new ShareRefused(r.value.code, r.value.message));
-        else w.reject(new ShareRefused(13, `node ${nodeId} returned no result for item ${i}`));
-      });
-    } catch (e) {
-      for (const w of batch) w.reject(e);
-    }
+  private async send(nodeId: string, items: Item[]): Promise<PromiseSettledResult<SignedShare>[]> {
+    const batchSignature = this.signBatch(items.map((i) => i.authorization));
+    const res = await this.registry.get(nodeId).client.signShares({ items, batchSignature }, { deadlineMs: DEADLINE_MS });
+    this.registry.markSeen(nodeId);
+    return items.map((_, i): PromiseSettledResult<SignedShare> => {
+      const r = res.results[i];
+      if (r?.result.case === 'share') return { status: 'fulfilled', value: { share: r.result.value, groupCommitment: r.groupCommitment } };
+      if (r?.result.case === 'error') return { status: 'rejected', reason: new ShareRefused(r.result.value.code, r.result.value.message) };
+      return { status: 'rejected', reason: new ShareRefused(13, `node ${nodeId} returned no result for item ${i}`) };
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 /** The node API (custody.v1.NodeService): what the coordinator may ask of a signer node. */
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
 import { ecdsaKeygen, type EcdsaKeygenParams, type EcdsaKeyShare } from '../crypto/ecdsa/keygen.js';
 import { derivedKey } from './derivation.js';
@@ -12,11 +12,14 @@ import { curveFromProto, schemeFromProto } from '../proto/convert.js';
 import {
   NodeService,
   PresignResultSchema,
+  RunRoundResponseSchema,
+  RunRoundResultSchema,
   SignShareResultSchema,
   type DkgParams,
   type DkgResult,
   type EcdsaPresignParams,
   type PresignResult,
+  type RunRoundRequest,
 } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError, type ServiceImpl } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
@@ -32,7 +35,7 @@ import { startReshare } from './reshare.js';
 import { exportRecoveryShare } from './recovery-export.js';
 import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
-import { vaultSigningRefusal } from './vault-errors.js';
+import { vaultRpcError, vaultSigningRefusal } from './vault-errors.js';
 
 export interface NodeContext {
   nodeId: string;
@@ -58,6 +61,7 @@ export interface NodeContext {
 
 const MAX_RESERVE = 4096;
 const MAX_SIGN_BATCH = 1024;
+const MAX_ROUND_BATCH = 1024;
 
 /** FROST DKG: the share of this node, pending until the coordinator stored the keyset. */
 function dkgKind(ctx: NodeContext, params: DkgParams, scheme: Scheme, selfIndex: number): SessionKind<CryptoDkgParams, unknown, DkgOutput, DkgResult> {
@@ -103,6 +107,7 @@ function presignKind(ctx: NodeContext, key: KeyShare & { ecdsa: EcdsaKeyShare })
     },
     commit: async () => undefined,
     abort: async () => undefined,
+    releaseOnCompletion: true,
     async onProtocolAbort(e) {
       if ((e.reason === 'ot-check-failed' || e.reason === 'mul-check-failed') && e.blame.length) {
         await ctx.bans.add(key.keysetId, key.ecdsa.transcriptHash, e.blame);
@@ -153,6 +158,70 @@ function startPresign(ctx: NodeContext, p: EcdsaPresignParams): { key: KeyShare 
   return { key: key as KeyShare & { ecdsa: EcdsaKeyShare }, nodeIds };
 }
 
+/** What RunRound answers: outgoing messages, and the node's output once its part is complete. */
+type RoundAnswer = MessageInitShape<typeof RunRoundResponseSchema>;
+
+/** One round of one session (RunRound, and each item of RunRounds). */
+async function runRound(ctx: NodeContext, req: RunRoundRequest): Promise<RoundAnswer> {
+  const roster = await ctx.roster.get();
+  if (!roster) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
+  if (!req.sessionId || req.sessionId.length > 128) throw new RpcError(status.INVALID_ARGUMENT, 'session_id must be 1 to 128 characters');
+  if (req.round === 0) {
+    if (req.params.case === 'presign') {
+      const { key, nodeIds } = startPresign(ctx, req.params.value);
+      const peers = { sessionId: req.sessionId, selfIndex: key.index, selfNodeId: ctx.nodeId, nodeIds };
+      // The tweak is bound into the presignature before any nonce is sampled (PROTOCOLS.md).
+      const { tweak } = derivedKey(key, req.params.value.derivationPath);
+      const outgoing = await ctx.sessions.start(roster, peers, presignKind(ctx, key), {
+        key: key.ecdsa,
+        signers: [...nodeIds.keys()],
+        tweak: tweak.add,
+        // Bound into the presignature's sid together with the keyset and signer set.
+        sessionId: req.sessionId,
+      });
+      return { outgoing };
+    }
+    if (req.params.case === 'keyImport') return { outgoing: await startKeyImport(ctx, roster, req.sessionId, req.params.value) };
+    if (req.params.case === 'setup') return { outgoing: await startSetupRerun(ctx, roster, req.sessionId, req.params.value) };
+    if (req.params.case === 'refresh') return { outgoing: await startRefresh(ctx, roster, req.sessionId, req.params.value) };
+    if (req.params.case === 'repair') return { outgoing: await startRepair(ctx, roster, req.sessionId, req.params.value) };
+    if (req.params.case === 'reshare') return { outgoing: await startReshare(ctx, roster, req.sessionId, req.params.value) };
+    if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
+    const p = req.params.value;
+    const scheme = schemeFromProto(p.scheme);
+    if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'DKG scheme must be ed25519, secp256k1, bip340 or ecdsa');
+    if (ctx.shares.get(p.keysetId)) throw new RpcError(status.ALREADY_EXISTS, `keyset ${p.keysetId} already exists on this node`);
+    const { nodeIds, self } = checkParticipants(ctx, roster, p.participants, p.threshold, 1);
+    const peers = { sessionId: req.sessionId, selfIndex: self, selfNodeId: ctx.nodeId, nodeIds };
+    if (scheme === 'ecdsa') {
+      // Keygen for DKLs23: the FROST DKG on secp256k1 plus pairwise OT setups (seconds of CPU).
+      const outgoing = await ctx.sessions.start(roster, peers, ecdsaKeygenKind(ctx, p), {
+        sessionId: req.sessionId,
+        self,
+        participants: [...nodeIds.keys()].sort((a, b) => a - b),
+        threshold: p.threshold,
+      });
+      return { outgoing };
+    }
+    const outgoing = await ctx.sessions.start(roster, peers, dkgKind(ctx, p, scheme, self), {
+      scheme: scheme as CryptoDkgParams['scheme'],
+      sessionId: req.sessionId,
+      self,
+      participants: [...nodeIds.keys()],
+      threshold: p.threshold,
+    });
+    return { outgoing };
+  }
+  const { outgoing, result } = await ctx.sessions.step(roster, req.sessionId, req.round, req.incoming);
+  if (result) {
+    // The session kind decides the output type; tell the two result messages apart by their schema.
+    const r = result as DkgResult | PresignResult;
+    if (r.$typeName === 'custody.v1.PresignResult') return { outgoing, output: { case: 'presign', value: r } };
+    return { outgoing, output: { case: 'dkg', value: r } };
+  }
+  return { outgoing };
+}
+
 export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
   return {
     async getNodeInfo() {
@@ -169,64 +238,25 @@ export function nodeService(ctx: NodeContext): ServiceImpl<typeof NodeService> {
       };
     },
 
-    async runRound(req) {
-      const roster = await ctx.roster.get();
-      if (!roster) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
-      if (!req.sessionId || req.sessionId.length > 128) throw new RpcError(status.INVALID_ARGUMENT, 'session_id must be 1 to 128 characters');
-      if (req.round === 0) {
-        if (req.params.case === 'presign') {
-          const { key, nodeIds } = startPresign(ctx, req.params.value);
-          const peers = { sessionId: req.sessionId, selfIndex: key.index, selfNodeId: ctx.nodeId, nodeIds };
-          // The tweak is bound into the presignature before any nonce is sampled (PROTOCOLS.md).
-          const { tweak } = derivedKey(key, req.params.value.derivationPath);
-          const outgoing = await ctx.sessions.start(roster, peers, presignKind(ctx, key), {
-            key: key.ecdsa,
-            signers: [...nodeIds.keys()],
-            tweak: tweak.add,
-            // Bound into the presignature's sid together with the keyset and signer set.
-            sessionId: req.sessionId,
-          });
-          return { outgoing };
-        }
-        if (req.params.case === 'keyImport') return { outgoing: await startKeyImport(ctx, roster, req.sessionId, req.params.value) };
-        if (req.params.case === 'setup') return { outgoing: await startSetupRerun(ctx, roster, req.sessionId, req.params.value) };
-        if (req.params.case === 'refresh') return { outgoing: await startRefresh(ctx, roster, req.sessionId, req.params.value) };
-        if (req.params.case === 'repair') return { outgoing: await startRepair(ctx, roster, req.sessionId, req.params.value) };
-        if (req.params.case === 'reshare') return { outgoing: await startReshare(ctx, roster, req.sessionId, req.params.value) };
-        if (req.params.case !== 'dkg') throw new RpcError(status.INVALID_ARGUMENT, 'round 0 needs session params');
-        const p = req.params.value;
-        const scheme = schemeFromProto(p.scheme);
-        if (!scheme || !isScheme(scheme)) throw new RpcError(status.INVALID_ARGUMENT, 'DKG scheme must be ed25519, secp256k1, bip340 or ecdsa');
-        if (ctx.shares.get(p.keysetId)) throw new RpcError(status.ALREADY_EXISTS, `keyset ${p.keysetId} already exists on this node`);
-        const { nodeIds, self } = checkParticipants(ctx, roster, p.participants, p.threshold, 1);
-        const peers = { sessionId: req.sessionId, selfIndex: self, selfNodeId: ctx.nodeId, nodeIds };
-        if (scheme === 'ecdsa') {
-          // Keygen for DKLs23: the FROST DKG on secp256k1 plus pairwise OT setups (seconds of CPU).
-          const outgoing = await ctx.sessions.start(roster, peers, ecdsaKeygenKind(ctx, p), {
-            sessionId: req.sessionId,
-            self,
-            participants: [...nodeIds.keys()].sort((a, b) => a - b),
-            threshold: p.threshold,
-          });
-          return { outgoing };
-        }
-        const outgoing = await ctx.sessions.start(roster, peers, dkgKind(ctx, p, scheme, self), {
-          scheme: scheme as CryptoDkgParams['scheme'],
-          sessionId: req.sessionId,
-          self,
-          participants: [...nodeIds.keys()],
-          threshold: p.threshold,
-        });
-        return { outgoing };
-      }
-      const { outgoing, result } = await ctx.sessions.step(roster, req.sessionId, req.round, req.incoming);
-      if (result) {
-        // The session kind decides the output type; tell the two result messages apart by their schema.
-        const r = result as DkgResult | PresignResult;
-        if (r.$typeName === 'custody.v1.PresignResult') return { outgoing, output: { case: 'presign', value: r } };
-        return { outgoing, output: { case: 'dkg', value: r } };
-      }
-      return { outgoing };
+    runRound: (req) => runRound(ctx, req),
+
+    async runRounds(req) {
+      if (req.items.length === 0 || req.items.length > MAX_ROUND_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `items must be 1 to ${MAX_ROUND_BATCH}`);
+      const results = await Promise.all(
+        req.items.map(async (item) => {
+          try {
+            return create(RunRoundResultSchema, { result: { case: 'response', value: create(RunRoundResponseSchema, await runRound(ctx, item)) } });
+          } catch (e) {
+            const err = e instanceof RpcError ? e : vaultRpcError(ctx.nodeId, e);
+            if (!err) ctx.log.error({ err: e, sessionId: item.sessionId }, 'round failed');
+            const error = err
+              ? { code: err.code, message: err.message, blame: err.trailers?.['custody-blame'] ?? '', abortReason: err.trailers?.['custody-abort-reason'] ?? '' }
+              : { code: status.INTERNAL, message: 'internal error' };
+            return create(RunRoundResultSchema, { result: { case: 'error', value: error } });
+          }
+        }),
+      );
+      return { results };
     },
 
     async finishSession(req) {

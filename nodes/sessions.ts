@@ -20,6 +20,11 @@ export interface SessionKind<P, S, O, R> {
   abort(sessionId: string): Promise<void>;
   /** Called (and awaited) when the protocol aborts, before the error goes back to the coordinator. */
   onProtocolAbort?(e: ProtocolAbort): Promise<void>;
+  /**
+   * Nothing to commit: the session is forgotten once its output is complete, so the coordinator
+   * needs no FinishSession call (presignatures, sealed at completion).
+   */
+  releaseOnCompletion?: boolean;
 }
 
 interface Live {
@@ -103,6 +108,7 @@ export class Sessions {
     s.state = undefined;
     try {
       const result = await s.kind.complete(sessionId, next.output);
+      if (s.kind.releaseOnCompletion) this.live.delete(sessionId);
       return { outgoing, result };
     } catch (e) {
       await this.drop(sessionId);

@@ -253,9 +253,9 @@ describe('cluster end to end', () => {
     const traceId = server.traceId;
     for (const node of ['node-1', 'node-2', 'node-3']) {
       const nodeSpans = (await spans(node)).filter((s) => s.traceId === traceId);
-      // Round 0, two protocol rounds and the commit: every node call joins the coordinator's trace.
-      expect(nodeSpans.map((s) => s.attributes['rpc.method'])).toEqual(expect.arrayContaining(['RunRound', 'FinishSession']));
-      expect(nodeSpans.filter((s) => s.attributes['rpc.method'] === 'RunRound')).toHaveLength(3);
+      // Round 0, two protocol rounds (batched RunRounds calls) and the commit: every node call joins the coordinator's trace.
+      expect(nodeSpans.map((s) => s.attributes['rpc.method'])).toEqual(expect.arrayContaining(['RunRounds', 'FinishSession']));
+      expect(nodeSpans.filter((s) => s.attributes['rpc.method'] === 'RunRounds')).toHaveLength(3);
       // Logs reach the file through an asynchronous pipe: wait for the line rather than race it.
       await vi.waitFor(async () => expect(await readFile(L.log(node), 'utf8')).toContain(`"trace_id":"${traceId}"`), { timeout: 5_000 });
     }

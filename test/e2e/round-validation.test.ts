@@ -72,6 +72,27 @@ describe('round message validation on a node', () => {
     await expect(n1.runRound({ sessionId, round: 1, incoming: [] })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
   });
 
+  it('RunRounds answers each item as RunRound would: blame and abort reason per item, the others unaffected', async () => {
+    const a = await startDkg();
+    const b = await startDkg();
+    const bad = round1(new Uint8Array(32).fill(0xff));
+    const badSig = signBroadcast(fake, { sessionId: a.sessionId, round: 1, from: 'node-fake', to: '*' }, bad);
+    const res = await a.n1.runRounds({
+      items: [
+        { sessionId: a.sessionId, round: 1, incoming: [{ sessionId: a.sessionId, round: 1, from: 2, to: 0, payload: bad, signature: badSig }] },
+        { sessionId: b.sessionId, round: 2, incoming: [] },
+        { sessionId: randomUUID(), round: 0, params: { case: 'dkg', value: { keysetId: randomUUID(), scheme: Scheme.ED25519, threshold: 2, participants: [{ index: 1, nodeId: 'node-1' }, { index: 2, nodeId: 'node-fake' }] } } },
+      ],
+    });
+    expect(res.results[0]!.result).toMatchObject({ case: 'error', value: { code: grpc.status.INVALID_ARGUMENT, blame: '2', abortReason: 'malformed-message' } });
+    expect(res.results[1]!.result).toMatchObject({ case: 'error', value: { code: grpc.status.FAILED_PRECONDITION, message: expect.stringMatching(/expects round 1, got round 2/) } });
+    expect(res.results[2]!.result.case).toBe('response');
+    // Session b was not disturbed by its neighbours' failures.
+    const signature = signBroadcast(fake, { sessionId: b.sessionId, round: 1, from: 'node-fake', to: '*' }, bad);
+    await expect(b.n1.runRound({ sessionId: b.sessionId, round: 1, incoming: [{ sessionId: b.sessionId, round: 1, from: 2, to: 0, payload: bad, signature }] })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(a.n1.runRounds({ items: [] })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+  });
+
   it('rejects a broadcast whose signature does not verify (a lying relay)', async () => {
     const { n1, sessionId } = await startDkg();
     const payload = round1(ed25519.Point.BASE.multiply(5n).toBytes());
