@@ -18,7 +18,7 @@
  * Broadcasts are Ed25519 signatures (RFC 8032, strict verification) over the same context
  * encoding plus the payload: every receiver, and an auditor, can check them.
  *
- * X25519 and Ed25519 run on OpenSSL (node:crypto): about 20 times faster than the pure-JS curves,
+ * X25519, Ed25519 and the AEAD (xchacha.ts) run on OpenSSL (node:crypto): about 20 times faster than the pure-JS curves,
  * and DKLs23 presigning seals and signs several messages per party. The checks are the same:
  * OpenSSL refuses an all-zero X25519 result (a low-order public key) as noble does, and a
  * broadcast key must be a canonical Ed25519 encoding of a point that is not of small order
@@ -26,12 +26,12 @@
  * re-encoded bytes) is trusted with it.
  */
 import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign as osslSign, verify as osslVerify, type KeyObject } from 'node:crypto';
-import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
 import { encodeFields } from './transcript.js';
+import { xchachaOpen, xchachaSeal } from './xchacha.js';
 
 export interface IdentityKeys {
   /** X25519 secret key (32 bytes). */
@@ -157,7 +157,7 @@ export function sealToPeer(args: { sender: IdentityKeys; receiverPublic: Uint8Ar
   dhEph.fill(0);
   dhStatic.fill(0);
   const nonce = randomBytes(NONCE_LENGTH);
-  const ciphertext = xchacha20poly1305(key, nonce, aad).encrypt(plaintext);
+  const ciphertext = xchachaSeal(key, nonce, aad, plaintext);
   key.fill(0);
   const box = new Uint8Array(HEADER_LENGTH + ciphertext.length);
   box[0] = VERSION;
@@ -184,7 +184,7 @@ export function openFromPeer(args: { receiver: IdentityKeys; senderPublic: Uint8
     key = deriveKey(dhEph, dhStatic, senderPublic, receiver.encryptionPublic, ephPublic);
     dhEph.fill(0);
     dhStatic.fill(0);
-    return xchacha20poly1305(key, nonce, aad).decrypt(box.subarray(HEADER_LENGTH));
+    return xchachaOpen(key, nonce, aad, box.subarray(HEADER_LENGTH));
   } catch {
     // One message for every failure: which check failed is no business of the relay.
     throw new PeerBoxError('peer box does not open (wrong key, context or tampered ciphertext)');
