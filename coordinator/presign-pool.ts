@@ -2,7 +2,9 @@
  * The coordinator's view of DKLs23 presignatures made ahead of time. The nodes keep the secret
  * halves sealed in their single-use pools; here we only track, per keyset, which signer set holds
  * which presignature ids and the public part the online round and combine need. Refills run in the
- * background, one at a time per keyset.
+ * background, one refill per keyset at a time, with a few presigning sessions in flight so their
+ * rounds share node calls (round-batcher.ts). The pool is sized from observed demand: about two
+ * seconds' worth of requests, between `target` and `max`.
  */
 import type { Logger } from '../runtime/log.js';
 
@@ -21,13 +23,20 @@ export interface ReadyPresignature {
 }
 
 export interface PoolOptions {
-  /** Presignatures to keep per keyset. */
+  /** Presignatures to keep per keyset when demand is low. */
   target: number;
-  /** Refill when the level drops below this. */
+  /** Refill when the level drops below this (or below half the demand-sized target). */
   low: number;
+  /** Most presignatures kept per keyset however high the demand (each is a sealed record on t nodes). */
+  max: number;
+  /** Presigning sessions a refill runs at once. */
+  parallel: number;
 }
 
-export const DEFAULT_POOL: PoolOptions = { target: 8, low: 4 };
+export const DEFAULT_POOL: PoolOptions = { target: 8, low: 4, max: 64, parallel: 4 };
+
+/** Demand is counted over this window; the pool aims to hold that many presignatures. */
+const DEMAND_WINDOW_MS = 2_000;
 
 /** Makes one presignature, or says why not (the loop stops and waits for the next trigger). */
 export type Produce = () => Promise<ReadyPresignature | undefined>;
@@ -37,6 +46,8 @@ const setKey = (nodeIds: readonly string[]) => [...nodeIds].sort().join('+');
 export class PresignPool {
   private readonly ready = new Map<string, ReadyPresignature[]>();
   private readonly refilling = new Set<string>();
+  /** Times of recent takes (hits and misses) per keyset, oldest first. */
+  private readonly demand = new Map<string, number[]>();
 
   constructor(
     private readonly log: Logger,
@@ -52,6 +63,7 @@ export class PresignPool {
    * the pool before use, so whatever happens next it is never handed out twice.
    */
   take(keysetId: string, nodeIds: readonly string[]): ReadyPresignature | undefined {
+    this.recordDemand(keysetId);
     const list = this.ready.get(keysetId);
     if (!list) return undefined;
     const want = setKey(nodeIds);
@@ -72,9 +84,31 @@ export class PresignPool {
     this.ready.set(keysetId, list.filter((p) => !p.signers.some((s) => bad.has(s.nodeId))));
   }
 
+  /** How many presignatures the keyset should hold now: about DEMAND_WINDOW_MS of requests. */
+  target(keysetId: string): number {
+    const recent = this.recentDemand(keysetId);
+    return Math.min(this.opts.max, Math.max(this.opts.target, recent));
+  }
+
+  private recordDemand(keysetId: string): void {
+    let times = this.demand.get(keysetId);
+    if (!times) this.demand.set(keysetId, (times = []));
+    times.push(Date.now());
+    if (times.length > 4 * this.opts.max) times.splice(0, times.length - 4 * this.opts.max);
+  }
+
+  private recentDemand(keysetId: string): number {
+    const times = this.demand.get(keysetId);
+    if (!times) return 0;
+    const since = Date.now() - DEMAND_WINDOW_MS;
+    while (times.length && times[0]! < since) times.shift();
+    return times.length;
+  }
+
   /** Starts a background refill if the keyset is below the low mark and none is running. */
   maybeRefill(keysetId: string, produce: Produce): void {
-    if (this.refilling.has(keysetId) || this.level(keysetId) >= this.opts.low) return;
+    const low = Math.max(this.opts.low, Math.floor(this.target(keysetId) / 2));
+    if (this.refilling.has(keysetId) || this.level(keysetId) >= low) return;
     this.refilling.add(keysetId);
     void this.refill(keysetId, produce).finally(() => this.refilling.delete(keysetId));
   }
@@ -82,16 +116,34 @@ export class PresignPool {
   private async refill(keysetId: string, produce: Produce): Promise<void> {
     const started = Date.now();
     let made = 0;
-    try {
-      while (this.level(keysetId) < this.opts.target) {
-        const p = await produce();
-        if (!p) break;
+    let inFlight = 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop && this.level(keysetId) + inFlight < this.target(keysetId)) {
+        inFlight++;
+        let p: ReadyPresignature | undefined;
+        try {
+          p = await produce();
+        } catch (e) {
+          stop = true;
+          throw e;
+        } finally {
+          inFlight--;
+        }
+        if (!p) {
+          stop = true;
+          return;
+        }
         let list = this.ready.get(keysetId);
         if (!list) this.ready.set(keysetId, (list = []));
         list.push(p);
         made++;
       }
-    } catch (e) {
+    };
+    // Every worker finishes before the refill counts as over, so refills never overlap.
+    const failed = (await Promise.allSettled(Array.from({ length: this.opts.parallel }, worker))).find((r) => r.status === 'rejected');
+    if (failed) {
+      const e = failed.reason as unknown;
       this.log.warn({ keysetId, err: e instanceof Error ? e.message : String(e) }, 'presignature refill failed');
     }
     this.log.info({ keysetId, made, level: this.level(keysetId), ms: Date.now() - started }, 'presignature pool refilled');
