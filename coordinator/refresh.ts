@@ -66,6 +66,7 @@ export interface LifecycleOutcome {
 export class Refreshes {
   private timer?: NodeJS.Timeout;
   private running = false;
+  private readonly committing = new Map<string, Promise<{ pending: string[]; unretired: string[] }>>();
 
   constructor(
     private readonly db: Db,
@@ -215,7 +216,17 @@ export class Refreshes {
    * the (new) threshold of new members committed, so that a quorum always shares one epoch;
    * members still on the old one sit out (they refuse the new epoch) until a retry commits them.
    */
-  private async commit(r: RefreshRow): Promise<{ pending: string[]; unretired: string[] }> {
+  private commit(r: RefreshRow): Promise<{ pending: string[]; unretired: string[] }> {
+    // The operator's command and the resume timer may both get here: one run per refresh at a time.
+    let p = this.committing.get(r.refresh_id);
+    if (!p) {
+      p = this.commitOnce(r).finally(() => this.committing.delete(r.refresh_id));
+      this.committing.set(r.refresh_id, p);
+    }
+    return p;
+  }
+
+  private async commitOnce(r: RefreshRow): Promise<{ pending: string[]; unretired: string[] }> {
     const row = await getKeyset(this.db, r.keyset_id);
     if (!row) return { pending: [], unretired: [] };
     const newMembers = r.new_members ?? members(row);
@@ -228,6 +239,10 @@ export class Refreshes {
     if (row.epoch === r.from_epoch && newMembers.length - pending.length >= threshold) {
       await durably(this.log, 'switch epoch', () =>
         this.db.tx(async (q) => {
+          // Only one commit moves the epoch (another coordinator, or the resume timer, may race
+          // this one): the rest of the switch and its audit record happen only if this did.
+          const moved = await q.query('UPDATE keysets SET epoch = $2 WHERE keyset_id = $1 AND epoch = $3 RETURNING keyset_id', [r.keyset_id, r.from_epoch + 1, r.from_epoch]);
+          if (moved.length === 0) return;
           if (reshare) {
             await q.query('DELETE FROM keyset_members WHERE keyset_id = $1', [r.keyset_id]);
             for (const [i, m] of newMembers.entries()) {
@@ -239,7 +254,6 @@ export class Refreshes {
               await q.query('UPDATE keyset_members SET verifying_share = $3 WHERE keyset_id = $1 AND party_index = $2', [r.keyset_id, m.index, hexToBytes(r.verifying_shares[i]!)]);
             }
           }
-          await q.query('UPDATE keysets SET epoch = $2 WHERE keyset_id = $1 AND epoch = $3', [r.keyset_id, r.from_epoch + 1, r.from_epoch]);
           const details = reshare ? { threshold, members: newMembers.map((m) => m.nodeId) } : {};
           await appendAudit(q, { actor: 'coordinator', action: reshare ? 'keyset.reshared' : 'keyset.refreshed', subject: r.keyset_id, details: { refreshId: r.refresh_id, epoch: r.from_epoch + 1, pending, ...details } });
         }),
