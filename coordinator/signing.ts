@@ -150,7 +150,10 @@ export class FrostSigning {
     if ('problem' in got) {
       // A node whose commitment is not a valid point makes its peers refuse: it is the one to blame.
       const decoded = decodeCommitments(ks.cs, quorum, picked);
-      if ('invalid' in decoded) return { problem: `invalid nonce commitments from ${decoded.invalid.join(', ')}`, exclude: decoded.invalid, unreachable: got.unreachable, blamed: decoded.invalid };
+      if ('invalid' in decoded) {
+        for (const id of decoded.invalid) this.nonces.forget(id);
+        return { problem: `invalid nonce commitments from ${decoded.invalid.join(', ')}`, exclude: decoded.invalid, unreachable: got.unreachable, blamed: decoded.invalid };
+      }
       // A node that refused may have restarted or lost our commitments: fetch fresh ones next time.
       for (const id of got.refused) this.nonces.forget(id);
       return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [] };

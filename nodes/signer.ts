@@ -32,9 +32,10 @@ export interface Commitment {
 /**
  * Test-only fault injection: a node that returns wrong shares ('bad-share', to exercise blame and
  * retry), a wrong FROST group commitment with a right share ('bad-r', to exercise the coordinator's
- * fallback), or that corrupts its DKLs23 multiplication messages ('bad-mul', to exercise bans).
+ * fallback), nonce commitments that are not valid points ('bad-commitment', to exercise blame when
+ * its peers refuse), or that corrupts its DKLs23 multiplication messages ('bad-mul', to exercise bans).
  */
-export type Fault = 'bad-share' | 'bad-r' | 'bad-mul' | undefined;
+export type Fault = 'bad-share' | 'bad-r' | 'bad-commitment' | 'bad-mul' | undefined;
 
 export interface SignedItem {
   share: Uint8Array;
@@ -75,6 +76,8 @@ export class FrostSigner {
     }
     const ids = await this.nonces.add(curve, secrets);
     for (const s of secrets) s.fill(0);
+    // 'bad-commitment': publish a hiding point that is not on the curve (y = 2^255 - 1 is not canonical).
+    if (this.fault === 'bad-commitment') for (const p of publics) p.hiding = new Uint8Array(p.hiding.length).fill(0xff);
     return ids.map((id, i) => ({ id, ...publics[i]! }));
   }
 

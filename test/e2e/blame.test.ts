@@ -81,3 +81,34 @@ describe('a node that reports a wrong group commitment with a right share', () =
     expect(nodes.every((n) => n.faults === 0)).toBe(true);
   });
 });
+
+describe('a node that hands out nonce commitments that are not valid points', () => {
+  let t: TestCluster;
+  beforeAll(async () => {
+    t = await startTestCluster({ nodes: 3, threshold: 2, env: { 'node-2': { CUSTODY_FAULT_INJECTION: 'bad-commitment' } } });
+  }, 120_000);
+  afterAll(async () => {
+    await t?.stop();
+  });
+
+  it('is the one blamed when its peers refuse them (not the peers), and signing goes on without it', async () => {
+    const ks = await t.cli('keyset', 'create', '--scheme', 'ed25519');
+    expect(ks.code, ks.stderr).toBe(0);
+    const pub = hexToBytes(ks.json.publicKey as string);
+    const attempts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const digest = randomBytes(32);
+      const { json, code, stderr } = await t.cli('sign', '--keyset', ks.json.keysetId as string, '--digest', bytesToHex(digest));
+      expect(code, stderr).toBe(0);
+      expect(ed25519.verify(hexToBytes(json.signature as string), digest, pub)).toBe(true);
+      expect(json.signers).not.toContain('node-2');
+      attempts.push(json.attempts as number);
+    }
+    // The first request's quorum {node-1, node-2} meets the bad commitment; then node-2 is quarantined.
+    expect(attempts).toEqual([2, 1, 1]);
+    const audit = (await t.cli('audit', 'list', '--limit', '1000')).json.records as { action: string; subject: string; details: { reason: string } }[];
+    const blamed = audit.filter((r) => r.action === 'node.blamed');
+    expect(blamed.map((r) => r.subject)).toEqual(['node-2']);
+    expect(blamed[0]!.details.reason).toMatch(/invalid nonce commitments from node-2/);
+  });
+});
