@@ -393,6 +393,7 @@ export class RequestService {
     const final = outcome.signature
       ? await this.complete(
           {
+            before: row,
             requestId: row.requestId,
             status: 'signed',
             signature: outcome.signature,
@@ -417,7 +418,7 @@ export class RequestService {
           },
         )
       : await this.complete(
-          { requestId: row.requestId, status: 'failed', error: outcome.error!, attempts: outcome.attempts },
+          { before: row, requestId: row.requestId, status: 'failed', error: outcome.error!, attempts: outcome.attempts },
           { actor: 'coordinator', action: 'sign.failed', subject: row.requestId, details: { keysetId: row.keysetId, error: outcome.error! } },
         );
     if (!final) {

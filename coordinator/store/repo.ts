@@ -395,6 +395,41 @@ function toSignRequest(r: SignRequestDbRow): SignRequest {
   };
 }
 
+/** The row createSignRequests writes, as a read would return it. */
+function insertedSignRequest(r: NewSignRequest & { requestId: string; createdAt: Date }): SignRequest {
+  return {
+    requestId: r.requestId,
+    keysetId: r.keysetId,
+    scheme: r.scheme,
+    digest: r.digest,
+    idempotencyKey: r.idempotencyKey ?? null,
+    requestHash: r.requestHash,
+    status: r.status ?? 'received',
+    signature: null,
+    publicKey: null,
+    signers: [],
+    error: null,
+    attempts: 0,
+    createdAt: r.createdAt,
+    updatedAt: r.createdAt,
+    createdBy: r.createdBy,
+    source: r.source ?? 'grpc',
+    clientId: r.clientId ?? '',
+    owner: r.owner ?? null,
+    leaseUntil: r.leaseUntil ?? null,
+    resultPublished: false,
+    walletId: r.walletId ?? null,
+    derivationPath: r.derivationPath ?? '',
+    payload: r.policy?.payload ?? null,
+    intent: r.policy?.intent ?? null,
+    policyVersion: r.policy?.policyVersion ?? null,
+    rule: r.policy?.rule ?? null,
+    requirements: r.policy?.requirements ?? null,
+    approvalExpiresAt: r.policy?.approvalExpiresAt ?? null,
+    signedTx: null,
+  };
+}
+
 /** Inserts a request (status 'received' unless given). A reused idempotency key throws DuplicateKeyError. */
 export async function createSignRequest(q: Queryable, r: NewSignRequest): Promise<SignRequest> {
   return (await createSignRequests(q, [r]))[0]!;
@@ -410,7 +445,7 @@ const INSERT_ROWS = 1000;
 export async function createSignRequests(q: Queryable, rs: readonly NewSignRequest[]): Promise<SignRequest[]> {
   const out: SignRequest[] = [];
   for (let start = 0; start < rs.length; start += INSERT_ROWS) {
-    const chunk = rs.slice(start, start + INSERT_ROWS).map((r) => ({ ...r, requestId: r.requestId ?? randomUUID() }));
+    const chunk = rs.slice(start, start + INSERT_ROWS).map((r) => ({ ...r, requestId: r.requestId ?? randomUUID(), createdAt: r.createdAt ?? new Date() }));
     const params: unknown[] = [];
     const values = chunk.map((r) => {
       if (!isScheme(r.scheme)) throw new TypeError(`unknown scheme ${String(r.scheme)}`);
@@ -425,7 +460,7 @@ export async function createSignRequests(q: Queryable, rs: readonly NewSignReque
         r.idempotencyKey ?? null,
         r.requestHash,
         status,
-        r.createdAt ?? new Date(),
+        r.createdAt,
         r.createdBy,
         r.source ?? 'grpc',
         r.clientId ?? '',
@@ -448,15 +483,17 @@ export async function createSignRequests(q: Queryable, rs: readonly NewSignReque
                ${p(16)}::bytea, ${p(17)}::jsonb, ${p(18)}, ${p(19)}, ${p(20)}, ${p(21)}::int, ${p(22)}, ${p(23)}::jsonb, ${p(24)}::timestamptz)`;
     });
     try {
-      const rows = await q.query<SignRequestDbRow>(
+      // Only the ids come back: on PGlite returning every column of every row cost about three
+      // times the insert itself, and each column is what was just written or its default.
+      const rows = await q.query<{ request_id: string }>(
         `INSERT INTO sign_requests (request_id, keyset_id, scheme, digest, idempotency_key, request_hash, status, signers, attempts, created_at, updated_at, created_by, source, client_id, owner, lease_until, wallet_id, derivation_path,
                                     payload, intent, intent_kind, asset, amount, policy_version, rule, requirements, approval_expires_at)
          VALUES ${values.join(', ')}
-         RETURNING ${SIGN_REQUEST_COLUMNS}`,
+         RETURNING request_id`,
         params,
       );
-      const byId = new Map(rows.map((row) => [row.request_id, toSignRequest(row)]));
-      for (const r of chunk) out.push(byId.get(r.requestId)!);
+      if (rows.length !== chunk.length) throw new Error(`inserted ${rows.length} sign requests of ${chunk.length}`);
+      for (const r of chunk) out.push(insertedSignRequest(r));
     } catch (err) {
       mapError(err, 'createSignRequest');
     }
@@ -466,6 +503,8 @@ export async function createSignRequests(q: Queryable, rs: readonly NewSignReque
 
 /** A finished request's outcome (CompletionWriter): unset optional fields keep their value. */
 export interface SignRequestCompletion {
+  /** The request as this coordinator holds it (accepted or claimed by it, still signing). */
+  before: SignRequest;
   requestId: string;
   status: SignStatus;
   signature?: Uint8Array;
@@ -498,11 +537,30 @@ export async function completeSignRequests(q: Queryable, owner: string, items: r
             signed_tx = COALESCE(v.signed_tx, s.signed_tx), owner = NULL, lease_until = NULL, updated_at = $2
        FROM (VALUES ${values.join(', ')}) AS v (request_id, status, signature, public_key, signers, attempts, error, signed_tx)
       WHERE s.request_id = v.request_id AND s.status = 'signing' AND s.owner = $1
-      RETURNING ${SIGN_REQUEST_COLUMNS.split(', ').map((c) => `s.${c}`).join(', ')}`,
+      RETURNING s.request_id`,
     params,
   );
-  const byId = new Map(rows.map((row) => [row.request_id, toSignRequest(row)]));
-  return items.map((c) => byId.get(c.requestId));
+  // Only the ids of the rows that moved come back (returning whole rows cost several times the
+  // update on PGlite); the rest is the update applied to the row the caller holds. While a request
+  // is signing under our lease nothing else changes it.
+  const moved = new Set(rows.map((row) => row.request_id));
+  return items.map((c) =>
+    moved.has(c.requestId)
+      ? {
+          ...c.before,
+          status: c.status,
+          signature: c.signature ?? c.before.signature,
+          publicKey: c.publicKey ?? c.before.publicKey,
+          signers: c.signers ? [...c.signers] : c.before.signers,
+          attempts: c.attempts ?? c.before.attempts,
+          error: c.error,
+          signedTx: c.signedTx ?? c.before.signedTx,
+          owner: null,
+          leaseUntil: null,
+          updatedAt: at,
+        }
+      : undefined,
+  );
 }
 
 export async function getSignRequest(q: Queryable, requestId: string): Promise<SignRequest | undefined> {

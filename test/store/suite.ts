@@ -249,17 +249,49 @@ export function defineStoreSuite(backend: StoreBackend): void {
       expect(created.map((r) => r.digest)).toEqual(digests);
       expect(created.map((r) => r.createdBy)).toEqual(['svc-0', 'svc-1', 'svc-2', 'svc-3', 'svc-4']);
       for (const r of created) expect(await getSignRequest(db, r.requestId)).toEqual(r);
+      // With every optional field set too (policy fields, wallet, lease).
+      const full = await db.tx((q) =>
+        createSignRequests(q, [
+          {
+            keysetId: k.keysetId,
+            scheme: 'ecdsa' as const,
+            digest: bytes(32),
+            idempotencyKey: 'order-77',
+            requestHash: bytes(32),
+            status: 'awaiting_approvals' as const,
+            createdBy: 'svc-x',
+            createdAt: new Date(Date.UTC(2026, 10, 24, 12, 0, 0, 123)),
+            source: 'nats',
+            clientId: 'shop-1',
+            owner: 'coord-1',
+            leaseUntil: new Date(Date.UTC(2026, 10, 24, 12, 2, 0, 456)),
+            walletId: '00000000-0000-4000-8000-0000000000aa',
+            derivationPath: '0/7',
+            policy: {
+              payload: bytes(40),
+              intent: { kind: 'native', asset: 'ETH', amount: '5000000000000000000', to: '0x' + 'ab'.repeat(20) },
+              policyVersion: 3,
+              rule: 'eth-approve-above-1',
+              requirements: [{ count: 2, role: 'treasury' }],
+              approvalExpiresAt: new Date(Date.UTC(2026, 10, 24, 13, 0, 0, 789)),
+            },
+          },
+        ]),
+      );
+      expect(await getSignRequest(db, full[0]!.requestId)).toEqual(full[0]);
 
       await db.tx((q) => updateSignRequest(q, created[3]!.requestId, { status: 'failed', expectedStatus: 'signing' }));
       const signature = bytes(64);
       const done = await db.tx((q) =>
         completeSignRequests(q, 'coord-1', [
-          { requestId: created[0]!.requestId, status: 'signed', signature, publicKey: k.publicKey, signers: ['node-a', 'node-b'], attempts: 1, error: null },
-          { requestId: created[1]!.requestId, status: 'failed', attempts: 3, error: 'not enough nodes' },
-          { requestId: created[3]!.requestId, status: 'signed', signature, error: null },
-          { requestId: created[4]!.requestId, status: 'signed', signature, error: null },
+          { before: created[0]!, requestId: created[0]!.requestId, status: 'signed', signature, publicKey: k.publicKey, signers: ['node-a', 'node-b'], attempts: 1, error: null },
+          { before: created[1]!, requestId: created[1]!.requestId, status: 'failed', attempts: 3, error: 'not enough nodes' },
+          { before: created[3]!, requestId: created[3]!.requestId, status: 'signed', signature, error: null },
+          { before: created[4]!, requestId: created[4]!.requestId, status: 'signed', signature, error: null },
         ]),
       );
+      // The rows it returns (built from what the caller holds and the update) are what a read returns.
+      for (const d of done.slice(0, 2)) expect(await getSignRequest(db, d!.requestId)).toEqual(d);
       expect(done[0]).toMatchObject({ status: 'signed', signature, signers: ['node-a', 'node-b'], attempts: 1, error: null, owner: null, leaseUntil: null });
       expect(done[1]).toMatchObject({ status: 'failed', signature: null, signers: [], attempts: 3, error: 'not enough nodes' });
       // No longer signing, or another coordinator's: left as they are.
