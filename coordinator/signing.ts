@@ -1,7 +1,8 @@
 /**
  * Making a FROST signature: quorum choice among healthy nodes, one round of SignShares with pooled
- * commitments, aggregation and verification, and on a bad signature the per-share checks (RFC 9591
- * section 5.4) that name the cheating node, which is recorded, bypassed on the retry and quarantined.
+ * commitments, the signature assembled from the R the signers report and verified, and otherwise
+ * R computed here, aggregation and the per-share checks (RFC 9591 section 5.4) that name the
+ * cheating node, which is recorded, bypassed on the retry and quarantined.
  */
 import { randomUUID } from 'node:crypto';
 import { create, toBinary } from '@bufbuild/protobuf';
@@ -45,10 +46,6 @@ const MAX_DERIVED_PER_KEYSET = 1_000;
 export type { SignOutcome };
 
 /**
- * Makes one FROST signature for a digest with a keyset: quorum choice, retries, blame. The request
- * lifecycle around it (idempotency, states, audit of transitions) lives in requests.ts.
- */
-/**
  * Ed25519 through OpenSSL's verifier (one call, about the cost of one libsodium multiplication);
  * the other suites through the group backend.
  */
@@ -76,6 +73,10 @@ function decodeCommitments(
   return invalid.length ? { invalid } : { commitments };
 }
 
+/**
+ * Makes one FROST signature for a digest with a keyset: quorum choice, retries, blame. The request
+ * lifecycle around it (idempotency, states, audit of transitions) lives in requests.ts.
+ */
 export class FrostSigning {
   private readonly keysets = new Map<string, FrostKeyset>();
 
@@ -150,10 +151,7 @@ export class FrostSigning {
     if ('problem' in got) {
       // A node whose commitment is not a valid point makes its peers refuse: it is the one to blame.
       const decoded = decodeCommitments(ks.cs, quorum, picked);
-      if ('invalid' in decoded) {
-        for (const id of decoded.invalid) this.nonces.forget(id);
-        return { problem: `invalid nonce commitments from ${decoded.invalid.join(', ')}`, exclude: decoded.invalid, unreachable: got.unreachable, blamed: decoded.invalid };
-      }
+      if ('invalid' in decoded) return this.invalidCommitments(decoded.invalid, got.unreachable);
       // A node that refused may have restarted or lost our commitments: fetch fresh ones next time.
       for (const id of got.refused) this.nonces.forget(id);
       return { problem: got.problem, exclude: got.refused, unreachable: got.unreachable, blamed: [] };
@@ -181,7 +179,7 @@ export class FrostSigning {
     // Otherwise R is computed from the commitments and, if the signature still fails, every share
     // is checked to name the cheater.
     const decoded = decodeCommitments(ks.cs, quorum, picked);
-    if ('invalid' in decoded) return { problem: `invalid nonce commitments from ${decoded.invalid.join(', ')}`, exclude: decoded.invalid, unreachable: [], blamed: decoded.invalid };
+    if ('invalid' in decoded) return this.invalidCommitments(decoded.invalid, []);
     try {
       const signature = aggregate(ks.cs, { groupPublicKey: verifying.groupKey, commitments: decoded.commitments, shares, message: digest, verifyingShares: verifying.verifyingShares });
       return { signature, exclude: [], unreachable: [], blamed: [] };
@@ -192,6 +190,12 @@ export class FrostSigning {
       // Without blame nobody is excluded, so a retry picks a fresh quorum from the rotation.
       return { problem: e.message, exclude: blamed, unreachable: [], blamed };
     }
+  }
+
+  /** Nodes that handed out commitments that are not points: blamed, and their cached ones dropped. */
+  private invalidCommitments(nodeIds: string[], unreachable: string[]): AttemptResult {
+    for (const id of nodeIds) this.nonces.forget(id);
+    return { problem: `invalid nonce commitments from ${nodeIds.join(', ')}`, exclude: nodeIds, unreachable, blamed: nodeIds };
   }
 
   /** Forgets a keyset (its shares were refreshed): the next use loads the new row. */
