@@ -163,10 +163,12 @@ type RoundAnswer = MessageInitShape<typeof RunRoundResponseSchema>;
 
 /** One round of one session (RunRound, and each item of RunRounds). */
 async function runRound(ctx: NodeContext, req: RunRoundRequest): Promise<RoundAnswer> {
-  const roster = await ctx.roster.get();
-  if (!roster) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
   if (!req.sessionId || req.sessionId.length > 128) throw new RpcError(status.INVALID_ARGUMENT, 'session_id must be 1 to 128 characters');
   if (req.round === 0) {
+    // Presigning is on the signing hot path: the roster file is looked at most once a second there
+    // (as for SignShares). Key ceremonies read it fresh, so a node just added to it is seen.
+    const roster = await (req.params.case === 'presign' ? ctx.roster.getRecent() : ctx.roster.get());
+    if (!roster) throw new RpcError(status.FAILED_PRECONDITION, 'cluster roster not configured on this node');
     if (req.params.case === 'presign') {
       const { key, nodeIds } = startPresign(ctx, req.params.value);
       const peers = { sessionId: req.sessionId, selfIndex: key.index, selfNodeId: ctx.nodeId, nodeIds };
@@ -212,7 +214,8 @@ async function runRound(ctx: NodeContext, req: RunRoundRequest): Promise<RoundAn
     });
     return { outgoing };
   }
-  const { outgoing, result } = await ctx.sessions.step(roster, req.sessionId, req.round, req.incoming);
+  // Later rounds use the roster their session started with.
+  const { outgoing, result } = await ctx.sessions.step(req.sessionId, req.round, req.incoming);
   if (result) {
     // The session kind decides the output type; tell the two result messages apart by their schema.
     const r = result as DkgResult | PresignResult;

@@ -29,6 +29,8 @@ export interface SessionKind<P, S, O, R> {
 
 interface Live {
   peers: SessionPeers;
+  /** The roster the session started with: its peers' keys stay the same for all its rounds. */
+  roster: Roster;
   kind: SessionKind<unknown, unknown, unknown, unknown>;
   state: unknown;
   /** Round whose messages we expect next; 0 once completed. */
@@ -70,6 +72,7 @@ export class Sessions {
     const { state, outgoing } = kind.protocol.start(params);
     this.live.set(peers.sessionId, {
       peers,
+      roster,
       kind: kind as SessionKind<unknown, unknown, unknown, unknown>,
       state,
       nextRound: 1,
@@ -79,7 +82,7 @@ export class Sessions {
     return wrapOutgoing(this.identity, roster, peers, outgoing);
   }
 
-  async step(roster: Roster, sessionId: string, round: number, incoming: readonly PeerMessage[]): Promise<{ outgoing: PeerMessage[]; result?: unknown }> {
+  async step(sessionId: string, round: number, incoming: readonly PeerMessage[]): Promise<{ outgoing: PeerMessage[]; result?: unknown }> {
     const s = this.live.get(sessionId);
     if (!s) throw new RpcError(status.NOT_FOUND, `unknown or expired session ${sessionId}`);
     if (s.completed || round !== s.nextRound) {
@@ -88,7 +91,7 @@ export class Sessions {
     let messages: ProtocolMessage[];
     let next;
     try {
-      messages = unwrapIncoming(this.identity, roster, s.peers, round, incoming);
+      messages = unwrapIncoming(this.identity, s.roster, s.peers, round, incoming);
       next = s.kind.protocol.step(s.state, messages);
     } catch (e) {
       await this.drop(sessionId);
@@ -98,7 +101,7 @@ export class Sessions {
       }
       throw e;
     }
-    const outgoing = wrapOutgoing(this.identity, roster, s.peers, next.outgoing);
+    const outgoing = wrapOutgoing(this.identity, s.roster, s.peers, next.outgoing);
     if (!next.done) {
       s.state = next.state;
       s.nextRound = round + 1;

@@ -57,6 +57,8 @@ export class SealedFileStore implements ShareStore {
   readonly dir: string;
   readonly #sealer: Sealer;
   readonly #locks = new Map<string, Promise<void>>();
+  /** Folders known to exist (put makes each once). */
+  readonly #dirs = new Set<string>();
   #ready: Promise<void> | null = null;
 
   /** Cheap and synchronous; the folder is created (0700) on first use. */
@@ -125,7 +127,12 @@ export class SealedFileStore implements ShareStore {
     }
     await this.#init();
     await this.#exclusive(name, async () => {
-      await ensureDir(path.dirname(file));
+      const dir = path.dirname(file);
+      // Folders are never removed while the store runs: each is made (or checked) once, not per write.
+      if (!this.#dirs.has(dir)) {
+        await ensureDir(dir);
+        this.#dirs.add(dir);
+      }
       await writeFileAtomic(file, record);
     });
   }
