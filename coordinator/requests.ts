@@ -23,7 +23,7 @@ import type { Policies } from './policies.js';
 import type { PolicyContext } from './signers.js';
 import { listApprovals, velocityUsage } from './store/approvals.js';
 import type { LoadedKeyset, Signers } from './signers.js';
-import { appendAuditMany, type AuditEntry } from './store/audit.js';
+import { appendAuditAfter, auditHead, type AuditEntry } from './store/audit.js';
 import type { Db, Queryable } from './store/db.js';
 import { durably } from './store/durably.js';
 import { GroupCommit } from './store/group-commit.js';
@@ -192,6 +192,10 @@ export class RequestService {
   private write(entries: readonly Entry[], completions: readonly Completion[]): Promise<{ accepted: Accepted[]; completed: (SignRequestRow | undefined)[] }> {
     return durably(this.log, 'write requests', () =>
       this.db.tx(async (q) => {
+        // Statements that need no earlier result go out together (the database thread and pg run
+        // them in order): the audit head now, the inserts together with the completions below.
+        const head = auditHead(q);
+        head.catch(() => undefined); // awaited below; a body that fails first must not leave it unhandled
         const out: Accepted[] = [];
         const audits: AuditEntry[] = [];
         // Keys used earlier in this group: a repeat is answered like existing() would once the row is in.
@@ -272,11 +276,10 @@ export class RequestService {
                 : { actor: 'coordinator', action: 'sign.awaiting_approvals', subject: requestId, details: { requirements: verdict.fields.requirements, expiresAt: verdict.fields.approvalExpiresAt?.toISOString() ?? null } },
           );
         }
-        await flush();
+        const [, completed] = await Promise.all([flush(), completeSignRequests(q, this.opts.owner, completions.map((c) => c.outcome), now)]);
         for (const r of repeats) r.repeat.request = r.of.request;
-        const completed = await completeSignRequests(q, this.opts.owner, completions.map((c) => c.outcome), now);
         completions.forEach((c, i) => completed[i] && audits.push(c.audit));
-        await appendAuditMany(q, audits, now);
+        await appendAuditAfter(q, await head, audits, now);
         return { accepted: out, completed };
       }),
     );

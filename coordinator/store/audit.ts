@@ -143,11 +143,18 @@ export async function appendAudit(q: Queryable, entry: AuditEntry, at?: Date): P
 
 /** Appends several records with one read of the head and batched inserts; all share one timestamp. */
 export async function appendAuditMany(q: Queryable, entries: AuditEntry[], at: Date = new Date()): Promise<AuditRecord[]> {
+  return entries.length === 0 ? [] : appendAuditAfter(q, await auditHead(q), entries, at);
+}
+
+/**
+ * appendAuditMany with the head already read in this transaction (auditHead, before any append in
+ * it): a caller can send that read together with its other statements.
+ */
+export async function appendAuditAfter(q: Queryable, head: { seq: number; hash: Uint8Array } | undefined, entries: AuditEntry[], at: Date = new Date()): Promise<AuditRecord[]> {
   if (Number.isNaN(at.getTime())) throw new TypeError('audit timestamp is an invalid Date');
   if (entries.length === 0) return [];
   const texts = entries.map(checkEntry);
   const when = new Date(at.getTime());
-  const head = await auditHead(q);
   let prevHash = head?.hash ?? GENESIS_HASH;
   let seq = head?.seq ?? 0;
 

@@ -47,9 +47,18 @@ async function main(): Promise<void> {
     else txInbox = resolve;
   });
 
+  // Set when a transaction failed to start: its statements (sent without waiting for the BEGIN)
+  // get this error, up to and including its 'end'.
+  let notStarted: ThreadReply['error'] | undefined;
+  const answerNotStarted = (m: ThreadRequest) => {
+    port.postMessage({ id: m.id, ...(m.kind === 'end' ? { rows: [] } : { error: notStarted }) } satisfies ThreadReply);
+    if (m.kind === 'end') notStarted = undefined;
+  };
+
   port.on('message', (m: ThreadRequest) => {
     if (m.kind === 'tq' || m.kind === 'end') {
-      if (txInbox) {
+      if (notStarted) answerNotStarted(m);
+      else if (txInbox) {
         const r = txInbox;
         txInbox = undefined;
         r(m);
@@ -65,8 +74,10 @@ async function main(): Promise<void> {
     }
     if (m.kind === 'begin') {
       let endId = 0;
+      let started = false;
       pg.transaction(async (t: Transaction) => {
         await t.query(SERIALIZABLE);
+        started = true;
         port.postMessage({ id: m.id, rows: [] } satisfies ThreadReply);
         for (;;) {
           const next = await nextTxMessage();
@@ -83,7 +94,15 @@ async function main(): Promise<void> {
         }
       }).then(
         () => port.postMessage({ id: endId, rows: [] } satisfies ThreadReply),
-        (e: unknown) => port.postMessage({ id: endId || m.id, ...(e instanceof Rollback ? { rows: [] } : { error: plainError(e) }) } satisfies ThreadReply),
+        (e: unknown) => {
+          if (started) {
+            port.postMessage({ id: endId, ...(e instanceof Rollback ? { rows: [] } : { error: plainError(e) }) } satisfies ThreadReply);
+            return;
+          }
+          notStarted = plainError(e);
+          port.postMessage({ id: m.id, error: notStarted } satisfies ThreadReply);
+          while (notStarted && txQueue.length) answerNotStarted(txQueue.shift()!);
+        },
       );
       return;
     }

@@ -42,6 +42,23 @@ describe('PGlite on the database thread', () => {
     expect(await db.query('SELECT a FROM t WHERE a = 2')).toEqual([]);
   });
 
+  it('statements sent together in a transaction (and with its BEGIN) run in order; one failing rolls back all', async () => {
+    const [, seen, count] = await db.tx((q) =>
+      Promise.all([
+        q.query('INSERT INTO t (a) VALUES (50)'),
+        q.query<{ a: number }>('SELECT a FROM t WHERE a = 50'),
+        q.query<{ c: number }>('SELECT count(*)::int AS c FROM t WHERE a >= 50 AND a < 60'),
+      ]),
+    );
+    expect(seen).toEqual([{ a: 50 }]);
+    expect(count).toEqual([{ c: 1 }]);
+    const failed = db.tx((q) => Promise.all([q.query('INSERT INTO t (a) VALUES (51)'), q.query('INSERT INTO t (a) VALUES (50)'), q.query('INSERT INTO t (a) VALUES (52)')]));
+    await expect(failed).rejects.toMatchObject({ code: '23505' });
+    expect(await db.query('SELECT a FROM t WHERE a > 50 AND a < 60')).toEqual([]);
+    // The connection is usable afterwards, with nothing left over from the failed transaction.
+    expect(await db.tx((q) => q.query<{ a: number }>('SELECT a FROM t WHERE a >= 50 AND a < 60'))).toEqual([{ a: 50 }]);
+  });
+
   it('concurrent transactions run one after another and all commit', async () => {
     await Promise.all(Array.from({ length: 20 }, (_, i) => db.tx(async (q) => {
       const [{ c }] = (await q.query<{ c: number }>('SELECT count(*)::int AS c FROM t')) as [{ c: number }];
