@@ -18,18 +18,18 @@
  * Broadcasts are Ed25519 signatures (RFC 8032, strict verification) over the same context
  * encoding plus the payload: every receiver, and an auditor, can check them.
  *
- * X25519, Ed25519 and the AEAD (xchacha.ts) run on OpenSSL (node:crypto): about 20 times faster than the pure-JS curves,
- * and DKLs23 presigning seals and signs several messages per party. The checks are the same:
- * OpenSSL refuses an all-zero X25519 result (a low-order public key) as noble does, and a
- * broadcast key must be a canonical Ed25519 encoding of a point that is not of small order
- * (checked once per key with noble) before OpenSSL's verification (canonical s, R compared as
- * re-encoded bytes) is trusted with it.
+ * X25519, Ed25519 signing and the AEAD (xchacha.ts) run on OpenSSL (node:crypto), about 20 times
+ * faster than the pure-JS curves: DKLs23 presigning seals and signs several messages per party.
+ * OpenSSL refuses an all-zero X25519 result (a low-order public key) as noble does. Broadcasts are
+ * checked by ed25519-sig.ts (libsodium or OpenSSL), which refuses keys that are not a canonical
+ * encoding of a point outside the small-order subgroup, and non-canonical s.
  */
-import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign as osslSign, verify as osslVerify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, sign as osslSign, type KeyObject } from 'node:crypto';
 import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { randomBytes } from '@noble/hashes/utils.js';
+import { ed25519VerifyPlain } from './ed25519-sig.js';
 import { encodeFields } from './transcript.js';
 import { xchachaOpen, xchachaSeal } from './xchacha.js';
 
@@ -114,14 +114,13 @@ function privateKey(secret: Uint8Array, pkcs8Prefix: Buffer): KeyObject {
   return k;
 }
 
-type OkpCurve = 'X25519' | 'Ed25519';
 
 /**
  * Public keys go in and out of OpenSSL as JWK: its DER (SPKI) import and export each cost about
  * 70 us here against 1-7 us for JWK, and every box imports and exports an ephemeral key.
  */
-function importPublic(raw: Uint8Array, crv: OkpCurve): KeyObject {
-  return createPublicKey({ key: { kty: 'OKP', crv, x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+function importX25519(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
 }
 
 function exportPublic(key: KeyObject): Uint8Array {
@@ -131,12 +130,12 @@ function exportPublic(key: KeyObject): Uint8Array {
 /** Public key objects of peers (roster keys: few, reused for every message). */
 const publicKeys = new Map<string, KeyObject>();
 const MAX_PUBLIC_KEYS = 1_000;
-function publicKey(raw: Uint8Array, crv: OkpCurve, cache: boolean): KeyObject {
-  if (!cache) return importPublic(raw, crv);
-  const id = crv + Buffer.from(raw).toString('hex');
+function publicKey(raw: Uint8Array, cache: boolean): KeyObject {
+  if (!cache) return importX25519(raw);
+  const id = Buffer.from(raw).toString('hex');
   let k = publicKeys.get(id);
   if (!k) {
-    k = importPublic(raw, crv);
+    k = importX25519(raw);
     if (publicKeys.size >= MAX_PUBLIC_KEYS) publicKeys.clear();
     publicKeys.set(id, k);
   }
@@ -145,7 +144,7 @@ function publicKey(raw: Uint8Array, crv: OkpCurve, cache: boolean): KeyObject {
 
 /** X25519 through OpenSSL, which throws when the result is all zero (a low-order public key). */
 function dh(secret: KeyObject, peerPublic: Uint8Array, cachePeer: boolean): Uint8Array {
-  return new Uint8Array(diffieHellman({ privateKey: secret, publicKey: publicKey(peerPublic, 'X25519', cachePeer) }));
+  return new Uint8Array(diffieHellman({ privateKey: secret, publicKey: publicKey(peerPublic, cachePeer) }));
 }
 
 export function sealToPeer(args: { sender: IdentityKeys; receiverPublic: Uint8Array; context: PeerContext; plaintext: Uint8Array }): Uint8Array {
@@ -214,29 +213,7 @@ export function signBroadcast(sender: IdentityKeys, context: PeerContext, payloa
   return new Uint8Array(osslSign(null, broadcastMessage(context, payload), privateKey(sender.signingSecret, ED25519_PKCS8)));
 }
 
-/** Broadcast keys already found canonical and not of small order. */
-const strictKeys = new Set<string>();
-
-function strictKey(key: Uint8Array): boolean {
-  const hex = Buffer.from(key).toString('hex');
-  if (strictKeys.has(hex)) return true;
-  try {
-    // zip215: false is RFC 8032 strict decoding (canonical encoding).
-    if (ed25519.Point.fromBytes(key, false).isSmallOrder()) return false;
-  } catch {
-    return false;
-  }
-  if (strictKeys.size >= MAX_PUBLIC_KEYS) strictKeys.clear();
-  strictKeys.add(hex);
-  return true;
-}
-
 export function verifyBroadcast(senderSigningPublic: Uint8Array, context: PeerContext, payload: Uint8Array, signature: Uint8Array): boolean {
   if (!(senderSigningPublic instanceof Uint8Array) || senderSigningPublic.length !== 32 || !(signature instanceof Uint8Array) || signature.length !== 64) return false;
-  if (!strictKey(senderSigningPublic)) return false;
-  try {
-    return osslVerify(null, broadcastMessage(context, payload), publicKey(senderSigningPublic, 'Ed25519', true), signature);
-  } catch {
-    return false;
-  }
+  return ed25519VerifyPlain(senderSigningPublic, broadcastMessage(context, payload), signature);
 }
