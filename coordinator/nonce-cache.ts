@@ -3,9 +3,13 @@
  * one round trip. They stay encoded: the signers validate every peer point themselves, and the
  * coordinator decodes them only when a signature fails and it must find out who cheated
  * (signing.ts). Pools refill in the background when they run low; an empty pool is filled on demand.
+ * Both marks follow the load: a pool refills below about half a second of takes and reserves about
+ * a second's worth, so at a high rate a refill does not run dry before it lands and the node is
+ * asked less often.
  */
 import { Curve } from '../proto/gen/custody/v1/common_pb.js';
 import type { CurveName } from '../crypto/group/index.js';
+import { DemandMeter } from './demand.js';
 import type { NodeRegistry } from './node-registry.js';
 
 export interface CachedCommitment {
@@ -15,19 +19,24 @@ export interface CachedCommitment {
 }
 
 export interface NonceCacheOptions {
+  /** Refill below this many (or below half a second of demand, if more). */
   lowWater: number;
+  /** Reserve this many per refill (or a second of demand, if more, up to MAX_RESERVE). */
   batch: number;
 }
 
 const DEFAULTS: NonceCacheOptions = { lowWater: 64, batch: 256 };
-/** Larger reservations keep a node busy for seconds (two base multiplications per nonce pair). */
-const MAX_RESERVE = 512;
+/** Larger reservations keep a node busy for seconds on the noble backend (two base multiplications per nonce pair). */
+export const MAX_RESERVE = 512;
+/** Demand is counted over one second: takes per second. */
+const DEMAND_WINDOW_MS = 1_000;
 
 export class NonceCache {
   private readonly pools = new Map<string, CachedCommitment[]>();
   private readonly refilling = new Map<string, Promise<void>>();
   /** Callers waiting for a refill, per pool: the next refill asks for at least that many. */
   private readonly waiting = new Map<string, number>();
+  private readonly demand = new DemandMeter(DEMAND_WINDOW_MS, 4 * MAX_RESERVE);
   private readonly opts: NonceCacheOptions;
 
   constructor(
@@ -48,11 +57,15 @@ export class NonceCache {
    */
   async take(nodeId: string, curve: CurveName): Promise<CachedCommitment> {
     const key = `${nodeId}/${curve}`;
+    this.demand.record(key);
     for (;;) {
       const pool = this.pools.get(key);
       const c = pool?.shift();
       if (c) {
-        if (pool!.length < this.opts.lowWater) void this.refill(nodeId, curve, this.opts.batch).catch(() => undefined);
+        const perSecond = this.demand.recent(key);
+        if (pool!.length < Math.min(MAX_RESERVE, Math.max(this.opts.lowWater, Math.ceil(perSecond / 2)))) {
+          void this.refill(nodeId, curve, Math.min(MAX_RESERVE, Math.max(this.opts.batch, perSecond))).catch(() => undefined);
+        }
         return c;
       }
       this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);

@@ -7,6 +7,7 @@
  * seconds' worth of requests, between `target` and `max`.
  */
 import type { Logger } from '../runtime/log.js';
+import { DemandMeter } from './demand.js';
 
 export interface PooledSigner {
   index: number;
@@ -46,13 +47,14 @@ const setKey = (nodeIds: readonly string[]) => [...nodeIds].sort().join('+');
 export class PresignPool {
   private readonly ready = new Map<string, ReadyPresignature[]>();
   private readonly refilling = new Set<string>();
-  /** Times of recent takes (hits and misses) per keyset, oldest first. */
-  private readonly demand = new Map<string, number[]>();
+  private readonly demand: DemandMeter;
 
   constructor(
     private readonly log: Logger,
     readonly opts: PoolOptions = DEFAULT_POOL,
-  ) {}
+  ) {
+    this.demand = new DemandMeter(DEMAND_WINDOW_MS, 4 * opts.max);
+  }
 
   level(keysetId: string): number {
     return this.ready.get(keysetId)?.length ?? 0;
@@ -63,7 +65,7 @@ export class PresignPool {
    * the pool before use, so whatever happens next it is never handed out twice.
    */
   take(keysetId: string, nodeIds: readonly string[]): ReadyPresignature | undefined {
-    this.recordDemand(keysetId);
+    this.demand.record(keysetId);
     const list = this.ready.get(keysetId);
     if (!list) return undefined;
     const want = setKey(nodeIds);
@@ -86,23 +88,8 @@ export class PresignPool {
 
   /** How many presignatures the keyset should hold now: about DEMAND_WINDOW_MS of requests. */
   target(keysetId: string): number {
-    const recent = this.recentDemand(keysetId);
+    const recent = this.demand.recent(keysetId);
     return Math.min(this.opts.max, Math.max(this.opts.target, recent));
-  }
-
-  private recordDemand(keysetId: string): void {
-    let times = this.demand.get(keysetId);
-    if (!times) this.demand.set(keysetId, (times = []));
-    times.push(Date.now());
-    if (times.length > 4 * this.opts.max) times.splice(0, times.length - 4 * this.opts.max);
-  }
-
-  private recentDemand(keysetId: string): number {
-    const times = this.demand.get(keysetId);
-    if (!times) return 0;
-    const since = Date.now() - DEMAND_WINDOW_MS;
-    while (times.length && times[0]! < since) times.shift();
-    return times.length;
   }
 
   /** Starts a background refill if the keyset is below the low mark and none is running. */

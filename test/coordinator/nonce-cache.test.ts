@@ -1,0 +1,87 @@
+/** The coordinator's nonce-commitment cache: refills sized from demand, every commitment handed out once. */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { DemandMeter } from '../../coordinator/demand.js';
+import { MAX_RESERVE, NonceCache } from '../../coordinator/nonce-cache.js';
+import type { NodeRegistry } from '../../coordinator/node-registry.js';
+
+/** A registry whose nodes answer ReserveNonces at once with fresh ids, recording what was asked. */
+function fakeRegistry() {
+  const calls: { nodeId: string; count: number; level: number }[] = [];
+  /** How many commitments the cache holds for a node when it asks for more (set once the cache exists). */
+  const probe: { level: (nodeId: string) => number } = { level: () => -1 };
+  let next = 0;
+  const registry = {
+    get: (nodeId: string) => ({
+      client: {
+        reserveNonces: async (req: { count: number }) => {
+          calls.push({ nodeId, count: req.count, level: probe.level(nodeId) });
+          await new Promise((r) => setImmediate(r)); // a call takes at least a turn of the loop
+          return { commitments: Array.from({ length: req.count }, () => ({ commitmentId: `c${++next}`, hiding: new Uint8Array(32), binding: new Uint8Array(32) })) };
+        },
+      },
+    }),
+    markSeen: () => undefined,
+  };
+  return { registry: registry as unknown as NodeRegistry, calls, probe };
+}
+
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+};
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('DemandMeter', () => {
+  it('counts the events of the last window per key, and keeps at most maxKept', () => {
+    const m = new DemandMeter(1_000, 3);
+    m.record('a', 10_000);
+    m.record('a', 10_500);
+    m.record('b', 10_500);
+    m.record('a', 11_500);
+    expect(m.recent('a', 11_600)).toBe(1); // 10_000 and 10_500 are older than 10_600
+    expect(m.recent('b', 11_400)).toBe(1);
+    expect(m.recent('c', 11_400)).toBe(0);
+    for (let i = 0; i < 10; i++) m.record('d', 20_000);
+    expect(m.recent('d', 20_000)).toBe(3);
+  });
+});
+
+describe('nonce cache', () => {
+  it('reserves `batch` at a low rate, about a second of takes at a high one, never more than MAX_RESERVE', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const f = fakeRegistry();
+    const cache = new NonceCache(f.registry, { lowWater: 4, batch: 8 });
+    f.probe.level = (nodeId) => cache.size(nodeId, 'ed25519');
+    // Slow: a take every 300 ms, under four a second.
+    for (let i = 0; i < 40; i++) {
+      await cache.take('node-1', 'ed25519');
+      vi.setSystemTime(Date.now() + 300);
+      await settle();
+    }
+    const background = f.calls.slice(1); // the first filled an empty pool on demand
+    expect(background.length).toBeGreaterThan(0);
+    expect(background.map((c) => c.count)).toEqual(background.map(() => 8));
+
+    // Fast: 1,500 takes within one millisecond.
+    f.calls.length = 0;
+    const ids = new Set<string>();
+    for (let i = 0; i < 1_500; i++) ids.add((await cache.take('node-1', 'ed25519')).id);
+    expect(ids.size).toBe(1_500);
+    const sizes = f.calls.map((c) => c.count);
+    expect(sizes.some((s) => s > 8 && s < MAX_RESERVE)).toBe(true); // growing with the rate
+    expect(Math.max(...sizes)).toBe(MAX_RESERVE);
+    // At that rate the pool refills below half a second of takes, so it never ran dry.
+    expect(f.calls.filter((c) => c.level === 0)).toEqual([]);
+  });
+
+  it('every caller waiting on an empty pool gets its own commitment', async () => {
+    const f = fakeRegistry();
+    const cache = new NonceCache(f.registry, { lowWater: 4, batch: 8 });
+    const got = await Promise.all(Array.from({ length: 50 }, () => cache.take('node-2', 'secp256k1')));
+    expect(new Set(got.map((c) => c.id)).size).toBe(50);
+    expect(f.calls.every((c) => c.nodeId === 'node-2')).toBe(true);
+    expect(f.calls.length).toBeGreaterThan(1); // the first reservation (32) did not cover 50 waiters
+  });
+});
