@@ -3,9 +3,10 @@
  * one round trip. They stay encoded: the signers validate every peer point themselves, and the
  * coordinator decodes them only when a signature fails and it must find out who cheated
  * (signing.ts). Pools refill in the background when they run low; an empty pool is filled on demand.
- * Both marks follow the load: a pool refills below about half a second of takes and reserves about
- * a second's worth, so at a high rate a refill does not run dry before it lands and the node is
- * asked less often.
+ * The low mark follows the load: a pool refills below about half a second of takes, so at a high
+ * rate it does not run dry while a reservation is on its way. Reservations keep one size: larger
+ * ones were measured to lengthen the latency tail (each is a burst of multiplications and a sealed
+ * write on the node, and the nodes refill at the same moments).
  */
 import { Curve } from '../proto/gen/custody/v1/common_pb.js';
 import type { CurveName } from '../crypto/group/index.js';
@@ -21,13 +22,13 @@ export interface CachedCommitment {
 export interface NonceCacheOptions {
   /** Refill below this many (or below half a second of demand, if more). */
   lowWater: number;
-  /** Reserve this many per refill (or a second of demand, if more, up to MAX_RESERVE). */
+  /** Reserve this many per refill. */
   batch: number;
 }
 
 const DEFAULTS: NonceCacheOptions = { lowWater: 64, batch: 256 };
 /** Larger reservations keep a node busy for seconds on the noble backend (two base multiplications per nonce pair). */
-export const MAX_RESERVE = 512;
+const MAX_RESERVE = 512;
 /** Demand is counted over one second: takes per second. */
 const DEMAND_WINDOW_MS = 1_000;
 
@@ -62,10 +63,7 @@ export class NonceCache {
       const pool = this.pools.get(key);
       const c = pool?.shift();
       if (c) {
-        const perSecond = this.demand.recent(key);
-        if (pool!.length < Math.min(MAX_RESERVE, Math.max(this.opts.lowWater, Math.ceil(perSecond / 2)))) {
-          void this.refill(nodeId, curve, Math.min(MAX_RESERVE, Math.max(this.opts.batch, perSecond))).catch(() => undefined);
-        }
+        if (pool!.length < this.lowWater(key)) void this.refill(nodeId, curve, this.opts.batch).catch(() => undefined);
         return c;
       }
       this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
@@ -75,6 +73,11 @@ export class NonceCache {
         this.waiting.set(key, (this.waiting.get(key) ?? 1) - 1);
       }
     }
+  }
+
+  /** Half a second of takes at the recent rate, at least `lowWater`, at most MAX_RESERVE. */
+  private lowWater(key: string): number {
+    return Math.min(MAX_RESERVE, Math.max(this.opts.lowWater, Math.ceil(this.demand.recent(key) / 2)));
   }
 
   /** Drops a node's commitments (it restarted or misbehaved); they are never reused. */

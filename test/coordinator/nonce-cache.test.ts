@@ -1,7 +1,7 @@
-/** The coordinator's nonce-commitment cache: refills sized from demand, every commitment handed out once. */
+/** The coordinator's nonce-commitment cache: refill marks from demand, every commitment handed out once. */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DemandMeter } from '../../coordinator/demand.js';
-import { MAX_RESERVE, NonceCache } from '../../coordinator/nonce-cache.js';
+import { NonceCache } from '../../coordinator/nonce-cache.js';
 import type { NodeRegistry } from '../../coordinator/node-registry.js';
 
 /** A registry whose nodes answer ReserveNonces at once with fresh ids, recording what was asked. */
@@ -49,30 +49,33 @@ describe('DemandMeter', () => {
 });
 
 describe('nonce cache', () => {
-  it('reserves `batch` at a low rate, about a second of takes at a high one, never more than MAX_RESERVE', async () => {
+  it('refills below `lowWater` at a low rate and earlier as the rate rises, so a burst does not find it empty', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const f = fakeRegistry();
-    const cache = new NonceCache(f.registry, { lowWater: 4, batch: 8 });
+    const cache = new NonceCache(f.registry, { lowWater: 4, batch: 64 });
     f.probe.level = (nodeId) => cache.size(nodeId, 'ed25519');
-    // Slow: a take every 300 ms, under four a second.
-    for (let i = 0; i < 40; i++) {
+    // Slow: a take every 300 ms, under four a second. Refills start on the take that leaves 3.
+    for (let i = 0; i < 100; i++) {
       await cache.take('node-1', 'ed25519');
       vi.setSystemTime(Date.now() + 300);
       await settle();
     }
     const background = f.calls.slice(1); // the first filled an empty pool on demand
     expect(background.length).toBeGreaterThan(0);
-    expect(background.map((c) => c.count)).toEqual(background.map(() => 8));
+    expect(background.map((c) => [c.count, c.level])).toEqual(background.map(() => [64, 3]));
 
-    // Fast: 1,500 takes within one millisecond.
+    // Fast: 40 takes per turn of the event loop, 30 turns, all within one millisecond (1,200 a second).
     f.calls.length = 0;
     const ids = new Set<string>();
-    for (let i = 0; i < 1_500; i++) ids.add((await cache.take('node-1', 'ed25519')).id);
-    expect(ids.size).toBe(1_500);
-    const sizes = f.calls.map((c) => c.count);
-    expect(sizes.some((s) => s > 8 && s < MAX_RESERVE)).toBe(true); // growing with the rate
-    expect(Math.max(...sizes)).toBe(MAX_RESERVE);
-    // At that rate the pool refills below half a second of takes, so it never ran dry.
+    for (let turn = 0; turn < 30; turn++) {
+      for (const c of await Promise.all(Array.from({ length: 40 }, () => cache.take('node-1', 'ed25519')))) ids.add(c.id);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(ids.size).toBe(1_200);
+    // Refills now start while dozens are left (half a second of takes), reservations keep their size,
+    // and no take found the pool empty.
+    expect(Math.max(...f.calls.map((c) => c.level))).toBeGreaterThan(40);
+    expect(f.calls.map((c) => c.count)).toEqual(f.calls.map(() => 64));
     expect(f.calls.filter((c) => c.level === 0)).toEqual([]);
   });
 
