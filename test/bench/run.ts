@@ -107,24 +107,27 @@ async function drive(signing: Client<typeof SigningService>, keysetId: string, c
 /**
  * Open loop at a fixed rate (the issue's latency target is p99 at half the peak rate): a request
  * starts every 1/rate seconds whether or not earlier ones finished, so queueing shows in the tail.
+ * The first `warmup` requests run at the same rate but are not counted: the system adapts to a new
+ * rate (pools size themselves from recent demand) before it is measured.
  */
-async function driveAtRate(sign: () => Promise<void>, rate: number, total: number): Promise<{ p50: number; p99: number; achieved: number }> {
+async function driveAtRate(sign: () => Promise<void>, rate: number, total: number, warmup: number): Promise<{ p50: number; p99: number; achieved: number }> {
   const latencies: number[] = [];
   const start = performance.now();
   const running: Promise<void>[] = [];
-  for (let i = 0; i < total; i++) {
+  for (let i = 0; i < warmup + total; i++) {
     const due = start + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const counted = i >= warmup;
     running.push((async () => {
       const t = performance.now();
       await sign();
-      latencies.push(performance.now() - t);
+      if (counted) latencies.push(performance.now() - t);
     })());
   }
   await Promise.all(running);
   latencies.sort((a, b) => a - b);
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), achieved: total / ((performance.now() - start) / 1000) };
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), achieved: (warmup + total) / ((performance.now() - start) / 1000) };
 }
 
 /** Signatures per second through SignBatch: `batches` concurrent callers, `size` digests per call. */
@@ -180,6 +183,7 @@ async function main(): Promise<void> {
         async () => void (await signing.sign({ keysetId: ks.keysetId, digest: randomBytes(32) }, { deadlineMs: 120_000 })),
         peak.perSecond / 2,
         Math.round(peak.perSecond * (quick ? 2 : 5)),
+        Math.round(peak.perSecond / 2), // one second
       );
       say(`  ${s.name.padEnd(9)} open loop at half the peak (${round(peak.perSecond / 2)}/s): p50 ${half.p50.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms`);
       const batchSize = 64;
@@ -227,6 +231,10 @@ async function main(): Promise<void> {
       async () => void (await signing.sign({ keysetId: ks.keysetId, digest: randomBytes(32) }, { deadlineMs: 120_000 })),
       peak.perSecond / 2,
       Math.round(peak.perSecond * (quick ? 2 : 5)),
+      // Three seconds: the closed-loop runs above may have emptied the presignature pool, and it
+      // sizes itself from the last two seconds of demand. The target is stated with a
+      // presignature ready, i.e. once the pool has adapted to this rate.
+      Math.round((peak.perSecond / 2) * 3),
     );
     say(`  ecdsa     open loop at half the peak (${round(peak.perSecond / 2)}/s): p50 ${half.p50.toFixed(1)} ms  p99 ${half.p99.toFixed(1)} ms`);
     results.push({
