@@ -397,7 +397,6 @@ export class RequestService {
       ? await this.complete(
           {
             before: row,
-            requestId: row.requestId,
             status: 'signed',
             signature: outcome.signature,
             publicKey: this.signing.publicKeyOf(ks, row.derivationPath),
@@ -421,7 +420,7 @@ export class RequestService {
           },
         )
       : await this.complete(
-          { before: row, requestId: row.requestId, status: 'failed', error: outcome.error!, attempts: outcome.attempts },
+          { before: row, status: 'failed', error: outcome.error!, attempts: outcome.attempts },
           { actor: 'coordinator', action: 'sign.failed', subject: row.requestId, details: { keysetId: row.keysetId, error: outcome.error! } },
         );
     if (!final) {

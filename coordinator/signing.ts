@@ -29,7 +29,7 @@ export const AUTHORIZATION_TTL_MS = 30_000;
 /** The keys a signature is checked against: the root's, or a derivation path's. */
 interface Verifying {
   groupKey: unknown;
-  /** The same key encoded, as the keyset or the derivation gives it (checked by OpenSSL for Ed25519). */
+  /** The same key encoded, as the keyset or the derivation gives it (what the Ed25519 verifier takes). */
   groupKeyBytes: Uint8Array;
   verifyingShares: Map<number, unknown>;
 }
@@ -46,8 +46,8 @@ const MAX_DERIVED_PER_KEYSET = 1_000;
 export type { SignOutcome };
 
 /**
- * Ed25519 through OpenSSL's verifier (one call, about the cost of one libsodium multiplication);
- * the other suites through the group backend.
+ * Ed25519 through crypto/ed25519-sig.ts (libsodium, or OpenSSL without the addon: one call), the
+ * other suites through the group backend.
  */
 function verifies(ks: FrostKeyset, v: Verifying, signature: Uint8Array, message: Uint8Array): boolean {
   if (ks.row.scheme === 'ed25519') return ed25519VerifyPlain(v.groupKeyBytes, message, signature);

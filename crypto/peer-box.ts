@@ -114,7 +114,6 @@ function privateKey(secret: Uint8Array, pkcs8Prefix: Buffer): KeyObject {
   return k;
 }
 
-
 /**
  * Public keys go in and out of OpenSSL as JWK: its DER (SPKI) import and export each cost about
  * 70 us here against 1-7 us for JWK, and every box imports and exports an ephemeral key.

@@ -505,7 +505,6 @@ export async function createSignRequests(q: Queryable, rs: readonly NewSignReque
 export interface SignRequestCompletion {
   /** The request as this coordinator holds it (accepted or claimed by it, still signing). */
   before: SignRequest;
-  requestId: string;
   status: SignStatus;
   signature?: Uint8Array;
   publicKey?: Uint8Array;
@@ -526,7 +525,7 @@ export async function completeSignRequests(q: Queryable, owner: string, items: r
   const values = items.map((c) => {
     if (!isSignStatus(c.status)) throw new TypeError(`unknown status ${String(c.status)}`);
     const b = params.length;
-    params.push(c.requestId, c.status, c.signature ?? null, c.publicKey ?? null, c.signers ? signersJson(c.signers) : null, c.attempts ?? null, c.error, c.signedTx ?? null);
+    params.push(c.before.requestId, c.status, c.signature ?? null, c.publicKey ?? null, c.signers ? signersJson(c.signers) : null, c.attempts ?? null, c.error, c.signedTx ?? null);
     const p = (i: number) => `$${b + i}`;
     return `(${p(1)}::uuid, ${p(2)}, ${p(3)}::bytea, ${p(4)}::bytea, ${p(5)}::jsonb, ${p(6)}::int, ${p(7)}, ${p(8)}::bytea)`;
   });
@@ -545,7 +544,7 @@ export async function completeSignRequests(q: Queryable, owner: string, items: r
   // is signing under our lease nothing else changes it.
   const moved = new Set(rows.map((row) => row.request_id));
   return items.map((c) =>
-    moved.has(c.requestId)
+    moved.has(c.before.requestId)
       ? {
           ...c.before,
           status: c.status,

@@ -284,10 +284,10 @@ export function defineStoreSuite(backend: StoreBackend): void {
       const signature = bytes(64);
       const done = await db.tx((q) =>
         completeSignRequests(q, 'coord-1', [
-          { before: created[0]!, requestId: created[0]!.requestId, status: 'signed', signature, publicKey: k.publicKey, signers: ['node-a', 'node-b'], attempts: 1, error: null },
-          { before: created[1]!, requestId: created[1]!.requestId, status: 'failed', attempts: 3, error: 'not enough nodes' },
-          { before: created[3]!, requestId: created[3]!.requestId, status: 'signed', signature, error: null },
-          { before: created[4]!, requestId: created[4]!.requestId, status: 'signed', signature, error: null },
+          { before: created[0]!, status: 'signed', signature, publicKey: k.publicKey, signers: ['node-a', 'node-b'], attempts: 1, error: null },
+          { before: created[1]!, status: 'failed', attempts: 3, error: 'not enough nodes' },
+          { before: created[3]!, status: 'signed', signature, error: null },
+          { before: created[4]!, status: 'signed', signature, error: null },
         ]),
       );
       // The rows it returns (built from what the caller holds and the update) are what a read returns.
