@@ -146,6 +146,28 @@ function dh(secret: KeyObject, peerPublic: Uint8Array, cachePeer: boolean): Uint
   return new Uint8Array(diffieHellman({ privateKey: secret, publicKey: publicKey(peerPublic, cachePeer) }));
 }
 
+/**
+ * DH(S, R) between two static keys never changes, so it is computed once per key pair: it halves
+ * the X25519 work of every box. The cached value is as secret as the identity key it comes from and
+ * lives exactly as long (held per key object, never copied out).
+ */
+const staticShared = new WeakMap<KeyObject, Map<string, Uint8Array>>();
+function staticDh(secret: KeyObject, peerPublic: Uint8Array): Uint8Array {
+  let byPeer = staticShared.get(secret);
+  if (!byPeer) staticShared.set(secret, (byPeer = new Map()));
+  const id = Buffer.from(peerPublic).toString('hex');
+  let shared = byPeer.get(id);
+  if (!shared) {
+    shared = dh(secret, peerPublic, true);
+    if (byPeer.size >= MAX_PUBLIC_KEYS) {
+      for (const v of byPeer.values()) v.fill(0);
+      byPeer.clear();
+    }
+    byPeer.set(id, shared);
+  }
+  return shared;
+}
+
 export function sealToPeer(args: { sender: IdentityKeys; receiverPublic: Uint8Array; context: PeerContext; plaintext: Uint8Array }): Uint8Array {
   const { sender, receiverPublic, context, plaintext } = args;
   checkKey(receiverPublic, 'receiver public key');
@@ -158,13 +180,12 @@ export function sealToPeer(args: { sender: IdentityKeys; receiverPublic: Uint8Ar
   let dhStatic: Uint8Array;
   try {
     dhEph = dh(eph.privateKey, receiverPublic, true);
-    dhStatic = dh(privateKey(sender.encryptionSecret, X25519_PKCS8), receiverPublic, true);
+    dhStatic = staticDh(privateKey(sender.encryptionSecret, X25519_PKCS8), receiverPublic);
   } catch {
     throw new PeerBoxError('invalid receiver public key');
   }
   const key = deriveKey(dhEph, dhStatic, sender.encryptionPublic, receiverPublic, ephPublic);
   dhEph.fill(0);
-  dhStatic.fill(0);
   const nonce = randomBytes(NONCE_LENGTH);
   const ciphertext = xchachaSeal(key, nonce, aad, plaintext);
   key.fill(0);
@@ -189,10 +210,8 @@ export function openFromPeer(args: { receiver: IdentityKeys; senderPublic: Uint8
   try {
     const secret = privateKey(receiver.encryptionSecret, X25519_PKCS8);
     const dhEph = dh(secret, ephPublic, false);
-    const dhStatic = dh(secret, senderPublic, true);
-    key = deriveKey(dhEph, dhStatic, senderPublic, receiver.encryptionPublic, ephPublic);
+    key = deriveKey(dhEph, staticDh(secret, senderPublic), senderPublic, receiver.encryptionPublic, ephPublic);
     dhEph.fill(0);
-    dhStatic.fill(0);
     return xchachaOpen(key, nonce, aad, box.subarray(HEADER_LENGTH));
   } catch {
     // One message for every failure: which check failed is no business of the relay.

@@ -75,6 +75,20 @@ describe('peer box', () => {
     expect(() => openFromPeer({ receiver: bob, senderPublic: alice.encryptionPublic, context: ctx, box: forged })).toThrow(PeerBoxError);
   });
 
+  it('keeps the static key agreement of each pair apart (it is computed once per pair)', () => {
+    // One sender, many boxes to two receivers and back: every box opens for its receiver only.
+    for (let i = 0; i < 3; i++) {
+      const toBob = seal();
+      const toMallory = sealToPeer({ sender: alice, receiverPublic: mallory.encryptionPublic, context: ctx, plaintext });
+      const toAlice = sealToPeer({ sender: bob, receiverPublic: alice.encryptionPublic, context: ctx, plaintext });
+      expect(openFromPeer({ receiver: bob, senderPublic: alice.encryptionPublic, context: ctx, box: toBob })).toEqual(plaintext);
+      expect(openFromPeer({ receiver: mallory, senderPublic: alice.encryptionPublic, context: ctx, box: toMallory })).toEqual(plaintext);
+      expect(openFromPeer({ receiver: alice, senderPublic: bob.encryptionPublic, context: ctx, box: toAlice })).toEqual(plaintext);
+      expect(() => openFromPeer({ receiver: bob, senderPublic: alice.encryptionPublic, context: ctx, box: toMallory })).toThrow(PeerBoxError);
+      expect(() => openFromPeer({ receiver: bob, senderPublic: mallory.encryptionPublic, context: ctx, box: toBob })).toThrow(PeerBoxError);
+    }
+  });
+
   it('fails on any flipped bit (version, ephemeral key, nonce, ciphertext, tag) and on truncation', () => {
     const box = seal();
     for (const pos of [0, 1, 20, 33, 50, 57, 60, box.length - 17, box.length - 1]) {
