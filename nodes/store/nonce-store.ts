@@ -46,6 +46,8 @@ export interface NonceStoreStats {
   /** Group commits: one write and one fdatasync of the tombstone log each. */
   logWrites: number;
   logSyncs: number;
+  /** Batch records written by add (concurrent adds to a pool share one). */
+  batchesWritten: number;
   /** Fully consumed batch records deleted (at open or at runtime). */
   batchesDeleted: number;
   /** Batches dropped unused because a pool went over maxPerPool. */
@@ -184,7 +186,7 @@ export class NonceStore {
   readonly #maxPerPool: number;
   readonly #reap: boolean;
   readonly #pools = new Map<string, Pool>();
-  readonly #stats: NonceStoreStats = { takes: 0, logWrites: 0, logSyncs: 0, batchesDeleted: 0, batchesDropped: 0, deleteFailures: 0 };
+  readonly #stats: NonceStoreStats = { takes: 0, logWrites: 0, logSyncs: 0, batchesWritten: 0, batchesDeleted: 0, batchesDropped: 0, deleteFailures: 0 };
   readonly #background = new Set<Promise<void>>();
   #log: FileHandle | null = null;
   #lastSeq = 0;
@@ -193,6 +195,8 @@ export class NonceStore {
   #failure: NonceStoreError | null = null;
   #queue: string[] = [];
   #waiters: Waiter[] = [];
+  /** Adds waiting per pool while that pool's record is being written. */
+  readonly #adds = new Map<string, { secrets: Uint8Array[]; resolve(ids: string[]): void; reject(err: unknown): void }[]>();
   #flushing = false;
   #flushLoop: Promise<void> = Promise.resolve();
 
@@ -353,7 +357,12 @@ export class NonceStore {
     if (this.#failure) throw this.#failure;
   }
 
-  /** Persists a batch of fresh secrets (sealed) before returning; ids are random 128-bit hex. Secrets are copied. */
+  /**
+   * Persists a batch of fresh secrets (sealed) before returning; ids are random 128-bit hex. Secrets
+   * are copied. Adds to one pool that arrive while a write is under way share the next record
+   * (group commit): a DKLs23 presignature is one secret, and one sealed write with its fsyncs per
+   * presignature cost more than the presignature's own storage.
+   */
   async add(pool: string, secrets: Uint8Array[]): Promise<string[]> {
     this.#check();
     checkPool(pool);
@@ -362,10 +371,53 @@ export class NonceStore {
     for (const s of secrets) {
       if (!(s instanceof Uint8Array) || s.length === 0 || s.length > MAX_SECRET) throw new RangeError(`each secret must be 1..${MAX_SECRET} bytes`);
     }
+    const copies = secrets.map((s) => Uint8Array.from(s));
+    return new Promise<string[]>((resolve, reject) => {
+      const item = { secrets: copies, resolve, reject };
+      const queued = this.#adds.get(pool);
+      if (queued) {
+        queued.push(item);
+        return;
+      }
+      this.#adds.set(pool, [item]);
+      void this.#writeAdds(pool);
+    });
+  }
+
+  /** Writes a pool's queued adds, as many per record as maxPerPool allows, until none are left. */
+  async #writeAdds(pool: string): Promise<void> {
+    const queue = this.#adds.get(pool)!;
+    while (queue.length > 0) {
+      let count = queue[0]!.secrets.length;
+      let n = 1;
+      while (n < queue.length && count + queue[n]!.secrets.length <= this.#maxPerPool) count += queue[n++]!.secrets.length;
+      const group = queue.splice(0, n);
+      try {
+        const ids = await this.#writeBatch(pool, group.flatMap((g) => g.secrets));
+        let off = 0;
+        for (const g of group) {
+          g.resolve(ids.slice(off, off + g.secrets.length));
+          off += g.secrets.length;
+        }
+      } catch (err) {
+        for (const g of group) g.reject(err);
+      }
+    }
+    this.#adds.delete(pool);
+  }
+
+  /** One batch record for these secrets (owned from here: kept in memory or wiped). */
+  async #writeBatch(pool: string, copies: Uint8Array[]): Promise<string[]> {
+    try {
+      this.#check();
+    } catch (err) {
+      wipe(...copies);
+      throw err;
+    }
     const p = this.#pools.get(pool);
     const ids: string[] = [];
     const fresh = new Set<string>();
-    while (ids.length < secrets.length) {
+    while (ids.length < copies.length) {
       const id = randomBytes(ID_BYTES).toString('hex');
       if (fresh.has(id) || p?.entries.has(id)) continue; // 2^-128; cheap to be sure
       fresh.add(id);
@@ -373,7 +425,6 @@ export class NonceStore {
     }
     const seq = (this.#lastSeq = Math.max(this.#lastSeq + 1, Date.now() * 1000));
     const name = `${RECORD_PREFIX}${pool}/${String(seq).padStart(16, '0')}-${randomBytes(4).toString('hex')}`;
-    const copies = secrets.map((s) => Uint8Array.from(s));
     const encoded = encodeBatch(pool, ids, copies);
     try {
       await this.#store.put(name, encoded);
@@ -383,6 +434,7 @@ export class NonceStore {
     } finally {
       wipe(encoded);
     }
+    this.#stats.batchesWritten++;
     if (this.#closed) {
       // Durable already; the next open serves it.
       wipe(...copies);

@@ -130,6 +130,26 @@ describe('NonceStore', () => {
     expect(syncs).toBeLessThan(ids.length / 3);
   });
 
+  it('writes adds that arrive during a write as one record, each add keeping its own ids', async () => {
+    let ns = await openNonces();
+    const s = secrets(20, 96);
+    // The first add is written at once; the other 19 arrive while it is in flight and share one record.
+    const adds = s.map((x) => ns.add('presig-k1', [x]));
+    const other = ns.add('presig-k2', secrets(1));
+    const ids = await Promise.all(adds);
+    await other;
+    expect(ids.every((x) => x.length === 1)).toBe(true);
+    expect(new Set(ids.flat()).size).toBe(20);
+    expect(await batchFiles('presig-k1')).toHaveLength(2);
+    expect(await batchFiles('presig-k2')).toHaveLength(1);
+    expect(ns.stats().batchesWritten).toBe(3);
+    // Each id names its own secret, before and after a restart.
+    expect(took(await ns.take('presig-k1', ids[0]![0]!), s[0])).toBe(true);
+    ns = await restart(ns);
+    for (let i = 1; i < 20; i++) expect(took(await ns.take('presig-k1', ids[i]![0]!), s[i])).toBe(true);
+    expect(await ns.take('presig-k1', ids[0]![0]!)).toEqual({ status: 'unknown' });
+  });
+
   it('deletes fully consumed batches on reopen, compacts the log and keeps live tombstones', async () => {
     let ns = await openNonces({ reapConsumedBatches: false });
     const doneIds = await ns.add('ed25519', secrets(3));
