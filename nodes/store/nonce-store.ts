@@ -4,8 +4,9 @@
  * them is returned, never reused, across restarts too).
  *
  * Layout:
- * - Each `add` is one sealed ShareStore record, `nonce/<pool>/<seq>-<rand>`, holding the batch's
- *   ids and secrets. Batch records are never rewritten, only deleted.
+ * - Each batch is one sealed ShareStore record, `nonce/<pool>/<seq>-<rand>`, holding its ids and
+ *   secrets: one `add`, or several adds to the pool that arrived while the previous record was
+ *   being written. Batch records are never rewritten, only deleted.
  * - `<dir>/tombstones.log` is a plain append-only list of consumed ids (ids are not secret).
  *   A take appends its id and fsyncs before it resolves; concurrent takes share one write+fsync
  *   (group commit). An id counts as consumed iff its line is in the log.
