@@ -5,12 +5,15 @@ import { ecdsaKeygen, type EcdsaKeygenParams, type EcdsaKeyShare } from '../cryp
 import { derivedKey } from './derivation.js';
 import { ecdsaPresign, encodePresignature, type PresignParams, type Presignature } from '../crypto/ecdsa/presign.js';
 import { decodeFields } from '../crypto/ecdsa/wire.js';
+import { batchOf, MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
+import type { Protocol, ProtocolAbort } from '../crypto/protocol.js';
 import { encodeFields } from '../crypto/transcript.js';
 import { frostDkg, type DkgOutput, type DkgParams as CryptoDkgParams } from '../crypto/frost/dkg.js';
 import { isScheme, type Scheme } from '../crypto/schemes.js';
 import { curveFromProto, schemeFromProto } from '../proto/convert.js';
 import {
   NodeService,
+  PresignBatchResultSchema,
   PresignResultSchema,
   RunRoundResponseSchema,
   RunRoundResultSchema,
@@ -18,6 +21,7 @@ import {
   type DkgParams,
   type DkgResult,
   type EcdsaPresignParams,
+  type PresignBatchResult,
   type PresignResult,
   type RunRoundRequest,
 } from '../proto/gen/custody/v1/node_pb.js';
@@ -85,35 +89,46 @@ function ecdsaKeygenKind(ctx: NodeContext, params: DkgParams): SessionKind<Ecdsa
   );
 }
 
+/** Seals presignatures into the single-use pool (one record for the lot) and returns their public parts. */
+async function sealPresignatures(ctx: NodeContext, keysetId: string, outs: readonly Presignature[]): Promise<PresignResult[]> {
+  const secrets = outs.map(encodePresignature);
+  let ids: string[];
+  try {
+    ids = await ctx.nonces.add(presigPool(keysetId), secrets);
+  } finally {
+    for (const s of secrets) s.fill(0);
+  }
+  return outs.map((out, i) => create(PresignResultSchema, { presignatureId: ids[i]!, sid: out.sid, bigR: out.R, publicKey: out.publicKey }));
+}
+
 /**
- * DKLs23 presigning. The presignature is sealed into the single-use pool as soon as it exists
- * (before its public part leaves the node); commit and abort have nothing left to do: an unused
- * presignature is harmless and the pool caps its size.
+ * DKLs23 presigning, one presignature per session or a batch of them in lockstep
+ * (crypto/protocol-batch.ts: one message per peer and round for the whole batch). Presignatures
+ * are sealed into the single-use pool as soon as they exist (before their public parts leave the
+ * node); commit and abort have nothing left to do: an unused presignature is harmless and the pool
+ * caps its size.
  */
-function presignKind(ctx: NodeContext, key: KeyShare & { ecdsa: EcdsaKeyShare }): SessionKind<PresignParams, unknown, Presignature, PresignResult> {
+function presignKind(ctx: NodeContext, key: KeyShare & { ecdsa: EcdsaKeyShare }, count: number): SessionKind<unknown, unknown, unknown, PresignResult | PresignBatchResult> {
   const keysetId = key.keysetId;
-  const protocol = ctx.fault === 'bad-mul' ? corruptMultiplication(ecdsaPresign) : ecdsaPresign;
-  return {
-    protocol: protocol as SessionKind<PresignParams, unknown, Presignature, PresignResult>['protocol'],
-    async complete(_sessionId, out) {
-      const secret = encodePresignature(out);
-      let id: string;
-      try {
-        [id] = (await ctx.nonces.add(presigPool(keysetId), [secret])) as [string];
-      } finally {
-        secret.fill(0);
-      }
-      return create(PresignResultSchema, { presignatureId: id, sid: out.sid, bigR: out.R, publicKey: out.publicKey });
-    },
+  const one = ctx.fault === 'bad-mul' ? corruptMultiplication(ecdsaPresign) : ecdsaPresign;
+  const common = {
     commit: async () => undefined,
     abort: async () => undefined,
     releaseOnCompletion: true,
-    async onProtocolAbort(e) {
+    async onProtocolAbort(e: ProtocolAbort) {
       if ((e.reason === 'ot-check-failed' || e.reason === 'mul-check-failed') && e.blame.length) {
         await ctx.bans.add(key.keysetId, key.ecdsa.transcriptHash, e.blame);
         ctx.log.warn({ keysetId: key.keysetId, peers: e.blame, reason: e.reason }, 'peer failed a DKLs23 check: this node will not presign with it until the setup is re-run');
       }
     },
+  };
+  if (count === 1) {
+    return { ...common, protocol: one as Protocol<unknown, unknown, unknown>, complete: async (_sessionId, out) => (await sealPresignatures(ctx, keysetId, [out as Presignature]))[0]! };
+  }
+  return {
+    ...common,
+    protocol: batchOf(one) as Protocol<unknown, unknown, unknown>,
+    complete: async (_sessionId, outs) => create(PresignBatchResultSchema, { presignatures: await sealPresignatures(ctx, keysetId, outs as Presignature[]) }),
   };
 }
 
@@ -177,13 +192,16 @@ async function runRound(ctx: NodeContext, req: RunRoundRequest): Promise<RoundAn
       const peers = { sessionId: req.sessionId, selfIndex: key.index, selfNodeId: ctx.nodeId, nodeIds };
       // The tweak is bound into the presignature before any nonce is sampled (PROTOCOLS.md).
       const { tweak } = derivedKey(key, req.params.value.derivationPath);
-      const outgoing = await ctx.sessions.start(roster, peers, presignKind(ctx, key), {
-        key: key.ecdsa,
-        signers: [...nodeIds.keys()],
-        tweak: tweak.add,
-        // Bound into the presignature's sid together with the keyset and signer set.
-        sessionId: req.sessionId,
-      });
+      const count = req.params.value.count || 1;
+      if (count > MAX_PROTOCOL_BATCH) throw new RpcError(status.INVALID_ARGUMENT, `a presign session makes 1 to ${MAX_PROTOCOL_BATCH} presignatures, not ${count}`);
+      // Each session id is bound into its presignature's sid together with the keyset and signer set.
+      const params = (sessionId: string): PresignParams => ({ key: key.ecdsa, signers: [...nodeIds.keys()], tweak: tweak.add, sessionId });
+      const outgoing = await ctx.sessions.start(
+        roster,
+        peers,
+        presignKind(ctx, key, count),
+        count === 1 ? params(req.sessionId) : Array.from({ length: count }, (_, i) => params(`${req.sessionId}/${i}`)),
+      );
       return { outgoing };
     }
     if (req.params.case === 'keyImport') return { outgoing: await startKeyImport(ctx, roster, req.sessionId, req.params.value) };
@@ -221,8 +239,9 @@ async function runRound(ctx: NodeContext, req: RunRoundRequest): Promise<RoundAn
   const { outgoing, result } = await ctx.sessions.step(req.sessionId, req.round, req.incoming);
   if (result) {
     // The session kind decides the output type; tell the two result messages apart by their schema.
-    const r = result as DkgResult | PresignResult;
+    const r = result as DkgResult | PresignResult | PresignBatchResult;
     if (r.$typeName === 'custody.v1.PresignResult') return { outgoing, output: { case: 'presign', value: r } };
+    if (r.$typeName === 'custody.v1.PresignBatchResult') return { outgoing, output: { case: 'presignBatch', value: r } };
     return { outgoing, output: { case: 'dkg', value: r } };
   }
   return { outgoing };

@@ -12,6 +12,7 @@ import { status } from '@grpc/grpc-js';
 import { Signature, Transaction, computeAddress, getBytes, hexlify } from 'ethers';
 import { layout } from '../../cli/layout.js';
 import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN } from '../../crypto/ed25519-sig.js';
+import { combine } from '../../crypto/ecdsa/sign.js';
 import { Scheme } from '../../proto/gen/custody/v1/common_pb.js';
 import { NodeService, SignAuthorizationSchema, type PeerMessage, type PresignResult } from '../../proto/gen/custody/v1/node_pb.js';
 import type { Client } from '../../runtime/grpc.js';
@@ -102,6 +103,73 @@ describe('threshold ECDSA end to end', () => {
     expect(parsed.from).toBe(computeAddress(hexlify(publicKey)));
     expect(parsed.type).toBe(2);
   }, 60_000);
+
+  it('makes a batch of presignatures in one session, each of which signs once; a batch over the limit is refused', async () => {
+    const L = layout(t.dir);
+    const coordinator = ed25519Signer(ed25519KeyPair(hexToBytes((await readFile(L.coordinatorKey, 'utf8')).trim())));
+    const clients = new Map<number, Client<typeof NodeService>>([
+      [1, await t.nodeClient(NodeService, 'node-1', 'coordinator')],
+      [2, await t.nodeClient(NodeService, 'node-2', 'coordinator')],
+    ]);
+    const sessionId = `test-batch-${bytesToHex(randomBytes(8))}`;
+    const outputs = new Map<number, PresignResult[]>();
+    let inbox = new Map<number, PeerMessage[]>();
+    let messages = 0;
+    for (let round = 0; outputs.size < 2 && round < 5; round++) {
+      const next = new Map<number, PeerMessage[]>([[1, []], [2, []]]);
+      for (const [i, c] of clients) {
+        if (outputs.has(i)) continue;
+        const res = await c.runRound(round === 0 ? { sessionId, round, params: { case: 'presign', value: { keysetId, signers: [1, 2], count: 3 } } } : { sessionId, round, incoming: inbox.get(i) ?? [] });
+        messages += res.outgoing.length;
+        for (const m of res.outgoing) next.get(i === 1 ? 2 : 1)!.push(m);
+        if (res.output.case === 'presignBatch') outputs.set(i, res.output.value.presignatures);
+      }
+      inbox = next;
+    }
+    expect(outputs.get(1)).toHaveLength(3);
+    expect(outputs.get(2)).toHaveLength(3);
+    // One message per party and round for the whole batch: 2 parties x 2 rounds x (broadcast + p2p).
+    expect(messages).toBe(8);
+    const Rs = new Set<string>();
+    for (let k = 0; k < 3; k++) {
+      const [p1, p2] = [outputs.get(1)![k]!, outputs.get(2)![k]!];
+      expect(bytesToHex(p1.bigR)).toBe(bytesToHex(p2.bigR));
+      Rs.add(bytesToHex(p1.bigR));
+      const digest = randomBytes(32);
+      const auth = toBinary(
+        SignAuthorizationSchema,
+        create(SignAuthorizationSchema, {
+          requestId: `batch-${k}`,
+          sessionId: `${sessionId}/${k}`,
+          keysetId,
+          scheme: Scheme.ECDSA,
+          digest,
+          ecdsaSigners: [
+            { index: 1, nodeId: 'node-1', presignatureId: p1.presignatureId },
+            { index: 2, nodeId: 'node-2', presignatureId: p2.presignatureId },
+          ],
+          presignSid: p1.sid,
+          expiresAtMs: BigInt(Date.now() + 60_000),
+        }),
+      );
+      const item = { authorization: auth, coordinatorSignature: coordinator(SIGN_AUTHORIZATION_DOMAIN, auth) };
+      const shares = new Map<number, Uint8Array>();
+      for (const [i, c] of clients) {
+        const r = (await c.signShares({ items: [item] })).results[0]!.result;
+        expect(r.case).toBe('share');
+        shares.set(i, r.value as Uint8Array);
+        const again = (await c.signShares({ items: [item] })).results[0]!.result;
+        expect(again).toMatchObject({ case: 'error', value: { code: status.FAILED_PRECONDITION } });
+      }
+      const sig = combine({ sid: p1.sid, signers: [1, 2], R: p1.bigR, publicKey }, digest, shares);
+      expectValid(Uint8Array.from([...sig.signature, sig.recovery]), digest, publicKey);
+    }
+    expect(Rs.size).toBe(3);
+
+    await expect(
+      clients.get(1)!.runRound({ sessionId: `${sessionId}-big`, round: 0, params: { case: 'presign', value: { keysetId, signers: [1, 2], count: 17 } } }),
+    ).rejects.toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringMatching(/1 to 16 presignatures/) });
+  }, 120_000);
 
   it('refuses a replayed presignature at the node, also after the node restarts', async () => {
     const L = layout(t.dir);

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file custody/v1/node.proto.
  */
 export const file_custody_v1_node: GenFile = /*@__PURE__*/
-  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQiZwoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhQKDGtleXNldF9lcG9jaBgEIAEoDRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAki3gEKD0tleUltcG9ydFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQSEwoLY29tbWl0bWVudHMYBSADKAwSEgoKY2hhaW5fY29kZRgGIAEoDBISCgpkZWFsZXJfa2V5GAcgASgMEhUKDXNlYWxlZF9zaGFyZXMYCCADKAwiQAoQRWNkc2FTZXR1cFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSGQoRcmVmcmVzaGVkX3Nlc3Npb24YAiABKAkiMQoNUmVmcmVzaFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSDQoFZXBvY2gYAiABKA0iqgIKDVJlc2hhcmVQYXJhbXMSEQoJa2V5c2V0X2lkGAEgASgJEiIKBnNjaGVtZRgCIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWVwb2NoGAMgASgNEhEKCXRocmVzaG9sZBgEIAEoDRIoCgdtZW1iZXJzGAUgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBIYChB2ZXJpZnlpbmdfc2hhcmVzGAYgAygMEhIKCnB1YmxpY19rZXkYByABKAwSEgoKY2hhaW5fY29kZRgIIAEoDBIPCgdkZWFsZXJzGAkgAygNEhUKDW5ld190aHJlc2hvbGQYCiABKA0SLAoLbmV3X21lbWJlcnMYCyADKAsyFy5jdXN0b2R5LnYxLlBhcnRpY2lwYW50IvIBCgxSZXBhaXJQYXJhbXMSEQoJa2V5c2V0X2lkGAEgASgJEiIKBnNjaGVtZRgCIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEhEKCXRocmVzaG9sZBgDIAEoDRIoCgdtZW1iZXJzGAQgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBIPCgdoZWxwZXJzGAUgAygNEgwKBGxvc3QYBiABKA0SEgoKcHVibGljX2tleRgHIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAggAygMEhIKCmNoYWluX2NvZGUYCSABKAwSDQoFZXBvY2gYCiABKA0iWAoNUHJlc2lnblJlc3VsdBIXCg9wcmVzaWduYXR1cmVfaWQYASABKAkSCwoDc2lkGAIgASgMEg0KBWJpZ19yGAMgASgMEhIKCnB1YmxpY19rZXkYBCABKAwiZgoJRGtnUmVzdWx0EhIKCnB1YmxpY19rZXkYASABKAwSGAoQdmVyaWZ5aW5nX3NoYXJlcxgCIAMoDBISCgpjaGFpbl9jb2RlGAMgASgMEhcKD3RyYW5zY3JpcHRfaGFzaBgEIAEoDCIVChNSZXdyYXBTZWFsZWRSZXF1ZXN0ImwKFFJld3JhcFNlYWxlZFJlc3BvbnNlEhMKC3RyYW5zaXRfa2V5GAEgASgJEhYKDmxhdGVzdF92ZXJzaW9uGAIgASgNEg8KB3JlY29yZHMYAyABKA0SFgoOb2xkZXN0X3ZlcnNpb24YBCABKA0iRwobTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXF1ZXN0EigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Ii8KHE5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDSIvChpFeHBvcnRSZWNvdmVyeVNoYXJlUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiWAobRXhwb3J0UmVjb3ZlcnlTaGFyZVJlc3BvbnNlEg0KBWluZGV4GAEgASgNEhQKDHNlYWxlZF9zaGFyZRgCIAEoDBIUCgxyZWNvdmVyeV9rZXkYAyABKAwiFAoSR2V0Tm9kZUluZm9SZXF1ZXN0IskBChNHZXROb2RlSW5mb1Jlc3BvbnNlEg8KB25vZGVfaWQYASABKAkSCwoDcGlkGAIgASgNEg8KB3ZlcnNpb24YAyABKAkSFgoOZW5jcnlwdGlvbl9rZXkYBCABKAwSEwoLc2lnbmluZ19rZXkYBSABKAwSDwoHa2V5c2V0cxgGIAEoDRIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEhMKC3NoYXJlX3N0b3JlGAkgASgJIqwDCg9SdW5Sb3VuZFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIkCgNka2cYAyABKAsyFS5jdXN0b2R5LnYxLkRrZ1BhcmFtc0gAEjEKB3ByZXNpZ24YBSABKAsyHi5jdXN0b2R5LnYxLkVjZHNhUHJlc2lnblBhcmFtc0gAEjEKCmtleV9pbXBvcnQYBiABKAsyGy5jdXN0b2R5LnYxLktleUltcG9ydFBhcmFtc0gAEi0KBXNldHVwGAcgASgLMhwuY3VzdG9keS52MS5FY2RzYVNldHVwUGFyYW1zSAASLAoHcmVmcmVzaBgIIAEoCzIZLmN1c3RvZHkudjEuUmVmcmVzaFBhcmFtc0gAEioKBnJlcGFpchgJIAEoCzIYLmN1c3RvZHkudjEuUmVwYWlyUGFyYW1zSAASLAoHcmVzaGFyZRgKIAEoCzIZLmN1c3RvZHkudjEuUmVzaGFyZVBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMimwEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAQggKBm91dHB1dCI+ChBSdW5Sb3VuZHNSZXF1ZXN0EioKBWl0ZW1zGAEgAygLMhsuY3VzdG9keS52MS5SdW5Sb3VuZFJlcXVlc3QiUAoKUm91bmRFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSDQoFYmxhbWUYAyABKAkSFAoMYWJvcnRfcmVhc29uGAQgASgJInUKDlJ1blJvdW5kUmVzdWx0EjAKCHJlc3BvbnNlGAEgASgLMhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlSAASJwoFZXJyb3IYAiABKAsyFi5jdXN0b2R5LnYxLlJvdW5kRXJyb3JIAEIICgZyZXN1bHQiQAoRUnVuUm91bmRzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLmN1c3RvZHkudjEuUnVuUm91bmRSZXN1bHQiOgoURmluaXNoU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZjb21taXQYAiABKAgiFwoVRmluaXNoU2Vzc2lvblJlc3BvbnNlIkcKFFJlc2VydmVOb25jZXNSZXF1ZXN0EiAKBWN1cnZlGAEgASgOMhEuY3VzdG9keS52MS5DdXJ2ZRINCgVjb3VudBgCIAEoDSJJCg9Ob25jZUNvbW1pdG1lbnQSFQoNY29tbWl0bWVudF9pZBgBIAEoCRIOCgZoaWRpbmcYAiABKAwSDwoHYmluZGluZxgDIAEoDCJJChVSZXNlcnZlTm9uY2VzUmVzcG9uc2USMAoLY29tbWl0bWVudHMYASADKAsyGy5jdXN0b2R5LnYxLk5vbmNlQ29tbWl0bWVudCJqChBTaWduZXJDb21taXRtZW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFQoNY29tbWl0bWVudF9pZBgDIAEoCRIOCgZoaWRpbmcYBCABKAwSDwoHYmluZGluZxgFIAEoDCJGCgtFY2RzYVNpZ25lchINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhcKD3ByZXNpZ25hdHVyZV9pZBgDIAEoCSKaBAoRU2lnbkF1dGhvcml6YXRpb24SEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCWtleXNldF9pZBgDIAEoCRIiCgZzY2hlbWUYBCABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBSABKAwSFwoPZGVyaXZhdGlvbl9wYXRoGAYgASgJEjEKC2NvbW1pdG1lbnRzGAcgAygLMhwuY3VzdG9keS52MS5TaWduZXJDb21taXRtZW50EhUKDWV4cGlyZXNfYXRfbXMYCCABKAMSLgoNZWNkc2Ffc2lnbmVycxgJIAMoCzIXLmN1c3RvZHkudjEuRWNkc2FTaWduZXISEwoLcHJlc2lnbl9zaWQYCiABKAwSDwoHcGF5bG9hZBgLIAEoDBIWCg5wb2xpY3lfdmVyc2lvbhgMIAEoDRIRCglpbml0aWF0b3IYDSABKAkSEQoJd2FsbGV0X2lkGA4gASgJEiwKCWFwcHJvdmFscxgPIAMoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIeChZhcHByb3ZhbF9leHBpcmVzX2F0X21zGBAgASgDEjsKEnJlcXVpcmVkX2FwcHJvdmFscxgRIAMoCzIfLmN1c3RvZHkudjEuQXBwcm92YWxSZXF1aXJlbWVudBIUCgxrZXlzZXRfZXBvY2gYEiABKA0iRQoNU2lnblNoYXJlSXRlbRIVCg1hdXRob3JpemF0aW9uGAEgASgMEh0KFWNvb3JkaW5hdG9yX3NpZ25hdHVyZRgCIAEoDCJWChFTaWduU2hhcmVzUmVxdWVzdBIoCgVpdGVtcxgBIAMoCzIZLmN1c3RvZHkudjEuU2lnblNoYXJlSXRlbRIXCg9iYXRjaF9zaWduYXR1cmUYAiABKAwiLwoOU2lnblNoYXJlRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJInMKD1NpZ25TaGFyZVJlc3VsdBIPCgVzaGFyZRgBIAEoDEgAEisKBWVycm9yGAIgASgLMhouY3VzdG9keS52MS5TaWduU2hhcmVFcnJvckgAEhgKEGdyb3VwX2NvbW1pdG1lbnQYAyABKAxCCAoGcmVzdWx0IkIKElNpZ25TaGFyZXNSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsuY3VzdG9keS52MS5TaWduU2hhcmVSZXN1bHQyggYKC05vZGVTZXJ2aWNlEk4KC0dldE5vZGVJbmZvEh4uY3VzdG9keS52MS5HZXROb2RlSW5mb1JlcXVlc3QaHy5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVzcG9uc2USRQoIUnVuUm91bmQSGy5jdXN0b2R5LnYxLlJ1blJvdW5kUmVxdWVzdBocLmN1c3RvZHkudjEuUnVuUm91bmRSZXNwb25zZRJICglSdW5Sb3VuZHMSHC5jdXN0b2R5LnYxLlJ1blJvdW5kc1JlcXVlc3QaHS5jdXN0b2R5LnYxLlJ1blJvdW5kc1Jlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlEmYKE0V4cG9ydFJlY292ZXJ5U2hhcmUSJi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0GicuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USXgoJU2V0UG9saWN5EicuY3VzdG9keS52MS5Ob2RlU2VydmljZVNldFBvbGljeVJlcXVlc3QaKC5jdXN0b2R5LnYxLk5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USUQoMUmV3cmFwU2VhbGVkEh8uY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXF1ZXN0GiAuY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common]);
+  fileDesc("ChVjdXN0b2R5L3YxL25vZGUucHJvdG8SCmN1c3RvZHkudjEibgoLUGVlck1lc3NhZ2USEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIMCgRmcm9tGAMgASgNEgoKAnRvGAQgASgNEg8KB3BheWxvYWQYBSABKAwSEQoJc2lnbmF0dXJlGAYgASgMIi0KC1BhcnRpY2lwYW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkihAEKCURrZ1BhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQidgoSRWNkc2FQcmVzaWduUGFyYW1zEhEKCWtleXNldF9pZBgBIAEoCRIPCgdzaWduZXJzGAIgAygNEhQKDGtleXNldF9lcG9jaBgEIAEoDRIXCg9kZXJpdmF0aW9uX3BhdGgYAyABKAkSDQoFY291bnQYBSABKA0i3gEKD0tleUltcG9ydFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSIgoGc2NoZW1lGAIgASgOMhIuY3VzdG9keS52MS5TY2hlbWUSEQoJdGhyZXNob2xkGAMgASgNEi0KDHBhcnRpY2lwYW50cxgEIAMoCzIXLmN1c3RvZHkudjEuUGFydGljaXBhbnQSEwoLY29tbWl0bWVudHMYBSADKAwSEgoKY2hhaW5fY29kZRgGIAEoDBISCgpkZWFsZXJfa2V5GAcgASgMEhUKDXNlYWxlZF9zaGFyZXMYCCADKAwiQAoQRWNkc2FTZXR1cFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSGQoRcmVmcmVzaGVkX3Nlc3Npb24YAiABKAkiMQoNUmVmcmVzaFBhcmFtcxIRCglrZXlzZXRfaWQYASABKAkSDQoFZXBvY2gYAiABKA0iqgIKDVJlc2hhcmVQYXJhbXMSEQoJa2V5c2V0X2lkGAEgASgJEiIKBnNjaGVtZRgCIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEg0KBWVwb2NoGAMgASgNEhEKCXRocmVzaG9sZBgEIAEoDRIoCgdtZW1iZXJzGAUgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBIYChB2ZXJpZnlpbmdfc2hhcmVzGAYgAygMEhIKCnB1YmxpY19rZXkYByABKAwSEgoKY2hhaW5fY29kZRgIIAEoDBIPCgdkZWFsZXJzGAkgAygNEhUKDW5ld190aHJlc2hvbGQYCiABKA0SLAoLbmV3X21lbWJlcnMYCyADKAsyFy5jdXN0b2R5LnYxLlBhcnRpY2lwYW50IvIBCgxSZXBhaXJQYXJhbXMSEQoJa2V5c2V0X2lkGAEgASgJEiIKBnNjaGVtZRgCIAEoDjISLmN1c3RvZHkudjEuU2NoZW1lEhEKCXRocmVzaG9sZBgDIAEoDRIoCgdtZW1iZXJzGAQgAygLMhcuY3VzdG9keS52MS5QYXJ0aWNpcGFudBIPCgdoZWxwZXJzGAUgAygNEgwKBGxvc3QYBiABKA0SEgoKcHVibGljX2tleRgHIAEoDBIYChB2ZXJpZnlpbmdfc2hhcmVzGAggAygMEhIKCmNoYWluX2NvZGUYCSABKAwSDQoFZXBvY2gYCiABKA0iWAoNUHJlc2lnblJlc3VsdBIXCg9wcmVzaWduYXR1cmVfaWQYASABKAkSCwoDc2lkGAIgASgMEg0KBWJpZ19yGAMgASgMEhIKCnB1YmxpY19rZXkYBCABKAwiRgoSUHJlc2lnbkJhdGNoUmVzdWx0EjAKDXByZXNpZ25hdHVyZXMYASADKAsyGS5jdXN0b2R5LnYxLlByZXNpZ25SZXN1bHQiZgoJRGtnUmVzdWx0EhIKCnB1YmxpY19rZXkYASABKAwSGAoQdmVyaWZ5aW5nX3NoYXJlcxgCIAMoDBISCgpjaGFpbl9jb2RlGAMgASgMEhcKD3RyYW5zY3JpcHRfaGFzaBgEIAEoDCIVChNSZXdyYXBTZWFsZWRSZXF1ZXN0ImwKFFJld3JhcFNlYWxlZFJlc3BvbnNlEhMKC3RyYW5zaXRfa2V5GAEgASgJEhYKDmxhdGVzdF92ZXJzaW9uGAIgASgNEg8KB3JlY29yZHMYAyABKA0SFgoOb2xkZXN0X3ZlcnNpb24YBCABKA0iRwobTm9kZVNlcnZpY2VTZXRQb2xpY3lSZXF1ZXN0EigKBnBvbGljeRgBIAEoCzIYLmN1c3RvZHkudjEuU2lnbmVkUG9saWN5Ii8KHE5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoDSIvChpFeHBvcnRSZWNvdmVyeVNoYXJlUmVxdWVzdBIRCglrZXlzZXRfaWQYASABKAkiWAobRXhwb3J0UmVjb3ZlcnlTaGFyZVJlc3BvbnNlEg0KBWluZGV4GAEgASgNEhQKDHNlYWxlZF9zaGFyZRgCIAEoDBIUCgxyZWNvdmVyeV9rZXkYAyABKAwiFAoSR2V0Tm9kZUluZm9SZXF1ZXN0IskBChNHZXROb2RlSW5mb1Jlc3BvbnNlEg8KB25vZGVfaWQYASABKAkSCwoDcGlkGAIgASgNEg8KB3ZlcnNpb24YAyABKAkSFgoOZW5jcnlwdGlvbl9rZXkYBCABKAwSEwoLc2lnbmluZ19rZXkYBSABKAwSDwoHa2V5c2V0cxgGIAEoDRIWCg5lZDI1NTE5X25vbmNlcxgHIAEoDRIYChBzZWNwMjU2azFfbm9uY2VzGAggASgNEhMKC3NoYXJlX3N0b3JlGAkgASgJIqwDCg9SdW5Sb3VuZFJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVyb3VuZBgCIAEoDRIkCgNka2cYAyABKAsyFS5jdXN0b2R5LnYxLkRrZ1BhcmFtc0gAEjEKB3ByZXNpZ24YBSABKAsyHi5jdXN0b2R5LnYxLkVjZHNhUHJlc2lnblBhcmFtc0gAEjEKCmtleV9pbXBvcnQYBiABKAsyGy5jdXN0b2R5LnYxLktleUltcG9ydFBhcmFtc0gAEi0KBXNldHVwGAcgASgLMhwuY3VzdG9keS52MS5FY2RzYVNldHVwUGFyYW1zSAASLAoHcmVmcmVzaBgIIAEoCzIZLmN1c3RvZHkudjEuUmVmcmVzaFBhcmFtc0gAEioKBnJlcGFpchgJIAEoCzIYLmN1c3RvZHkudjEuUmVwYWlyUGFyYW1zSAASLAoHcmVzaGFyZRgKIAEoCzIZLmN1c3RvZHkudjEuUmVzaGFyZVBhcmFtc0gAEikKCGluY29taW5nGAQgAygLMhcuY3VzdG9keS52MS5QZWVyTWVzc2FnZUIICgZwYXJhbXMi1AEKEFJ1blJvdW5kUmVzcG9uc2USKQoIb3V0Z29pbmcYASADKAsyFy5jdXN0b2R5LnYxLlBlZXJNZXNzYWdlEiQKA2RrZxgCIAEoCzIVLmN1c3RvZHkudjEuRGtnUmVzdWx0SAASLAoHcHJlc2lnbhgDIAEoCzIZLmN1c3RvZHkudjEuUHJlc2lnblJlc3VsdEgAEjcKDXByZXNpZ25fYmF0Y2gYBCABKAsyHi5jdXN0b2R5LnYxLlByZXNpZ25CYXRjaFJlc3VsdEgAQggKBm91dHB1dCI+ChBSdW5Sb3VuZHNSZXF1ZXN0EioKBWl0ZW1zGAEgAygLMhsuY3VzdG9keS52MS5SdW5Sb3VuZFJlcXVlc3QiUAoKUm91bmRFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSDQoFYmxhbWUYAyABKAkSFAoMYWJvcnRfcmVhc29uGAQgASgJInUKDlJ1blJvdW5kUmVzdWx0EjAKCHJlc3BvbnNlGAEgASgLMhwuY3VzdG9keS52MS5SdW5Sb3VuZFJlc3BvbnNlSAASJwoFZXJyb3IYAiABKAsyFi5jdXN0b2R5LnYxLlJvdW5kRXJyb3JIAEIICgZyZXN1bHQiQAoRUnVuUm91bmRzUmVzcG9uc2USKwoHcmVzdWx0cxgBIAMoCzIaLmN1c3RvZHkudjEuUnVuUm91bmRSZXN1bHQiOgoURmluaXNoU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZjb21taXQYAiABKAgiFwoVRmluaXNoU2Vzc2lvblJlc3BvbnNlIkcKFFJlc2VydmVOb25jZXNSZXF1ZXN0EiAKBWN1cnZlGAEgASgOMhEuY3VzdG9keS52MS5DdXJ2ZRINCgVjb3VudBgCIAEoDSJJCg9Ob25jZUNvbW1pdG1lbnQSFQoNY29tbWl0bWVudF9pZBgBIAEoCRIOCgZoaWRpbmcYAiABKAwSDwoHYmluZGluZxgDIAEoDCJJChVSZXNlcnZlTm9uY2VzUmVzcG9uc2USMAoLY29tbWl0bWVudHMYASADKAsyGy5jdXN0b2R5LnYxLk5vbmNlQ29tbWl0bWVudCJqChBTaWduZXJDb21taXRtZW50Eg0KBWluZGV4GAEgASgNEg8KB25vZGVfaWQYAiABKAkSFQoNY29tbWl0bWVudF9pZBgDIAEoCRIOCgZoaWRpbmcYBCABKAwSDwoHYmluZGluZxgFIAEoDCJGCgtFY2RzYVNpZ25lchINCgVpbmRleBgBIAEoDRIPCgdub2RlX2lkGAIgASgJEhcKD3ByZXNpZ25hdHVyZV9pZBgDIAEoCSKaBAoRU2lnbkF1dGhvcml6YXRpb24SEgoKcmVxdWVzdF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhEKCWtleXNldF9pZBgDIAEoCRIiCgZzY2hlbWUYBCABKA4yEi5jdXN0b2R5LnYxLlNjaGVtZRIOCgZkaWdlc3QYBSABKAwSFwoPZGVyaXZhdGlvbl9wYXRoGAYgASgJEjEKC2NvbW1pdG1lbnRzGAcgAygLMhwuY3VzdG9keS52MS5TaWduZXJDb21taXRtZW50EhUKDWV4cGlyZXNfYXRfbXMYCCABKAMSLgoNZWNkc2Ffc2lnbmVycxgJIAMoCzIXLmN1c3RvZHkudjEuRWNkc2FTaWduZXISEwoLcHJlc2lnbl9zaWQYCiABKAwSDwoHcGF5bG9hZBgLIAEoDBIWCg5wb2xpY3lfdmVyc2lvbhgMIAEoDRIRCglpbml0aWF0b3IYDSABKAkSEQoJd2FsbGV0X2lkGA4gASgJEiwKCWFwcHJvdmFscxgPIAMoCzIZLmN1c3RvZHkudjEuQXBwcm92YWxQcm9vZhIeChZhcHByb3ZhbF9leHBpcmVzX2F0X21zGBAgASgDEjsKEnJlcXVpcmVkX2FwcHJvdmFscxgRIAMoCzIfLmN1c3RvZHkudjEuQXBwcm92YWxSZXF1aXJlbWVudBIUCgxrZXlzZXRfZXBvY2gYEiABKA0iRQoNU2lnblNoYXJlSXRlbRIVCg1hdXRob3JpemF0aW9uGAEgASgMEh0KFWNvb3JkaW5hdG9yX3NpZ25hdHVyZRgCIAEoDCJWChFTaWduU2hhcmVzUmVxdWVzdBIoCgVpdGVtcxgBIAMoCzIZLmN1c3RvZHkudjEuU2lnblNoYXJlSXRlbRIXCg9iYXRjaF9zaWduYXR1cmUYAiABKAwiLwoOU2lnblNoYXJlRXJyb3ISDAoEY29kZRgBIAEoDRIPCgdtZXNzYWdlGAIgASgJInMKD1NpZ25TaGFyZVJlc3VsdBIPCgVzaGFyZRgBIAEoDEgAEisKBWVycm9yGAIgASgLMhouY3VzdG9keS52MS5TaWduU2hhcmVFcnJvckgAEhgKEGdyb3VwX2NvbW1pdG1lbnQYAyABKAxCCAoGcmVzdWx0IkIKElNpZ25TaGFyZXNSZXNwb25zZRIsCgdyZXN1bHRzGAEgAygLMhsuY3VzdG9keS52MS5TaWduU2hhcmVSZXN1bHQyggYKC05vZGVTZXJ2aWNlEk4KC0dldE5vZGVJbmZvEh4uY3VzdG9keS52MS5HZXROb2RlSW5mb1JlcXVlc3QaHy5jdXN0b2R5LnYxLkdldE5vZGVJbmZvUmVzcG9uc2USRQoIUnVuUm91bmQSGy5jdXN0b2R5LnYxLlJ1blJvdW5kUmVxdWVzdBocLmN1c3RvZHkudjEuUnVuUm91bmRSZXNwb25zZRJICglSdW5Sb3VuZHMSHC5jdXN0b2R5LnYxLlJ1blJvdW5kc1JlcXVlc3QaHS5jdXN0b2R5LnYxLlJ1blJvdW5kc1Jlc3BvbnNlElQKDUZpbmlzaFNlc3Npb24SIC5jdXN0b2R5LnYxLkZpbmlzaFNlc3Npb25SZXF1ZXN0GiEuY3VzdG9keS52MS5GaW5pc2hTZXNzaW9uUmVzcG9uc2USVAoNUmVzZXJ2ZU5vbmNlcxIgLmN1c3RvZHkudjEuUmVzZXJ2ZU5vbmNlc1JlcXVlc3QaIS5jdXN0b2R5LnYxLlJlc2VydmVOb25jZXNSZXNwb25zZRJLCgpTaWduU2hhcmVzEh0uY3VzdG9keS52MS5TaWduU2hhcmVzUmVxdWVzdBoeLmN1c3RvZHkudjEuU2lnblNoYXJlc1Jlc3BvbnNlEmYKE0V4cG9ydFJlY292ZXJ5U2hhcmUSJi5jdXN0b2R5LnYxLkV4cG9ydFJlY292ZXJ5U2hhcmVSZXF1ZXN0GicuY3VzdG9keS52MS5FeHBvcnRSZWNvdmVyeVNoYXJlUmVzcG9uc2USXgoJU2V0UG9saWN5EicuY3VzdG9keS52MS5Ob2RlU2VydmljZVNldFBvbGljeVJlcXVlc3QaKC5jdXN0b2R5LnYxLk5vZGVTZXJ2aWNlU2V0UG9saWN5UmVzcG9uc2USUQoMUmV3cmFwU2VhbGVkEh8uY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXF1ZXN0GiAuY3VzdG9keS52MS5SZXdyYXBTZWFsZWRSZXNwb25zZWIGcHJvdG8z", [file_custody_v1_common]);
 
 /**
  * A protocol message as relayed by the coordinator.
@@ -151,6 +151,15 @@ export type EcdsaPresignParams = Message<"custody.v1.EcdsaPresignParams"> & {
    * @generated from field: string derivation_path = 3;
    */
   derivationPath: string;
+
+  /**
+   * Presignatures this session makes, in lockstep (crypto/protocol-batch.ts): 0 or 1 means one,
+   * at most 16. Instance i has the session id "<session_id>/<i>". More than one: the output is
+   * presign_batch.
+   *
+   * @generated from field: uint32 count = 5;
+   */
+  count: number;
 };
 
 /**
@@ -475,6 +484,25 @@ export const PresignResultSchema: GenMessage<PresignResult> = /*@__PURE__*/
   messageDesc(file_custody_v1_node, 9);
 
 /**
+ * The presignatures of a session with EcdsaPresignParams.count > 1, in instance order.
+ *
+ * @generated from message custody.v1.PresignBatchResult
+ */
+export type PresignBatchResult = Message<"custody.v1.PresignBatchResult"> & {
+  /**
+   * @generated from field: repeated custody.v1.PresignResult presignatures = 1;
+   */
+  presignatures: PresignResult[];
+};
+
+/**
+ * Describes the message custody.v1.PresignBatchResult.
+ * Use `create(PresignBatchResultSchema)` to create a new message.
+ */
+export const PresignBatchResultSchema: GenMessage<PresignBatchResult> = /*@__PURE__*/
+  messageDesc(file_custody_v1_node, 10);
+
+/**
  * What a node reports when its part of a DKG completes. Public values only.
  *
  * @generated from message custody.v1.DkgResult
@@ -510,7 +538,7 @@ export type DkgResult = Message<"custody.v1.DkgResult"> & {
  * Use `create(DkgResultSchema)` to create a new message.
  */
 export const DkgResultSchema: GenMessage<DkgResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 10);
+  messageDesc(file_custody_v1_node, 11);
 
 /**
  * @generated from message custody.v1.RewrapSealedRequest
@@ -523,7 +551,7 @@ export type RewrapSealedRequest = Message<"custody.v1.RewrapSealedRequest"> & {
  * Use `create(RewrapSealedRequestSchema)` to create a new message.
  */
 export const RewrapSealedRequestSchema: GenMessage<RewrapSealedRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 11);
+  messageDesc(file_custody_v1_node, 12);
 
 /**
  * @generated from message custody.v1.RewrapSealedResponse
@@ -557,7 +585,7 @@ export type RewrapSealedResponse = Message<"custody.v1.RewrapSealedResponse"> & 
  * Use `create(RewrapSealedResponseSchema)` to create a new message.
  */
 export const RewrapSealedResponseSchema: GenMessage<RewrapSealedResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 12);
+  messageDesc(file_custody_v1_node, 13);
 
 /**
  * @generated from message custody.v1.NodeServiceSetPolicyRequest
@@ -574,7 +602,7 @@ export type NodeServiceSetPolicyRequest = Message<"custody.v1.NodeServiceSetPoli
  * Use `create(NodeServiceSetPolicyRequestSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyRequestSchema: GenMessage<NodeServiceSetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 13);
+  messageDesc(file_custody_v1_node, 14);
 
 /**
  * @generated from message custody.v1.NodeServiceSetPolicyResponse
@@ -591,7 +619,7 @@ export type NodeServiceSetPolicyResponse = Message<"custody.v1.NodeServiceSetPol
  * Use `create(NodeServiceSetPolicyResponseSchema)` to create a new message.
  */
 export const NodeServiceSetPolicyResponseSchema: GenMessage<NodeServiceSetPolicyResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 14);
+  messageDesc(file_custody_v1_node, 15);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareRequest
@@ -608,7 +636,7 @@ export type ExportRecoveryShareRequest = Message<"custody.v1.ExportRecoveryShare
  * Use `create(ExportRecoveryShareRequestSchema)` to create a new message.
  */
 export const ExportRecoveryShareRequestSchema: GenMessage<ExportRecoveryShareRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 15);
+  messageDesc(file_custody_v1_node, 16);
 
 /**
  * @generated from message custody.v1.ExportRecoveryShareResponse
@@ -640,7 +668,7 @@ export type ExportRecoveryShareResponse = Message<"custody.v1.ExportRecoveryShar
  * Use `create(ExportRecoveryShareResponseSchema)` to create a new message.
  */
 export const ExportRecoveryShareResponseSchema: GenMessage<ExportRecoveryShareResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 16);
+  messageDesc(file_custody_v1_node, 17);
 
 /**
  * @generated from message custody.v1.GetNodeInfoRequest
@@ -653,7 +681,7 @@ export type GetNodeInfoRequest = Message<"custody.v1.GetNodeInfoRequest"> & {
  * Use `create(GetNodeInfoRequestSchema)` to create a new message.
  */
 export const GetNodeInfoRequestSchema: GenMessage<GetNodeInfoRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 17);
+  messageDesc(file_custody_v1_node, 18);
 
 /**
  * @generated from message custody.v1.GetNodeInfoResponse
@@ -712,7 +740,7 @@ export type GetNodeInfoResponse = Message<"custody.v1.GetNodeInfoResponse"> & {
  * Use `create(GetNodeInfoResponseSchema)` to create a new message.
  */
 export const GetNodeInfoResponseSchema: GenMessage<GetNodeInfoResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 18);
+  messageDesc(file_custody_v1_node, 19);
 
 /**
  * @generated from message custody.v1.RunRoundRequest
@@ -788,7 +816,7 @@ export type RunRoundRequest = Message<"custody.v1.RunRoundRequest"> & {
  * Use `create(RunRoundRequestSchema)` to create a new message.
  */
 export const RunRoundRequestSchema: GenMessage<RunRoundRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 19);
+  messageDesc(file_custody_v1_node, 20);
 
 /**
  * @generated from message custody.v1.RunRoundResponse
@@ -816,6 +844,12 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
      */
     value: PresignResult;
     case: "presign";
+  } | {
+    /**
+     * @generated from field: custody.v1.PresignBatchResult presign_batch = 4;
+     */
+    value: PresignBatchResult;
+    case: "presignBatch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -824,7 +858,7 @@ export type RunRoundResponse = Message<"custody.v1.RunRoundResponse"> & {
  * Use `create(RunRoundResponseSchema)` to create a new message.
  */
 export const RunRoundResponseSchema: GenMessage<RunRoundResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 20);
+  messageDesc(file_custody_v1_node, 21);
 
 /**
  * @generated from message custody.v1.RunRoundsRequest
@@ -841,7 +875,7 @@ export type RunRoundsRequest = Message<"custody.v1.RunRoundsRequest"> & {
  * Use `create(RunRoundsRequestSchema)` to create a new message.
  */
 export const RunRoundsRequestSchema: GenMessage<RunRoundsRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 21);
+  messageDesc(file_custody_v1_node, 22);
 
 /**
  * A RunRound item that failed: its status, and the trailers RunRound would have sent.
@@ -881,7 +915,7 @@ export type RoundError = Message<"custody.v1.RoundError"> & {
  * Use `create(RoundErrorSchema)` to create a new message.
  */
 export const RoundErrorSchema: GenMessage<RoundError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 22);
+  messageDesc(file_custody_v1_node, 23);
 
 /**
  * @generated from message custody.v1.RunRoundResult
@@ -910,7 +944,7 @@ export type RunRoundResult = Message<"custody.v1.RunRoundResult"> & {
  * Use `create(RunRoundResultSchema)` to create a new message.
  */
 export const RunRoundResultSchema: GenMessage<RunRoundResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 23);
+  messageDesc(file_custody_v1_node, 24);
 
 /**
  * @generated from message custody.v1.RunRoundsResponse
@@ -927,7 +961,7 @@ export type RunRoundsResponse = Message<"custody.v1.RunRoundsResponse"> & {
  * Use `create(RunRoundsResponseSchema)` to create a new message.
  */
 export const RunRoundsResponseSchema: GenMessage<RunRoundsResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 24);
+  messageDesc(file_custody_v1_node, 25);
 
 /**
  * @generated from message custody.v1.FinishSessionRequest
@@ -949,7 +983,7 @@ export type FinishSessionRequest = Message<"custody.v1.FinishSessionRequest"> & 
  * Use `create(FinishSessionRequestSchema)` to create a new message.
  */
 export const FinishSessionRequestSchema: GenMessage<FinishSessionRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 25);
+  messageDesc(file_custody_v1_node, 26);
 
 /**
  * @generated from message custody.v1.FinishSessionResponse
@@ -962,7 +996,7 @@ export type FinishSessionResponse = Message<"custody.v1.FinishSessionResponse"> 
  * Use `create(FinishSessionResponseSchema)` to create a new message.
  */
 export const FinishSessionResponseSchema: GenMessage<FinishSessionResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 26);
+  messageDesc(file_custody_v1_node, 27);
 
 /**
  * @generated from message custody.v1.ReserveNoncesRequest
@@ -984,7 +1018,7 @@ export type ReserveNoncesRequest = Message<"custody.v1.ReserveNoncesRequest"> & 
  * Use `create(ReserveNoncesRequestSchema)` to create a new message.
  */
 export const ReserveNoncesRequestSchema: GenMessage<ReserveNoncesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 27);
+  messageDesc(file_custody_v1_node, 28);
 
 /**
  * @generated from message custody.v1.NonceCommitment
@@ -1011,7 +1045,7 @@ export type NonceCommitment = Message<"custody.v1.NonceCommitment"> & {
  * Use `create(NonceCommitmentSchema)` to create a new message.
  */
 export const NonceCommitmentSchema: GenMessage<NonceCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 28);
+  messageDesc(file_custody_v1_node, 29);
 
 /**
  * @generated from message custody.v1.ReserveNoncesResponse
@@ -1028,7 +1062,7 @@ export type ReserveNoncesResponse = Message<"custody.v1.ReserveNoncesResponse"> 
  * Use `create(ReserveNoncesResponseSchema)` to create a new message.
  */
 export const ReserveNoncesResponseSchema: GenMessage<ReserveNoncesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 29);
+  messageDesc(file_custody_v1_node, 30);
 
 /**
  * @generated from message custody.v1.SignerCommitment
@@ -1065,7 +1099,7 @@ export type SignerCommitment = Message<"custody.v1.SignerCommitment"> & {
  * Use `create(SignerCommitmentSchema)` to create a new message.
  */
 export const SignerCommitmentSchema: GenMessage<SignerCommitment> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 30);
+  messageDesc(file_custody_v1_node, 31);
 
 /**
  * An ECDSA signer and the presignature it must use (ids are per node).
@@ -1094,7 +1128,7 @@ export type EcdsaSigner = Message<"custody.v1.EcdsaSigner"> & {
  * Use `create(EcdsaSignerSchema)` to create a new message.
  */
 export const EcdsaSignerSchema: GenMessage<EcdsaSigner> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 31);
+  messageDesc(file_custody_v1_node, 32);
 
 /**
  * What the coordinator asks a node to sign; serialized and signed by the coordinator's key so a
@@ -1218,7 +1252,7 @@ export type SignAuthorization = Message<"custody.v1.SignAuthorization"> & {
  * Use `create(SignAuthorizationSchema)` to create a new message.
  */
 export const SignAuthorizationSchema: GenMessage<SignAuthorization> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 32);
+  messageDesc(file_custody_v1_node, 33);
 
 /**
  * @generated from message custody.v1.SignShareItem
@@ -1245,7 +1279,7 @@ export type SignShareItem = Message<"custody.v1.SignShareItem"> & {
  * Use `create(SignShareItemSchema)` to create a new message.
  */
 export const SignShareItemSchema: GenMessage<SignShareItem> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 33);
+  messageDesc(file_custody_v1_node, 34);
 
 /**
  * @generated from message custody.v1.SignSharesRequest
@@ -1270,7 +1304,7 @@ export type SignSharesRequest = Message<"custody.v1.SignSharesRequest"> & {
  * Use `create(SignSharesRequestSchema)` to create a new message.
  */
 export const SignSharesRequestSchema: GenMessage<SignSharesRequest> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 34);
+  messageDesc(file_custody_v1_node, 35);
 
 /**
  * @generated from message custody.v1.SignShareError
@@ -1294,7 +1328,7 @@ export type SignShareError = Message<"custody.v1.SignShareError"> & {
  * Use `create(SignShareErrorSchema)` to create a new message.
  */
 export const SignShareErrorSchema: GenMessage<SignShareError> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 35);
+  messageDesc(file_custody_v1_node, 36);
 
 /**
  * @generated from message custody.v1.SignShareResult
@@ -1331,7 +1365,7 @@ export type SignShareResult = Message<"custody.v1.SignShareResult"> & {
  * Use `create(SignShareResultSchema)` to create a new message.
  */
 export const SignShareResultSchema: GenMessage<SignShareResult> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 36);
+  messageDesc(file_custody_v1_node, 37);
 
 /**
  * @generated from message custody.v1.SignSharesResponse
@@ -1350,7 +1384,7 @@ export type SignSharesResponse = Message<"custody.v1.SignSharesResponse"> & {
  * Use `create(SignSharesResponseSchema)` to create a new message.
  */
 export const SignSharesResponseSchema: GenMessage<SignSharesResponse> = /*@__PURE__*/
-  messageDesc(file_custody_v1_node, 37);
+  messageDesc(file_custody_v1_node, 38);
 
 /**
  * @generated from service custody.v1.NodeService
