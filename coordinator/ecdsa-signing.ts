@@ -16,7 +16,7 @@ import { NO_TWEAK } from '../crypto/hd/derive.js';
 import type { DerivedKeyset } from '../crypto/hd/keyset.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
 import { schemeToProto } from '../proto/convert.js';
-import { SignAuthorizationSchema, type PresignResult } from '../proto/gen/custody/v1/node_pb.js';
+import { SignAuthorizationSchema, type PresignResult, type RunRoundResponse } from '../proto/gen/custody/v1/node_pb.js';
 import type { Logger } from '../runtime/log.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
@@ -36,7 +36,13 @@ export interface EcdsaKeyset extends QuorumKeyset {
   refillTurn: number;
 }
 
-type Presigned = { ok: ReadyPresignature } | { fail: AttemptResult };
+type Presigned = { ok: ReadyPresignature[] } | { fail: AttemptResult };
+
+/** A node's presignatures from a session's output, in instance order (undefined: not a presign output). */
+function presignOutputs(o: RunRoundResponse['output'] | undefined, count: number): PresignResult[] | undefined {
+  if (count === 1) return o?.case === 'presign' ? [o.value] : undefined;
+  return o?.case === 'presignBatch' && o.value.presignatures.length === count ? o.value.presignatures : undefined;
+}
 
 export class EcdsaSigning {
   private readonly keysets = new Map<string, EcdsaKeyset>();
@@ -68,7 +74,7 @@ export class EcdsaSigning {
   prefill(rows: readonly KeysetRow[]): void {
     for (const row of rows) {
       const ks = this.load(row);
-      this.pool.maybeRefill(row.keysetId, () => this.produce(ks));
+      this.pool.maybeRefill(row.keysetId, (count) => this.produce(ks, count));
     }
   }
 
@@ -77,17 +83,17 @@ export class EcdsaSigning {
       return await this.quorums.run(ks, requestId, (quorum) => this.attempt(ks, requestId, digest, key, policy, quorum));
     } finally {
       // The pool starts filling after a keyset's first signature and is topped up as it drains.
-      this.pool.maybeRefill(ks.row.keysetId, () => this.produce(ks));
+      this.pool.maybeRefill(ks.row.keysetId, (count) => this.produce(ks, count));
     }
   }
 
-  /** One background presignature over the next quorum of the refill rotation, or undefined to stop. */
-  private async produce(ks: EcdsaKeyset): Promise<ReadyPresignature | undefined> {
+  /** `count` background presignatures (one session) over the next quorum of the refill rotation; none to stop. */
+  private async produce(ks: EcdsaKeyset, count: number): Promise<ReadyPresignature[]> {
     const view = { row: ks.row, turn: ks.refillTurn };
     const quorum = this.quorums.pick(view, new Set());
     ks.refillTurn = view.turn;
-    if (!quorum) return undefined;
-    const r = await this.presign(ks, quorum, this.root(ks));
+    if (!quorum) return [];
+    const r = await this.presign(ks, quorum, this.root(ks), count);
     if ('ok' in r) return r.ok;
     const f = r.fail;
     this.log.warn({ keysetId: ks.row.keysetId, problem: f.problem }, 'background presigning failed');
@@ -95,7 +101,7 @@ export class EcdsaSigning {
       await this.quorums.ban(ks, null, f.banned, f.problem!);
       this.pool.dropInvolving(ks.row.keysetId, f.banned);
     } else if (f.blamed.length) await this.quorums.blame(ks, null, f.blamed, f.problem!);
-    return undefined;
+    return [];
   }
 
   /** The pool holds root-key presignatures only (see attempt). */
@@ -104,15 +110,18 @@ export class EcdsaSigning {
   }
 
   /**
-   * A presigning session over the quorum for one key (the root or a derived wallet key): every
-   * node's presignature id and the shared public part.
+   * A presigning session over the quorum for one key (the root or a derived wallet key) that makes
+   * `count` presignatures in lockstep: for each, every node's presignature id and the shared public part.
    */
-  private async presign(ks: EcdsaKeyset, quorum: Quorum, key: DerivedKeyset): Promise<Presigned> {
+  private async presign(ks: EcdsaKeyset, quorum: Quorum, key: DerivedKeyset, count = 1): Promise<Presigned> {
     const keysetId = ks.row.keysetId;
     const participants = quorum.map((m) => ({ index: m.index, nodeId: m.nodeId }));
     let session: Awaited<ReturnType<typeof runSession>>;
     try {
-      session = await runSession(this.registry, participants, { case: 'presign', value: { keysetId, signers: participants.map((p) => p.index), derivationPath: key.path, keysetEpoch: ks.row.epoch } });
+      session = await runSession(this.registry, participants, {
+        case: 'presign',
+        value: { keysetId, signers: participants.map((p) => p.index), derivationPath: key.path, keysetEpoch: ks.row.epoch, count },
+      });
     } catch (e) {
       if (!(e instanceof SessionFailed)) throw e;
       for (const id of e.unreachable) this.registry.markDown(id, e);
@@ -120,27 +129,30 @@ export class EcdsaSigning {
       // Without blame nobody is excluded, so a retry picks a fresh quorum from the rotation.
       return { fail: { problem: `presigning failed: ${e.message}`, exclude: e.blamed, unreachable: e.unreachable, blamed: e.blamed, banned } };
     }
-    const outputs: PresignResult[] = [];
+    // Per node, its presignatures in instance order.
+    const outputs: PresignResult[][] = [];
     for (const p of participants) {
-      const o = session.outputs.get(p.nodeId);
-      if (o?.case !== 'presign') return { fail: { problem: `node ${p.nodeId} returned no presignature`, exclude: [p.nodeId], unreachable: [], blamed: [] } };
-      outputs.push(o.value);
+      const o = presignOutputs(session.outputs.get(p.nodeId), count);
+      if (!o) return { fail: { problem: `node ${p.nodeId} returned no presignature`, exclude: [p.nodeId], unreachable: [], blamed: [] } };
+      outputs.push(o);
     }
     // Nothing to commit: the presignatures are sealed, and nodes forget a presign session once it
     // completes (no FinishSession call).
-    const first = outputs[0]!;
     const fingerprint = (o: PresignResult) => [o.sid, o.bigR, o.publicKey].map((b) => bytesToHex(b)).join('|');
-    if (outputs.some((o) => fingerprint(o) !== fingerprint(first)) || bytesToHex(first.publicKey) !== bytesToHex(key.groupPublicKey)) {
-      return { fail: { problem: 'presigning aborted: nodes disagree on the presignature', exclude: [], unreachable: [], blamed: [] } };
-    }
-    return {
-      ok: {
-        signers: participants.map((p, i) => ({ ...p, presignatureId: outputs[i]!.presignatureId })),
-        sessionId: session.sessionId,
+    const ready: ReadyPresignature[] = [];
+    for (let i = 0; i < count; i++) {
+      const first = outputs[0]![i]!;
+      if (outputs.some((o) => fingerprint(o[i]!) !== fingerprint(first)) || bytesToHex(first.publicKey) !== bytesToHex(key.groupPublicKey)) {
+        return { fail: { problem: 'presigning aborted: nodes disagree on the presignature', exclude: [], unreachable: [], blamed: [] } };
+      }
+      ready.push({
+        signers: participants.map((p, n) => ({ ...p, presignatureId: outputs[n]![i]!.presignatureId })),
+        sessionId: count === 1 ? session.sessionId : `${session.sessionId}/${i}`,
         sid: first.sid,
         bigR: first.bigR,
-      },
-    };
+      });
+    }
+    return { ok: ready };
   }
 
   private async attempt(ks: EcdsaKeyset, requestId: string, digest: Uint8Array, key: DerivedKeyset, policy: PolicyContext, quorum: Quorum): Promise<AttemptResult> {
@@ -157,7 +169,7 @@ export class EcdsaSigning {
     if (!pre) {
       const r = await this.presign(ks, quorum, key);
       if ('fail' in r) return r.fail;
-      pre = r.ok;
+      pre = r.ok[0]!;
     }
     const presignMs = Date.now() - started;
 

@@ -3,8 +3,9 @@
  * halves sealed in their single-use pools; here we only track, per keyset, which signer set holds
  * which presignature ids and the public part the online round and combine need. Refills run in the
  * background, one refill per keyset at a time, with a few presigning sessions in flight so their
- * rounds share node calls (round-batcher.ts). The pool is sized from observed demand: about two
- * seconds' worth of requests, between `target` and `max`.
+ * rounds share node calls (round-batcher.ts), each making a batch of presignatures in lockstep.
+ * The pool is sized from observed demand: about two seconds' worth of requests, between `target`
+ * and `max`.
  */
 import type { Logger } from '../runtime/log.js';
 import { DemandMeter } from './demand.js';
@@ -32,15 +33,21 @@ export interface PoolOptions {
   max: number;
   /** Presigning sessions a refill runs at once. */
   parallel: number;
+  /** Presignatures one session makes, in lockstep (crypto/protocol-batch.ts). */
+  batch: number;
 }
 
-export const DEFAULT_POOL: PoolOptions = { target: 8, low: 4, max: 64, parallel: 4 };
+/**
+ * Four presignatures per session: a node then seals, signs, relays and stores once per peer and
+ * round for four, and the coordinator drives one session instead of four (docs/benchmarks.md).
+ */
+export const DEFAULT_POOL: PoolOptions = { target: 8, low: 4, max: 64, parallel: 4, batch: 4 };
 
 /** Demand is counted over this window; the pool aims to hold that many presignatures. */
 const DEMAND_WINDOW_MS = 2_000;
 
-/** Makes one presignature, or says why not (the loop stops and waits for the next trigger). */
-export type Produce = () => Promise<ReadyPresignature | undefined>;
+/** Makes up to `count` presignatures (one session); none means stop (the loop waits for the next trigger). */
+export type Produce = (count: number) => Promise<ReadyPresignature[]>;
 
 const setKey = (nodeIds: readonly string[]) => [...nodeIds].sort().join('+');
 
@@ -106,25 +113,28 @@ export class PresignPool {
     let inFlight = 0;
     let stop = false;
     const worker = async () => {
-      while (!stop && this.level(keysetId) + inFlight < this.target(keysetId)) {
-        inFlight++;
-        let p: ReadyPresignature | undefined;
+      for (;;) {
+        const want = this.target(keysetId) - this.level(keysetId) - inFlight;
+        if (stop || want <= 0) return;
+        const count = Math.min(this.opts.batch, want);
+        inFlight += count;
+        let got: ReadyPresignature[];
         try {
-          p = await produce();
+          got = await produce(count);
         } catch (e) {
           stop = true;
           throw e;
         } finally {
-          inFlight--;
+          inFlight -= count;
         }
-        if (!p) {
+        if (!got.length) {
           stop = true;
           return;
         }
         let list = this.ready.get(keysetId);
         if (!list) this.ready.set(keysetId, (list = []));
-        list.push(p);
-        made++;
+        list.push(...got);
+        made += got.length;
       }
     };
     // Every worker finishes before the refill counts as over, so refills never overlap.

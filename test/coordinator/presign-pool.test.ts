@@ -4,7 +4,7 @@ import pino from 'pino';
 import { PresignPool, type ReadyPresignature } from '../../coordinator/presign-pool.js';
 
 const silent = pino({ level: 'silent' });
-const opts = { target: 4, low: 2, max: 12, parallel: 3 };
+const opts = { target: 4, low: 2, max: 12, parallel: 3, batch: 1 };
 let n = 0;
 const presig = (): ReadyPresignature => ({
   signers: [
@@ -22,13 +22,15 @@ function gatedProducer() {
   let running = 0;
   let most = 0;
   let calls = 0;
-  const produce = async () => {
+  const counts: number[] = [];
+  const produce = async (count: number) => {
     calls++;
+    counts.push(count);
     running++;
     most = Math.max(most, running);
     await new Promise<void>((r) => waiting.push(r));
     running--;
-    return presig();
+    return Array.from({ length: count }, presig);
   };
   const releaseAll = async () => {
     while (waiting.length || running) {
@@ -36,7 +38,7 @@ function gatedProducer() {
       await new Promise((r) => setImmediate(r));
     }
   };
-  return { produce, releaseAll, stats: () => ({ most, calls }) };
+  return { produce, releaseAll, stats: () => ({ most, calls, counts }) };
 }
 
 describe('presignature pool', () => {
@@ -73,18 +75,32 @@ describe('presignature pool', () => {
     expect(pool.target('other')).toBe(4);
   });
 
+  it('asks each session for a batch, never more than the target needs', async () => {
+    const pool = new PresignPool(silent, { ...opts, target: 10, batch: 4 });
+    const g = gatedProducer();
+    pool.maybeRefill('k', g.produce);
+    await g.releaseAll();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(pool.level('k')).toBe(10);
+    // Three sessions at once: 4 + 4 + 2 fill the target exactly.
+    expect(g.stats().counts.sort()).toEqual([2, 4, 4]);
+    const ids = new Set<string>();
+    for (let i = 0; i < 10; i++) ids.add(pool.take('k', ['node-1', 'node-2'])!.signers[0]!.presignatureId);
+    expect(ids.size).toBe(10);
+  });
+
   it('a producer that fails or says stop ends the refill, and the next trigger starts a new one', async () => {
     const pool = new PresignPool(silent, opts);
     let calls = 0;
     pool.maybeRefill('k', async () => {
       calls++;
       if (calls === 2) throw new Error('node down');
-      return calls === 1 ? presig() : undefined;
+      return calls === 1 ? [presig()] : [];
     });
     await new Promise((r) => setTimeout(r, 20));
     expect(pool.level('k')).toBeLessThan(4);
     const before = pool.level('k');
-    pool.maybeRefill('k', async () => presig());
+    pool.maybeRefill('k', async (count) => Array.from({ length: count }, presig));
     await new Promise((r) => setTimeout(r, 20));
     expect(pool.level('k')).toBe(4);
     expect(before).toBeLessThan(4);
