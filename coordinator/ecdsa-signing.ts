@@ -15,11 +15,13 @@ import { combine } from '../crypto/ecdsa/sign.js';
 import { NO_TWEAK } from '../crypto/hd/derive.js';
 import type { DerivedKeyset } from '../crypto/hd/keyset.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
+import { MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type PresignResult, type RunRoundResponse } from '../proto/gen/custody/v1/node_pb.js';
 import type { Logger } from '../runtime/log.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
+import { NodeBatcher } from './node-batcher.js';
 import { DEFAULT_POOL, PresignPool, type PoolOptions, type ReadyPresignature } from './presign-pool.js';
 import { runSession, SessionFailed } from './session-driver.js';
 import type { ShareBatcher } from './share-batcher.js';
@@ -38,6 +40,13 @@ export interface EcdsaKeyset extends QuorumKeyset {
 
 type Presigned = { ok: ReadyPresignature[] } | { fail: AttemptResult };
 
+/** A request that found no pooled presignature: its keyset, quorum and key (root or wallet path). */
+interface OnPath {
+  ks: EcdsaKeyset;
+  quorum: Quorum;
+  key: DerivedKeyset;
+}
+
 /** A node's presignatures from a session's output, in instance order (undefined: not a presign output). */
 function presignOutputs(o: RunRoundResponse['output'] | undefined, count: number): PresignResult[] | undefined {
   if (count === 1) return o?.case === 'presign' ? [o.value] : undefined;
@@ -47,6 +56,20 @@ function presignOutputs(o: RunRoundResponse['output'] | undefined, count: number
 export class EcdsaSigning {
   private readonly keysets = new Map<string, EcdsaKeyset>();
   readonly pool: PresignPool;
+  /**
+   * Requests that found no pooled presignature in the same event-loop turn, for the same keyset,
+   * quorum and key, share one presigning session that makes one presignature each (keyed by quorum,
+   * not by node). Under load the pool runs dry, and each request would otherwise pay a session's
+   * relaying, envelopes and sealing alone.
+   */
+  private readonly onPath = new NodeBatcher<OnPath, { ok: ReadyPresignature } | { fail: AttemptResult }>(
+    async (_key, items) => {
+      const { ks, quorum, key } = items[0]!;
+      const r = await this.presign(ks, quorum, key, items.length);
+      return items.map((_, i) => ({ status: 'fulfilled', value: 'ok' in r ? { ok: r.ok[i]! } : r }));
+    },
+    MAX_PROTOCOL_BATCH,
+  );
 
   constructor(
     private readonly registry: NodeRegistry,
@@ -167,9 +190,9 @@ export class EcdsaSigning {
     let pre = key.path === '' ? this.pool.take(keysetId, quorum.map((m) => m.nodeId)) : undefined;
     const presigned = pre !== undefined;
     if (!pre) {
-      const r = await this.presign(ks, quorum, key);
+      const r = await this.onPath.request(`${keysetId}|${quorum.map((m) => m.nodeId).sort().join('+')}|${key.path}`, { ks, quorum, key });
       if ('fail' in r) return r.fail;
-      pre = r.ok[0]!;
+      pre = r.ok;
     }
     const presignMs = Date.now() - started;
 
