@@ -155,8 +155,13 @@ export class EcdsaSigning {
     // Per node, its presignatures in instance order.
     const outputs: PresignResult[][] = [];
     for (const p of participants) {
-      const o = presignOutputs(session.outputs.get(p.nodeId), count);
-      if (!o) return { fail: { problem: `node ${p.nodeId} returned no presignature`, exclude: [p.nodeId], unreachable: [], blamed: [] } };
+      const out = session.outputs.get(p.nodeId);
+      const o = presignOutputs(out, count);
+      if (!o) {
+        // A node from before presignature batches ignores the count and makes one.
+        const problem = out?.case === 'presign' ? `node ${p.nodeId} made one presignature where ${count} were asked (upgrade it: it predates presignature batches)` : `node ${p.nodeId} returned no presignature`;
+        return { fail: { problem, exclude: [p.nodeId], unreachable: [], blamed: [] } };
+      }
       outputs.push(o);
     }
     // Nothing to commit: the presignatures are sealed, and nodes forget a presign session once it
