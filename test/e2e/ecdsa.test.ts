@@ -14,7 +14,7 @@ import { layout } from '../../cli/layout.js';
 import { ed25519KeyPair, ed25519Signer, SIGN_AUTHORIZATION_DOMAIN } from '../../crypto/ed25519-sig.js';
 import { combine } from '../../crypto/ecdsa/sign.js';
 import { Scheme } from '../../proto/gen/custody/v1/common_pb.js';
-import { NodeService, SignAuthorizationSchema, type PeerMessage, type PresignResult } from '../../proto/gen/custody/v1/node_pb.js';
+import { NodeService, SignAuthorizationSchema, type PeerMessage, type RunRoundResponse } from '../../proto/gen/custody/v1/node_pb.js';
 import type { Client } from '../../runtime/grpc.js';
 import { startTestCluster, type TestCluster } from '../support/cluster.js';
 
@@ -53,6 +53,37 @@ describe('threshold ECDSA end to end', () => {
     expect(r.json.status).toBe('signed');
     expect(r.json.publicKey).toBe(bytesToHex(publicKey));
     return { json: r.json, ms: Date.now() - started };
+  };
+
+  /**
+   * Drives a presigning session between node-1 and node-2 the way the coordinator does, as the
+   * coordinator (its signing key signs authorizations). Returns each node's output and how many
+   * messages the nodes sent.
+   */
+  const presignBetween12 = async (sessionId: string, count?: number) => {
+    const L = layout(t.dir);
+    const coordinator = ed25519Signer(ed25519KeyPair(hexToBytes((await readFile(L.coordinatorKey, 'utf8')).trim())));
+    const clients = new Map<number, Client<typeof NodeService>>([
+      [1, await t.nodeClient(NodeService, 'node-1', 'coordinator')],
+      [2, await t.nodeClient(NodeService, 'node-2', 'coordinator')],
+    ]);
+    const outputs = new Map<number, RunRoundResponse['output']>();
+    let inbox = new Map<number, PeerMessage[]>();
+    let messages = 0;
+    for (let round = 0; outputs.size < 2 && round < 5; round++) {
+      const next = new Map<number, PeerMessage[]>([[1, []], [2, []]]);
+      for (const [i, c] of clients) {
+        if (outputs.has(i)) continue;
+        const res = await c.runRound(
+          round === 0 ? { sessionId, round, params: { case: 'presign', value: { keysetId, signers: [1, 2], ...(count ? { count } : {}) } } } : { sessionId, round, incoming: inbox.get(i) ?? [] },
+        );
+        messages += res.outgoing.length;
+        for (const m of res.outgoing) next.get(i === 1 ? 2 : 1)!.push(m);
+        if (res.output.case) outputs.set(i, res.output);
+      }
+      inbox = next;
+    }
+    return { coordinator, clients, outputs, messages };
   };
 
   it('creates an ecdsa keyset by DKLs23 keygen through the CLI (33-byte key)', async () => {
@@ -105,27 +136,10 @@ describe('threshold ECDSA end to end', () => {
   }, 60_000);
 
   it('makes a batch of presignatures in one session, each of which signs once; a batch over the limit is refused', async () => {
-    const L = layout(t.dir);
-    const coordinator = ed25519Signer(ed25519KeyPair(hexToBytes((await readFile(L.coordinatorKey, 'utf8')).trim())));
-    const clients = new Map<number, Client<typeof NodeService>>([
-      [1, await t.nodeClient(NodeService, 'node-1', 'coordinator')],
-      [2, await t.nodeClient(NodeService, 'node-2', 'coordinator')],
-    ]);
     const sessionId = `test-batch-${bytesToHex(randomBytes(8))}`;
-    const outputs = new Map<number, PresignResult[]>();
-    let inbox = new Map<number, PeerMessage[]>();
-    let messages = 0;
-    for (let round = 0; outputs.size < 2 && round < 5; round++) {
-      const next = new Map<number, PeerMessage[]>([[1, []], [2, []]]);
-      for (const [i, c] of clients) {
-        if (outputs.has(i)) continue;
-        const res = await c.runRound(round === 0 ? { sessionId, round, params: { case: 'presign', value: { keysetId, signers: [1, 2], count: 3 } } } : { sessionId, round, incoming: inbox.get(i) ?? [] });
-        messages += res.outgoing.length;
-        for (const m of res.outgoing) next.get(i === 1 ? 2 : 1)!.push(m);
-        if (res.output.case === 'presignBatch') outputs.set(i, res.output.value.presignatures);
-      }
-      inbox = next;
-    }
+    const run = await presignBetween12(sessionId, 3);
+    const { coordinator, clients, messages } = run;
+    const outputs = new Map([...run.outputs].map(([i, o]) => [i, o.case === 'presignBatch' ? o.value.presignatures : []]));
     expect(outputs.get(1)).toHaveLength(3);
     expect(outputs.get(2)).toHaveLength(3);
     // One message per party and round for the whole batch: 2 parties x 2 rounds x (broadcast + p2p).
@@ -172,26 +186,10 @@ describe('threshold ECDSA end to end', () => {
   }, 120_000);
 
   it('refuses a replayed presignature at the node, also after the node restarts', async () => {
-    const L = layout(t.dir);
-    const coordinator = ed25519Signer(ed25519KeyPair(hexToBytes((await readFile(L.coordinatorKey, 'utf8')).trim())));
-    const clients = new Map<number, Client<typeof NodeService>>([
-      [1, await t.nodeClient(NodeService, 'node-1', 'coordinator')],
-      [2, await t.nodeClient(NodeService, 'node-2', 'coordinator')],
-    ]);
-    // Drive a presigning session between node-1 and node-2 the way the coordinator does.
     const sessionId = `test-presign-${bytesToHex(randomBytes(8))}`;
-    const outputs = new Map<number, PresignResult>();
-    let inbox = new Map<number, PeerMessage[]>();
-    for (let round = 0; outputs.size < 2 && round < 5; round++) {
-      const next = new Map<number, PeerMessage[]>([[1, []], [2, []]]);
-      for (const [i, c] of clients) {
-        if (outputs.has(i)) continue;
-        const res = await c.runRound(round === 0 ? { sessionId, round, params: { case: 'presign', value: { keysetId, signers: [1, 2] } } } : { sessionId, round, incoming: inbox.get(i) ?? [] });
-        for (const m of res.outgoing) next.get(i === 1 ? 2 : 1)!.push(m);
-        if (res.output.case === 'presign') outputs.set(i, res.output.value);
-      }
-      inbox = next;
-    }
+    const run = await presignBetween12(sessionId);
+    const { coordinator, clients } = run;
+    const outputs = new Map([...run.outputs].flatMap(([i, o]) => (o.case === 'presign' ? [[i, o.value] as const] : [])));
     expect(outputs.size).toBe(2);
     const [p1, p2] = [outputs.get(1)!, outputs.get(2)!];
     expect(bytesToHex(p1.bigR)).toBe(bytesToHex(p2.bigR));
