@@ -22,7 +22,7 @@ import type { Logger } from '../runtime/log.js';
 import type { NodeRegistry } from './node-registry.js';
 import type { AttemptResult, Quorum, QuorumKeyset, Quorums, SignOutcome } from './quorum.js';
 import { NodeBatcher } from './node-batcher.js';
-import { DEFAULT_POOL, PresignPool, type PoolOptions, type ReadyPresignature } from './presign-pool.js';
+import { DEFAULT_POOL, PresignPool, setKey, type PoolOptions, type ReadyPresignature } from './presign-pool.js';
 import { runSession, SessionFailed } from './session-driver.js';
 import type { ShareBatcher } from './share-batcher.js';
 import type { PolicyContext } from './signers.js';
@@ -195,7 +195,7 @@ export class EcdsaSigning {
     let pre = key.path === '' ? this.pool.take(keysetId, quorum.map((m) => m.nodeId)) : undefined;
     const presigned = pre !== undefined;
     if (!pre) {
-      const r = await this.onPath.request(`${keysetId}|${quorum.map((m) => m.nodeId).sort().join('+')}|${key.path}`, { ks, quorum, key });
+      const r = await this.onPath.request(`${keysetId}|${setKey(quorum.map((m) => m.nodeId))}|${key.path}`, { ks, quorum, key });
       if ('fail' in r) return r.fail;
       pre = r.ok;
     }

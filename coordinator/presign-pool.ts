@@ -49,7 +49,8 @@ const DEMAND_WINDOW_MS = 2_000;
 /** Makes up to `count` presignatures (one session); none means stop (the loop waits for the next trigger). */
 export type Produce = (count: number) => Promise<ReadyPresignature[]>;
 
-const setKey = (nodeIds: readonly string[]) => [...nodeIds].sort().join('+');
+/** Names a signer set whatever the order of its node ids. */
+export const setKey = (nodeIds: readonly string[]) => [...nodeIds].sort().join('+');
 
 export class PresignPool {
   private readonly ready = new Map<string, ReadyPresignature[]>();
