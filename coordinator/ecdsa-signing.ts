@@ -53,6 +53,13 @@ function presignOutputs(o: RunRoundResponse['output'] | undefined, count: number
   return o?.case === 'presignBatch' && o.value.presignatures.length === count ? o.value.presignatures : undefined;
 }
 
+/**
+ * Request-path presigning sessions in flight per keyset, quorum and key. Under load, requests that
+ * find the pool dry wait for one of these to end and then share the next session: a saturated
+ * cluster presigns in batches instead of one session per request.
+ */
+const ON_PATH_IN_FLIGHT = 2;
+
 export class EcdsaSigning {
   private readonly keysets = new Map<string, EcdsaKeyset>();
   readonly pool: PresignPool;
@@ -69,6 +76,7 @@ export class EcdsaSigning {
       return items.map((_, i) => ({ status: 'fulfilled', value: 'ok' in r ? { ok: r.ok[i]! } : r }));
     },
     MAX_PROTOCOL_BATCH,
+    ON_PATH_IN_FLIGHT,
   );
 
   constructor(

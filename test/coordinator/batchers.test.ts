@@ -30,6 +30,67 @@ describe('NodeBatcher', () => {
     expect(calls).toHaveLength(4);
   });
 
+  it('with maxInFlight, what arrives while the calls are out waits and leaves as one call when one returns', async () => {
+    const calls: number[][] = [];
+    const gates: (() => void)[] = [];
+    const b = new NodeBatcher<number, number>(
+      async (_nodeId, items) => {
+        calls.push(items);
+        await new Promise<void>((open) => gates.push(open));
+        return items.map((i) => ({ status: 'fulfilled', value: i }));
+      },
+      2,
+      1,
+    );
+    const first = b.request('n', 1);
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toEqual([[1]]);
+    // Three more, over two turns, while the first call is out: nothing leaves yet.
+    const later = [b.request('n', 2), b.request('n', 3)];
+    await new Promise((r) => setImmediate(r));
+    later.push(b.request('n', 4));
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toHaveLength(1);
+    // Another key is not held back by this one.
+    const other = b.request('m', 9);
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toEqual([[1], [9]]);
+    gates.shift()!();
+    gates.shift()!();
+    expect(await first).toBe(1);
+    expect(await other).toBe(9);
+    // The three waiting items leave at once, split at maxBatch, one call in flight at a time.
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toEqual([[1], [9], [2, 3]]);
+    gates.shift()!();
+    await new Promise((r) => setImmediate(r));
+    expect(calls).toEqual([[1], [9], [2, 3], [4]]);
+    gates.shift()!();
+    expect(await Promise.all(later)).toEqual([2, 3, 4]);
+  });
+
+  it('an item waits at most maxWaitMs behind calls that do not return', async () => {
+    const calls: number[][] = [];
+    const b = new NodeBatcher<number, number>(
+      async (_nodeId, items) => {
+        calls.push(items);
+        if (items.includes(1)) await new Promise(() => undefined); // hangs, like a call waiting for its deadline
+        return items.map((i) => ({ status: 'fulfilled', value: i }));
+      },
+      16,
+      1,
+      40,
+    );
+    void b.request('n', 1);
+    await new Promise((r) => setImmediate(r));
+    const t = performance.now();
+    expect(await Promise.all([b.request('n', 2), b.request('n', 3)])).toEqual([2, 3]);
+    const waited = performance.now() - t;
+    expect(waited).toBeGreaterThanOrEqual(35);
+    expect(waited).toBeLessThan(1_000);
+    expect(calls).toEqual([[1], [2, 3]]);
+  });
+
   it('a failed call fails every item in it, and a missing result fails its item', async () => {
     const down = new NodeBatcher<number, number>(async () => {
       throw new Error('unavailable');
