@@ -24,7 +24,7 @@ export interface ThreadReply {
 /** What the database needs from a PGlite engine, in this thread or another. */
 export interface PgliteEngine {
   query(sql: string, params?: unknown[]): Promise<unknown[]>;
-  /** A SERIALIZABLE transaction (the engine sets the level, saving a round trip to the thread). */
+  /** A SERIALIZABLE transaction (the session's default level, set when the engine opens). */
   transaction<T>(fn: (t: { query(sql: string, params?: unknown[]): Promise<unknown[]> }) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -8,7 +8,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { PGlite, Transaction } from '@electric-sql/pglite';
-import { pgliteParsers, SERIALIZABLE } from './db.js';
+import { pgliteParsers, SERIALIZABLE_SESSION } from './db.js';
 import type { ThreadReply, ThreadRequest } from './pglite-thread.js';
 
 const port = parentPort!;
@@ -32,6 +32,7 @@ async function main(): Promise<void> {
   let pg: PGlite;
   try {
     pg = await PGlite.create(dataDir, { parsers: pgliteParsers });
+    await pg.query(SERIALIZABLE_SESSION);
   } catch (e) {
     port.postMessage({ id: 0, error: plainError(e) } satisfies ThreadReply);
     return;
@@ -76,7 +77,6 @@ async function main(): Promise<void> {
       let endId = 0;
       let started = false;
       pg.transaction(async (t: Transaction) => {
-        await t.query(SERIALIZABLE);
         started = true;
         port.postMessage({ id: m.id, rows: [] } satisfies ThreadReply);
         for (;;) {

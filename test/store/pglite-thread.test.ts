@@ -32,6 +32,10 @@ describe('PGlite on the database thread', () => {
     expect(row!.at.getTime()).toBe(at.getTime());
   });
 
+  it('runs every transaction at SERIALIZABLE', async () => {
+    expect(await db.tx((q) => q.query('SHOW transaction_isolation'))).toEqual([{ transaction_isolation: 'serializable' }]);
+  });
+
   it('a unique violation keeps its SQLSTATE and constraint; a failed body rolls back', async () => {
     const dup = await db.tx((q) => q.query('INSERT INTO t (a) VALUES (1)')).catch((e: unknown) => e as { code?: string; constraint?: string });
     expect(dup).toMatchObject({ code: '23505', constraint: 't_pkey' });

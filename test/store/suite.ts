@@ -394,6 +394,12 @@ export function defineStoreSuite(backend: StoreBackend): void {
     });
 
     describe('transactions', () => {
+      test('every transaction runs at SERIALIZABLE', async () => {
+        const { db } = await fresh();
+        const rows = await db.tx((q) => q.query<{ transaction_isolation: string }>('SHOW transaction_isolation'));
+        expect(rows).toEqual([{ transaction_isolation: 'serializable' }]);
+      });
+
       test('a body failing with 40001 twice runs 3 times and commits once', async () => {
         const { db } = await fresh();
         let runs = 0;
