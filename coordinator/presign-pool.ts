@@ -2,8 +2,8 @@
  * The coordinator's view of DKLs23 presignatures made ahead of time. The nodes keep the secret
  * halves sealed in their single-use pools; here we only track, per keyset, which signer set holds
  * which presignature ids and the public part the online round and combine need. Refills run in the
- * background, one refill per keyset at a time, with a few presigning sessions in flight so their
- * rounds share node calls (round-batcher.ts), each making a batch of presignatures in lockstep.
+ * background, one refill per keyset at a time, each session making a batch of presignatures in
+ * lockstep; a few sessions run at once only while the pool falls behind.
  * The pool is sized from observed demand: about two seconds' worth of requests, between `target`
  * and `max`.
  */
@@ -31,7 +31,7 @@ export interface PoolOptions {
   low: number;
   /** Most presignatures kept per keyset however high the demand (each is a sealed record on t nodes). */
   max: number;
-  /** Presigning sessions a refill runs at once. */
+  /** Most presigning sessions a refill runs at once (more than one only while the pool falls behind). */
   parallel: number;
   /** Presignatures one session makes, in lockstep (crypto/protocol-batch.ts). */
   batch: number;
@@ -100,49 +100,71 @@ export class PresignPool {
     return Math.min(this.opts.max, Math.max(this.opts.target, recent));
   }
 
+  /** Refills start below this level: half the demand-sized target, at least `low`. */
+  private lowMark(keysetId: string): number {
+    return Math.max(this.opts.low, Math.floor(this.target(keysetId) / 2));
+  }
+
   /** Starts a background refill if the keyset is below the low mark and none is running. */
   maybeRefill(keysetId: string, produce: Produce): void {
-    const low = Math.max(this.opts.low, Math.floor(this.target(keysetId) / 2));
-    if (this.refilling.has(keysetId) || this.level(keysetId) >= low) return;
+    if (this.refilling.has(keysetId) || this.level(keysetId) >= this.lowMark(keysetId)) return;
     this.refilling.add(keysetId);
     void this.refill(keysetId, produce).finally(() => this.refilling.delete(keysetId));
   }
 
+  /**
+   * One session at a time while the pool keeps up; up to `parallel` while it is below half its low
+   * mark (demand outruns one session). Sessions in parallel arrive at the nodes as bursts that
+   * signing requests wait behind, so they are kept for when the pool would otherwise run dry.
+   */
   private async refill(keysetId: string, produce: Produce): Promise<void> {
     const started = Date.now();
     let made = 0;
     let inFlight = 0;
+    let sessions = 0;
     let stop = false;
-    const worker = async () => {
-      for (;;) {
-        const want = this.target(keysetId) - this.level(keysetId) - inFlight;
-        if (stop || want <= 0) return;
-        const count = Math.min(this.opts.batch, want);
-        inFlight += count;
-        let got: ReadyPresignature[];
-        try {
-          got = await produce(count);
-        } catch (e) {
-          stop = true;
-          throw e;
-        } finally {
-          inFlight -= count;
+    let failure: unknown;
+    await new Promise<void>((over) => {
+      const launch = (): void => {
+        for (;;) {
+          const level = this.level(keysetId);
+          const want = this.target(keysetId) - level - inFlight;
+          const behind = level < Math.ceil(this.lowMark(keysetId) / 2);
+          if (stop || want <= 0 || sessions >= this.opts.parallel || (sessions > 0 && !behind)) break;
+          const count = Math.min(this.opts.batch, want);
+          inFlight += count;
+          sessions += 1;
+          produce(count)
+            .then(
+              (got) => {
+                if (!got.length) {
+                  stop = true;
+                  return;
+                }
+                let list = this.ready.get(keysetId);
+                if (!list) this.ready.set(keysetId, (list = []));
+                list.push(...got);
+                made += got.length;
+              },
+              (e: unknown) => {
+                stop = true;
+                failure ??= e;
+              },
+            )
+            .finally(() => {
+              inFlight -= count;
+              sessions -= 1;
+              launch();
+              // Every session ends before the refill counts as over, so refills never overlap.
+              if (sessions === 0) over();
+            });
         }
-        if (!got.length) {
-          stop = true;
-          return;
-        }
-        let list = this.ready.get(keysetId);
-        if (!list) this.ready.set(keysetId, (list = []));
-        list.push(...got);
-        made += got.length;
-      }
-    };
-    // Every worker finishes before the refill counts as over, so refills never overlap.
-    const failed = (await Promise.allSettled(Array.from({ length: this.opts.parallel }, worker))).find((r) => r.status === 'rejected');
-    if (failed) {
-      const e = failed.reason as unknown;
-      this.log.warn({ keysetId, err: e instanceof Error ? e.message : String(e) }, 'presignature refill failed');
+      };
+      launch();
+      if (sessions === 0) over();
+    });
+    if (failure !== undefined) {
+      this.log.warn({ keysetId, err: failure instanceof Error ? failure.message : String(failure) }, 'presignature refill failed');
     }
     this.log.info({ keysetId, made, level: this.level(keysetId), ms: Date.now() - started }, 'presignature pool refilled');
   }

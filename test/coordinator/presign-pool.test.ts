@@ -38,7 +38,12 @@ function gatedProducer() {
       await new Promise((r) => setImmediate(r));
     }
   };
-  return { produce, releaseAll, stats: () => ({ most, calls, counts }) };
+  /** Lets the oldest waiting call finish and the pool react to it. */
+  const releaseOne = async () => {
+    waiting.shift()?.();
+    await new Promise((r) => setTimeout(r, 5));
+  };
+  return { produce, releaseAll, releaseOne, running: () => running, stats: () => ({ most, calls, counts }) };
 }
 
 describe('presignature pool', () => {
@@ -87,6 +92,35 @@ describe('presignature pool', () => {
     const ids = new Set<string>();
     for (let i = 0; i < 10; i++) ids.add(pool.take('k', ['node-1', 'node-2'])!.signers[0]!.presignatureId);
     expect(ids.size).toBe(10);
+  });
+
+  it('runs one session at a time while the pool keeps up, and up to `parallel` once it falls below half its low mark', async () => {
+    // Target 8, low mark 4: a second session only below 2 presignatures.
+    const pool = new PresignPool(silent, { target: 8, low: 4, max: 8, parallel: 3, batch: 1 });
+    const cold = gatedProducer();
+    pool.maybeRefill('k', cold.produce);
+    await new Promise((r) => setImmediate(r));
+    expect(cold.running()).toBe(3); // empty: fill fast
+    await cold.releaseAll();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(pool.level('k')).toBe(8);
+
+    const take = (n: number) => {
+      for (let i = 0; i < n; i++) expect(pool.take('k', ['node-1', 'node-2'])).toBeDefined();
+    };
+    take(5); // level 3: below the low mark, not behind
+    const g = gatedProducer();
+    pool.maybeRefill('k', g.produce);
+    await new Promise((r) => setImmediate(r));
+    expect(g.running()).toBe(1);
+    await g.releaseOne(); // level 4
+    expect(g.running()).toBe(1);
+    take(4); // level 0 while a session runs
+    await g.releaseOne(); // level 1: behind, so three at once
+    expect(g.running()).toBe(3);
+    await g.releaseAll();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(pool.level('k')).toBe(8);
   });
 
   it('a producer that fails or says stop ends the refill, and the next trigger starts a new one', async () => {
