@@ -134,7 +134,8 @@ export class PresignPool {
           const count = Math.min(this.opts.batch, want);
           inFlight += count;
           sessions += 1;
-          produce(count)
+          // Through an async wrapper: a producer that throws instead of rejecting still ends its session here.
+          (async () => produce(count))()
             .then(
               (got) => {
                 if (!got.length) {

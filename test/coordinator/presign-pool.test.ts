@@ -138,5 +138,13 @@ describe('presignature pool', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(pool.level('k')).toBe(4);
     expect(before).toBeLessThan(4);
+    // A producer that throws instead of rejecting ends the refill the same way.
+    pool.maybeRefill('j', () => {
+      throw new Error('bad producer');
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    pool.maybeRefill('j', async (count) => Array.from({ length: count }, presig));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(pool.level('j')).toBe(4);
   });
 });
