@@ -56,7 +56,7 @@ function presignOutputs(o: RunRoundResponse['output'] | undefined, count: number
 /**
  * Request-path presigning sessions in flight per keyset, quorum and key. Under load, requests that
  * find the pool dry wait for one of these to end and then share the next session: a saturated
- * cluster presigns in batches instead of one session per request.
+ * cluster presigns in batches instead of one session per request (two measured better than one).
  */
 const ON_PATH_IN_FLIGHT = 2;
 
@@ -64,10 +64,11 @@ export class EcdsaSigning {
   private readonly keysets = new Map<string, EcdsaKeyset>();
   readonly pool: PresignPool;
   /**
-   * Requests that found no pooled presignature in the same event-loop turn, for the same keyset,
-   * quorum and key, share one presigning session that makes one presignature each (keyed by quorum,
-   * not by node). Under load the pool runs dry, and each request would otherwise pay a session's
-   * relaying, envelopes and sealing alone.
+   * Requests that found no pooled presignature, for the same keyset, quorum and key, share one
+   * presigning session that makes one presignature each (keyed by quorum, not by node): those of
+   * one event-loop turn, and those that arrive while ON_PATH_IN_FLIGHT sessions run. Under load the
+   * pool runs dry, and each request would otherwise pay a session's relaying, envelopes and sealing
+   * alone.
    */
   private readonly onPath = new NodeBatcher<OnPath, { ok: ReadyPresignature } | { fail: AttemptResult }>(
     async (_key, items) => {
