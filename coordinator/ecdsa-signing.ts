@@ -15,7 +15,7 @@ import { combine } from '../crypto/ecdsa/sign.js';
 import { NO_TWEAK } from '../crypto/hd/derive.js';
 import type { DerivedKeyset } from '../crypto/hd/keyset.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
-import { MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
+import { instanceSessionId, MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type PresignResult, type RunRoundResponse } from '../proto/gen/custody/v1/node_pb.js';
 import type { Logger } from '../runtime/log.js';
@@ -184,7 +184,7 @@ export class EcdsaSigning {
       }
       ready.push({
         signers: participants.map((p, n) => ({ ...p, presignatureId: outputs[n]![i]!.presignatureId })),
-        sessionId: count === 1 ? session.sessionId : `${session.sessionId}/${i}`,
+        sessionId: instanceSessionId(session.sessionId, count, i),
         sid: first.sid,
         bigR: first.bigR,
       });

@@ -19,6 +19,14 @@ const TAG_BYTES = new TextEncoder().encode(TAG);
 /** Most instances per batch: bounds what one session may ask a node to hold and compute. */
 export const MAX_PROTOCOL_BATCH = 16;
 
+/**
+ * The session id of instance i of a batch session of `count` (node.proto, EcdsaPresignParams.count):
+ * a session of one keeps its own id. The node binds it into that instance; the coordinator names it.
+ */
+export function instanceSessionId(sessionId: string, count: number, i: number): string {
+  return count === 1 ? sessionId : `${sessionId}/${i}`;
+}
+
 /** One message per (sender, receiver, round), carrying every instance's payload in instance order. */
 function merge(perInstance: readonly ProtocolMessage[][]): ProtocolMessage[] {
   const key = (m: ProtocolMessage) => `${m.from}/${m.to}/${m.round}`;

@@ -5,7 +5,7 @@ import { ecdsaKeygen, type EcdsaKeygenParams, type EcdsaKeyShare } from '../cryp
 import { derivedKey } from './derivation.js';
 import { ecdsaPresign, encodePresignature, type PresignParams, type Presignature } from '../crypto/ecdsa/presign.js';
 import { decodeFields } from '../crypto/ecdsa/wire.js';
-import { batchOf, MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
+import { batchOf, instanceSessionId, MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
 import type { Protocol, ProtocolAbort } from '../crypto/protocol.js';
 import { encodeFields } from '../crypto/transcript.js';
 import { frostDkg, type DkgOutput, type DkgParams as CryptoDkgParams } from '../crypto/frost/dkg.js';
@@ -200,7 +200,7 @@ async function runRound(ctx: NodeContext, req: RunRoundRequest): Promise<RoundAn
         roster,
         peers,
         presignKind(ctx, key, count),
-        count === 1 ? params(req.sessionId) : Array.from({ length: count }, (_, i) => params(`${req.sessionId}/${i}`)),
+        count === 1 ? params(req.sessionId) : Array.from({ length: count }, (_, i) => params(instanceSessionId(req.sessionId, count, i))),
       );
       return { outgoing };
     }
