@@ -132,12 +132,14 @@ export function combine(pub: PresignaturePublic, digest: Uint8Array, shares: Rea
   const r = pointX(pub.R);
   if (r === 0n || r >= g.order) throw new Error('presignature R.x is not in [1, n)');
   if (sumU === 0n) throw new ProtocolAbort('check-failed', [], 'sum of u_i is zero');
-  let s = Fn.div(sumW, sumU);
-  if (s === 0n) throw new ProtocolAbort('check-failed', [], 's = 0');
+  if (sumW === 0n) throw new ProtocolAbort('check-failed', [], 's = 0');
+  // s = W/U and 1/s = U/W from one inversion of W*U (an inversion costs as much as ~100 products).
+  const t = Fn.inv(Fn.mul(sumW, sumU));
+  let s = Fn.mul(Fn.sqr(sumW), t);
+  const sInv = Fn.mul(Fn.sqr(sumU), t);
 
   // Strong ECDSA check: (m/s)*G + (r/s)*PK == R (public values: msm is fine).
   const m = digestScalar(g, digest);
-  const sInv = Fn.inv(s);
   const check = g.msm([g.generator, PK], [Fn.mul(m, sInv), Fn.mul(r, sInv)]);
   if (!g.eq(check, R)) throw new ProtocolAbort('check-failed', [], 'combined signature does not verify');
 

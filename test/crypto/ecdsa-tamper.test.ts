@@ -235,6 +235,27 @@ describe('DKLs23 sign: combine checks', () => {  const digest = sha256(new TextE
     expect((err as ProtocolAbort).blame).toEqual([]);
   });
 
+  it('w_i or u_i that cancel out (s = 0 or sum u = 0) -> check-failed, never a division by zero', () => {
+    const presigs = presignAll(keys, [1, 3]);
+    const pub = presignaturePublic(presigs.get(1)!);
+    for (const [field, message] of [[4, /s = 0/], [5, /sum of u_i is zero/]] as const) {
+      const shares = new Map([...presigs].map(([i, p]) => [i, signRound(p, digest).payload]));
+      const mine = decodeFields(shares.get(1)!);
+      const f = decodeFields(shares.get(3)!);
+      f[field] = g.scalarToBytes(g.Fn.neg(g.scalarFromBytes(mine[field]!)));
+      shares.set(3, encodeFields(f));
+      let err: unknown;
+      try {
+        combine(pub, digest, shares);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(ProtocolAbort);
+      expect((err as ProtocolAbort).reason).toBe('check-failed');
+      expect((err as ProtocolAbort).message).toMatch(message);
+    }
+  });
+
   it('malformed, missing, foreign and extra shares', () => {
     const presigs = presignAll(keys, [1, 3]);
     const pub = presignaturePublic(presigs.get(1)!);
