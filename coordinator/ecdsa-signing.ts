@@ -10,11 +10,11 @@
  * (PROTOCOLS.md: retrying with it would let it run a selective-abort attack on the key).
  */
 import { create, toBinary } from '@bufbuild/protobuf';
-import { bytesToHex } from '@noble/hashes/utils.js';
 import { combine } from '../crypto/ecdsa/sign.js';
 import { NO_TWEAK } from '../crypto/hd/derive.js';
 import type { DerivedKeyset } from '../crypto/hd/keyset.js';
 import { ProtocolAbort } from '../crypto/protocol.js';
+import { bytesEqual } from '../crypto/transcript.js';
 import { instanceSessionId, MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
 import { schemeToProto } from '../proto/convert.js';
 import { SignAuthorizationSchema, type PresignResult, type RunRoundResponse } from '../proto/gen/custody/v1/node_pb.js';
@@ -175,18 +175,20 @@ export class EcdsaSigning {
     }
     // Nothing to commit: the presignatures are sealed, and nodes forget a presign session once it
     // completes (no FinishSession call).
-    const fingerprint = (o: PresignResult) => [o.sid, o.bigR, o.publicKey].map((b) => bytesToHex(b)).join('|');
+    const agree = (a: PresignResult, b: PresignResult) => bytesEqual(a.sid, b.sid) && bytesEqual(a.bigR, b.bigR) && bytesEqual(a.publicKey, b.publicKey);
     const ready: ReadyPresignature[] = [];
     for (let i = 0; i < count; i++) {
       const first = outputs[0]![i]!;
-      if (outputs.some((o) => fingerprint(o[i]!) !== fingerprint(first)) || bytesToHex(first.publicKey) !== bytesToHex(key.groupPublicKey)) {
+      if (outputs.some((o) => !agree(o[i]!, first)) || !bytesEqual(first.publicKey, key.groupPublicKey)) {
         return { fail: { problem: 'presigning aborted: nodes disagree on the presignature', exclude: [], unreachable: [], blamed: [] } };
       }
       ready.push({
         signers: participants.map((p, n) => ({ ...p, presignatureId: outputs[n]![i]!.presignatureId })),
         sessionId: instanceSessionId(session.sessionId, count, i),
-        sid: first.sid,
-        bigR: first.bigR,
+        // Copies: a pooled entry waits seconds for its request, and a view would keep the whole
+        // RunRounds response it was decoded from (other sessions' round messages) alive with it.
+        sid: first.sid.slice(),
+        bigR: first.bigR.slice(),
       });
     }
     return { ok: ready };
