@@ -227,7 +227,7 @@ function unaryHandler(
     );
     const spanContext = trace.setSpan(parent, span);
     const traceId = span.spanContext().traceId;
-    const abort = new AbortController();
+    const abort = lazyAbort();
     call.once('cancelled', () => abort.abort(new RpcError(grpc.status.CANCELLED, 'call cancelled')));
     const deadline = toDate(call.getDeadline());
     // grpc-js answers DEADLINE_EXCEEDED by itself but does not tell the handler; the signal does.
@@ -266,7 +266,15 @@ function unaryHandler(
         } catch {
           return finish({ code: grpc.status.INVALID_ARGUMENT, details: `malformed ${method.input.typeName}` });
         }
-        const ctx: CallContext = { role: id.role, subject: id.subject, metadata: call.metadata, span, signal: abort.signal };
+        const ctx: CallContext = {
+          role: id.role,
+          subject: id.subject,
+          metadata: call.metadata,
+          span,
+          get signal() {
+            return abort.signal();
+          },
+        };
         if (deadline) ctx.deadline = deadline;
         const out = await handler(request, ctx);
         const bytes = toBinary(method.output, create(method.output, out as MessageInitShape<typeof method.output>));
@@ -384,6 +392,31 @@ export function bindServer(server: grpc.Server, address: string, creds: grpc.Ser
 
 function identity(b: Buffer): Buffer {
   return b;
+}
+
+/**
+ * The handler's abort signal, made only when a handler asks for it. On Node 20 every AbortSignal
+ * costs fresh hidden classes (it is built by re-prototyping an EventTarget), which at the rate of
+ * incoming calls kept the old generation growing and full collections running several times a
+ * second (docs/benchmarks.md); most handlers never look at the signal.
+ */
+function lazyAbort(): { abort(reason: RpcError): void; signal(): AbortSignal } {
+  let controller: AbortController | undefined;
+  let reason: RpcError | undefined;
+  return {
+    abort(why) {
+      if (reason) return;
+      reason = why;
+      controller?.abort(why);
+    },
+    signal() {
+      if (!controller) {
+        controller = new AbortController();
+        if (reason) controller.abort(reason);
+      }
+      return controller.signal;
+    },
+  };
 }
 
 function toDate(deadline: grpc.Deadline): Date | undefined {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ClusterService } from '../../proto/gen/custody/v1/api_pb.js';
 import {
   addService,
@@ -20,7 +20,7 @@ import { createLogger } from '../../runtime/log.js';
 import { clientCredentials, ensureCa, ensureCert, serverCredentials, type Pem } from '../../runtime/tls.js';
 import { initTracing, shutdownTracing, tracer } from '../../runtime/tracing.js';
 
-type Mode = 'ok' | 'not-found' | 'crash' | 'slow';
+type Mode = 'ok' | 'not-found' | 'crash' | 'slow' | 'late-signal';
 
 interface Seen {
   role: string;
@@ -39,6 +39,7 @@ let address: string;
 let mode: Mode = 'ok';
 let seen: Seen[] = [];
 let slowAborted: Promise<unknown> | undefined;
+let lateSignal: { aborted: boolean; reason: unknown } | undefined;
 const logLines: string[] = [];
 const exporter = new InMemorySpanExporter();
 const clients: { close(): void }[] = [];
@@ -56,6 +57,11 @@ const impl: ServiceImpl<typeof ClusterService> = {
       const signal = ctx.signal;
       slowAborted = new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason), { once: true }));
       await slowAborted;
+    }
+    if (mode === 'late-signal') {
+      // Looks at the signal only after the deadline has passed.
+      await new Promise((r) => setTimeout(r, 500));
+      lateSignal = { aborted: ctx.signal.aborted, reason: ctx.signal.reason };
     }
     return { serving: true, version: 'test', nodesUp: 2, nodesTotal: 3, defaultThreshold: 2 };
   },
@@ -178,6 +184,17 @@ describe('grpc over mutual TLS', () => {
     const reason = await slowAborted;
     expect(reason).toBeInstanceOf(RpcError);
     expect([grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]).toContain((reason as RpcError).code);
+  });
+
+  it('a signal first asked for after the deadline is already aborted, with the deadline as its reason', async () => {
+    mode = 'late-signal';
+    lateSignal = undefined;
+    const err = await rejection(client(operator).health({}, { deadlineMs: 200 }));
+    expect(err.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+    await vi.waitFor(() => expect(lateSignal).toBeDefined(), { timeout: 3000 });
+    expect(lateSignal!.aborted).toBe(true);
+    expect(lateSignal!.reason).toBeInstanceOf(RpcError);
+    expect([grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]).toContain((lateSignal!.reason as RpcError).code);
   });
 
   it('answers malformed protobuf with INVALID_ARGUMENT', async () => {
