@@ -1,0 +1,37 @@
+/**
+ * How far V8 lets the old generation grow past what survived the last full collection.
+ *
+ * Left to itself, V8 sizes that headroom from how fast it collects against how fast the program
+ * allocates. Our processes keep a small live heap (20-40 MB) and collect it quickly, so V8 chose a
+ * headroom of a few megabytes; on the ECDSA path the coordinator and the nodes then ran a full
+ * collection three to four times a second, each one clearing hidden classes that the next calls
+ * had to build again (docs/benchmarks.md). A fixed factor of 3 (200 % growth) stops that loop
+ * for a few tens of megabytes more heap.
+ */
+import { setFlagsFromString } from 'node:v8';
+
+export const DEFAULT_HEAP_GROWING_PERCENT = 200;
+const MAX_PERCENT = 1000;
+const ENV = 'CUSTODY_HEAP_GROWING_PERCENT';
+
+/** The growth to apply: CUSTODY_HEAP_GROWING_PERCENT when set (0 leaves V8's own heuristic), else the default. */
+export function heapGrowingPercent(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[ENV];
+  if (raw === undefined || raw === '') return DEFAULT_HEAP_GROWING_PERCENT;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n > MAX_PERCENT) {
+    throw new Error(`${ENV} must be a whole number from 0 to ${MAX_PERCENT} (0 keeps V8's own heuristic), got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+/**
+ * Sets the growth for this process (V8 reads it at every full collection, so setting it at start
+ * is enough; flags are per process, so the database thread gets it too). Returns what was applied.
+ */
+export function tuneHeapGrowth(env: NodeJS.ProcessEnv = process.env): number {
+  const percent = heapGrowingPercent(env);
+  // 0 is V8's own default: the dynamic heuristic.
+  setFlagsFromString(`--heap-growing-percent=${percent}`);
+  return percent;
+}
