@@ -396,9 +396,9 @@ function identity(b: Buffer): Buffer {
 
 /**
  * The handler's abort signal, made only when a handler asks for it. On Node 20 every AbortSignal
- * costs fresh hidden classes (it is built by re-prototyping an EventTarget), which at the rate of
- * incoming calls kept the old generation growing and full collections running several times a
- * second (docs/benchmarks.md); most handlers never look at the signal.
+ * builds fresh hidden classes in the old generation (it is an EventTarget given another
+ * prototype): a third of the coordinator's on the ECDSA path (docs/benchmarks.md), for a signal
+ * most handlers never look at.
  */
 function lazyAbort(): { abort(reason: RpcError): void; signal(): AbortSignal } {
   let controller: AbortController | undefined;
