@@ -3,9 +3,9 @@
  *
  * Left to itself, V8 sizes that headroom from how fast it collects against how fast the program
  * allocates. Our processes keep a small live heap (20-40 MB) and collect it quickly, so V8 chose a
- * headroom of a few megabytes; on the ECDSA path the coordinator and the nodes then ran a full
- * collection three to four times a second, each one clearing hidden classes that the next calls
- * had to build again (docs/benchmarks.md). A fixed factor of 3 (200 % growth) stops that loop
+ * headroom of a few megabytes; on the ECDSA path the coordinator (and the nodes, once they had run
+ * one full collection) then ran one three to four times a second, each clearing hidden classes
+ * that the next calls had to build again (docs/benchmarks.md). A fixed factor of 3 (200 % growth) stops that loop
  * for a few tens of megabytes more heap.
  */
 import { setFlagsFromString } from 'node:v8';
@@ -19,7 +19,7 @@ export function heapGrowingPercent(env: NodeJS.ProcessEnv = process.env): number
   const raw = env[ENV];
   if (raw === undefined || raw === '') return DEFAULT_HEAP_GROWING_PERCENT;
   const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n > MAX_PERCENT) {
+  if (!/^\d+$/.test(raw.trim()) || n > MAX_PERCENT) {
     throw new Error(`${ENV} must be a whole number from 0 to ${MAX_PERCENT} (0 keeps V8's own heuristic), got ${JSON.stringify(raw)}`);
   }
   return n;
