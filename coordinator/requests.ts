@@ -16,6 +16,7 @@ import { status } from '@grpc/grpc-js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { checkMessageLength } from '../crypto/schemes.js';
+import { bytesEqual } from '../crypto/transcript.js';
 import { RpcError } from '../runtime/grpc.js';
 import type { Logger } from '../runtime/log.js';
 import { decodeUnsignedEthTx, EthTxError, evaluate, intentJson, intentOfPayload, signedEthTx, velocityKeyId, velocityKeys, type Usage } from '../policy/index.js';
@@ -199,7 +200,7 @@ export class RequestService {
         const out: Accepted[] = [];
         const audits: AuditEntry[] = [];
         // Keys used earlier in this group: a repeat is answered like existing() would once the row is in.
-        const keys = new Map<string, { actor: string; hash: string; accepted: { request: SignRequestRow; fresh: boolean } }>();
+        const keys = new Map<string, { actor: string; hash: Uint8Array; accepted: { request: SignRequestRow; fresh: boolean } }>();
         // Rows go in with one INSERT (store/repo.ts createSignRequests); the objects in `out` get them then.
         const rows: NewSignRequest[] = [];
         const slots: { request: SignRequestRow; fresh: boolean }[] = [];
@@ -227,7 +228,7 @@ export class RequestService {
           const key = item.idempotencyKey;
           const inGroup = key ? keys.get(key) : undefined;
           if (inGroup) {
-            const same = inGroup.actor === who.actor && inGroup.hash === bytesToHex(c.requestHash);
+            const same = inGroup.actor === who.actor && bytesEqual(inGroup.hash, c.requestHash);
             const repeat = { request: undefined as unknown as SignRequestRow, fresh: false };
             out.push(same ? repeat : { error: reusedKey(key) });
             // Its row exists once the group's rows are in.
@@ -264,7 +265,7 @@ export class RequestService {
           const accepted = { request: undefined as unknown as SignRequestRow, fresh: true };
           slots.push(accepted);
           out.push(accepted);
-          if (key) keys.set(key, { actor: who.actor, hash: bytesToHex(c.requestHash), accepted });
+          if (key) keys.set(key, { actor: who.actor, hash: c.requestHash, accepted });
           const base = { keysetId: c.ks.row.keysetId, source: who.source, ...(c.walletId ? { walletId: c.walletId, path: c.derivationPath } : {}) };
           audits.push(
             { actor: who.actor, action: 'sign.received', subject: requestId, details: { ...base, digest: bytesToHex(c.digest), idempotencyKey: key || null, ...(verdict.fields.intent ? { intent: verdict.fields.intent } : {}) } },
@@ -351,14 +352,14 @@ export class RequestService {
       if (e instanceof EthTxError) throw new RpcError(status.INVALID_ARGUMENT, `eth_tx: ${e.message}`);
       throw e;
     }
-    if (digest.length && bytesToHex(digest) !== bytesToHex(hash)) throw new RpcError(status.INVALID_ARGUMENT, 'digest is not the signing hash of eth_tx (leave digest empty)');
+    if (digest.length && !bytesEqual(digest, hash)) throw new RpcError(status.INVALID_ARGUMENT, 'digest is not the signing hash of eth_tx (leave digest empty)');
     return hash;
   }
 
   private async existing(q: Queryable, key: string, requestHash: Uint8Array, who: Submitter): Promise<{ request: SignRequestRow } | { error: RpcError } | undefined> {
     const row = await findSignRequestByIdempotencyKey(q, key);
     if (!row) return undefined;
-    if (bytesToHex(row.requestHash) !== bytesToHex(requestHash) || row.createdBy !== who.actor) return { error: reusedKey(key) };
+    if (!bytesEqual(row.requestHash, requestHash) || row.createdBy !== who.actor) return { error: reusedKey(key) };
     return { request: row };
   }
 
