@@ -10,7 +10,7 @@
  * that instance's reason and blame.
  */
 import { decodeFields, WireError } from './ecdsa/wire.js';
-import { ProtocolAbort, type Protocol, type ProtocolMessage, type Step } from './protocol.js';
+import { ProtocolAbort, runSlices, type Protocol, type ProtocolMessage, type Step } from './protocol.js';
 import { bytesEqual, encodeFields } from './transcript.js';
 
 const TAG = 'custody/protocol-batch/v1';
@@ -67,22 +67,35 @@ function split(incoming: readonly ProtocolMessage[], count: number): ProtocolMes
 }
 
 export function batchOf<P, S, O>(protocol: Protocol<P, S, O>): Protocol<readonly P[], S[], O[]> {
+  // One slice per instance: the instances are independent until their messages are merged.
+  function* startSliced(params: readonly P[]): Generator<void, { state: S[]; outgoing: ProtocolMessage[] }, void> {
+    if (params.length < 1 || params.length > MAX_PROTOCOL_BATCH) throw new RangeError(`a batch runs 1 to ${MAX_PROTOCOL_BATCH} instances`);
+    const started: { state: S; outgoing: ProtocolMessage[] }[] = [];
+    for (const p of params) {
+      if (started.length) yield;
+      started.push(protocol.start(p));
+    }
+    return { state: started.map((s) => s.state), outgoing: merge(started.map((s) => s.outgoing)) };
+  }
+  function* stepSliced(states: S[], incoming: readonly ProtocolMessage[]): Generator<void, Step<S[], O[]>, void> {
+    const parts = split(incoming, states.length);
+    const steps: Step<S, O>[] = [];
+    for (const [i, s] of states.entries()) {
+      if (i) yield;
+      steps.push(protocol.step(s, parts[i]!));
+    }
+    const outgoing = merge(steps.map((s) => s.outgoing));
+    const done = steps.filter((s) => s.done).length;
+    if (done === steps.length) return { done: true, output: steps.map((s) => (s as Extract<Step<S, O>, { done: true }>).output), outgoing };
+    if (done !== 0) throw new Error('batch instances left lockstep (some finished before others)');
+    return { done: false, state: steps.map((s) => (s as Extract<Step<S, O>, { done: false }>).state), outgoing };
+  }
   return {
     name: `${protocol.name}-batch`,
     rounds: protocol.rounds,
-    start(params) {
-      if (params.length < 1 || params.length > MAX_PROTOCOL_BATCH) throw new RangeError(`a batch runs 1 to ${MAX_PROTOCOL_BATCH} instances`);
-      const started = params.map((p) => protocol.start(p));
-      return { state: started.map((s) => s.state), outgoing: merge(started.map((s) => s.outgoing)) };
-    },
-    step(states, incoming): Step<S[], O[]> {
-      const parts = split(incoming, states.length);
-      const steps = states.map((s, i) => protocol.step(s, parts[i]!));
-      const outgoing = merge(steps.map((s) => s.outgoing));
-      const done = steps.filter((s) => s.done).length;
-      if (done === steps.length) return { done: true, output: steps.map((s) => (s as Extract<Step<S, O>, { done: true }>).output), outgoing };
-      if (done !== 0) throw new Error('batch instances left lockstep (some finished before others)');
-      return { done: false, state: steps.map((s) => (s as Extract<Step<S, O>, { done: false }>).state), outgoing };
-    },
+    start: (params) => runSlices(startSliced(params)),
+    step: (states, incoming) => runSlices(stepSliced(states, incoming)),
+    startSliced,
+    stepSliced,
   };
 }

@@ -27,6 +27,22 @@ export interface Protocol<P, S, O> {
   readonly rounds: number;
   start(params: P): { state: S; outgoing: ProtocolMessage[] };
   step(state: S, incoming: readonly ProtocolMessage[]): Step<S, O>;
+  /**
+   * Optional: `start` and `step` cut into slices, for protocols whose rounds are long (a batch of
+   * DKLs23 presignatures). Each `next()` does one slice; the result is the generator's return value
+   * and equals what start / step return. A caller runs other work between slices, so one heavy round
+   * does not hold up short requests behind it.
+   */
+  startSliced?(params: P): Generator<void, { state: S; outgoing: ProtocolMessage[] }, void>;
+  stepSliced?(state: S, incoming: readonly ProtocolMessage[]): Generator<void, Step<S, O>, void>;
+}
+
+/** Runs a sliced start / step to its end without pausing (what start / step do for batchOf). */
+export function runSlices<T>(slices: Generator<void, T, void>): T {
+  for (;;) {
+    const r = slices.next();
+    if (r.done) return r.value;
+  }
 }
 
 /**

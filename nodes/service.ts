@@ -40,6 +40,7 @@ import { exportRecoveryShare } from './recovery-export.js';
 import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
 import { vaultRpcError, vaultSigningRefusal } from './vault-errors.js';
+import { nextLoopTurn } from '../runtime/loop-turn.js';
 
 export interface NodeContext {
   nodeId: string;
@@ -173,8 +174,6 @@ function startPresign(ctx: NodeContext, p: EcdsaPresignParams): { key: KeyShare 
   return { key: key as KeyShare & { ecdsa: EcdsaKeyShare }, nodeIds };
 }
 
-/** Resolves after the event loop has been through a poll phase, so pending I/O has been served. */
-const nextLoopTurn = () => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
 
 /** What RunRound answers: outgoing messages, and the node's output once its part is complete. */
 type RoundAnswer = MessageInitShape<typeof RunRoundResponseSchema>;

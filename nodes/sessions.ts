@@ -8,6 +8,7 @@ import type { IdentityKeys } from '../crypto/peer-box.js';
 import { ProtocolAbort, type Protocol, type ProtocolMessage } from '../crypto/protocol.js';
 import type { PeerMessage } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
+import { nextLoopTurn } from '../runtime/loop-turn.js';
 import { unwrapIncoming, wrapOutgoing, type SessionPeers } from './envelope.js';
 import type { Roster } from './roster.js';
 
@@ -36,6 +37,8 @@ interface Live {
   /** Round whose messages we expect next; 0 once completed. */
   nextRound: number;
   completed: boolean;
+  /** A start or step is under way (it lets other calls run between its slices). */
+  busy: boolean;
   expiresAt: number;
 }
 
@@ -47,6 +50,16 @@ export function abortToRpc(e: ProtocolAbort): RpcError {
   const blame = e.blame.length ? ` (blame: party ${e.blame.join(', ')})` : '';
   // The reason travels too: an OT or multiplication check failure gets the blamed party banned for the keyset.
   return new RpcError(code, `protocol aborted, ${e.reason}: ${e.message}${blame}`, { 'custody-blame': e.blame.join(','), 'custody-abort-reason': e.reason });
+}
+
+/** Runs the sliced form when the protocol has one, letting other work through between slices. */
+async function sliced<T>(slices: Generator<void, T, void> | undefined, whole: () => T): Promise<T> {
+  if (!slices) return whole();
+  for (;;) {
+    const r = slices.next();
+    if (r.done) return r.value;
+    await nextLoopTurn();
+  }
 }
 
 export class Sessions {
@@ -68,39 +81,58 @@ export class Sessions {
     kind: SessionKind<P, S, O, R>,
     params: P,
   ): Promise<PeerMessage[]> {
-    if (this.live.has(peers.sessionId)) throw new RpcError(status.ALREADY_EXISTS, `session ${peers.sessionId} already exists`);
-    const { state, outgoing } = kind.protocol.start(params);
-    this.live.set(peers.sessionId, {
+    const sessionId = peers.sessionId;
+    if (this.live.has(sessionId)) throw new RpcError(status.ALREADY_EXISTS, `session ${sessionId} already exists`);
+    const s: Live = {
       peers,
       roster,
       kind: kind as SessionKind<unknown, unknown, unknown, unknown>,
-      state,
+      state: undefined,
       nextRound: 1,
       completed: false,
+      busy: true,
       expiresAt: Date.now() + SESSION_TTL_MS,
-    });
-    return wrapOutgoing(this.identity, roster, peers, outgoing);
+    };
+    // Registered before the work: a second start with this id is refused while this one runs.
+    this.live.set(sessionId, s);
+    let started;
+    try {
+      started = await sliced(kind.protocol.startSliced?.(params), () => kind.protocol.start(params));
+    } catch (e) {
+      if (this.live.get(sessionId) === s) this.live.delete(sessionId);
+      throw e;
+    }
+    this.ensureLive(sessionId, s, 0);
+    s.state = started.state;
+    s.busy = false;
+    return wrapOutgoing(this.identity, roster, peers, started.outgoing);
   }
 
   async step(sessionId: string, round: number, incoming: readonly PeerMessage[]): Promise<{ outgoing: PeerMessage[]; result?: unknown }> {
     const s = this.live.get(sessionId);
     if (!s) throw new RpcError(status.NOT_FOUND, `unknown or expired session ${sessionId}`);
+    if (s.busy) throw new RpcError(status.FAILED_PRECONDITION, `session ${sessionId} is busy with an earlier call; send the next round after that one answers`);
     if (s.completed || round !== s.nextRound) {
       throw new RpcError(status.FAILED_PRECONDITION, `session ${sessionId} expects round ${s.nextRound}, got round ${round}`);
     }
-    let messages: ProtocolMessage[];
     let next;
+    s.busy = true;
     try {
-      messages = unwrapIncoming(this.identity, s.roster, s.peers, round, incoming);
-      next = s.kind.protocol.step(s.state, messages);
+      const messages = unwrapIncoming(this.identity, s.roster, s.peers, round, incoming);
+      const protocol = s.kind.protocol;
+      next = await sliced(protocol.stepSliced?.(s.state, messages), () => protocol.step(s.state, messages));
     } catch (e) {
-      await this.drop(sessionId);
+      // A session ended meanwhile (finish, expiry) was dropped by whoever ended it.
+      if (this.live.get(sessionId) === s) await this.drop(sessionId);
       if (e instanceof ProtocolAbort) {
         await s.kind.onProtocolAbort?.(e);
         throw abortToRpc(e);
       }
       throw e;
+    } finally {
+      s.busy = false;
     }
+    this.ensureLive(sessionId, s, round);
     const outgoing = wrapOutgoing(this.identity, s.roster, s.peers, next.outgoing);
     if (!next.done) {
       s.state = next.state;
@@ -116,6 +148,13 @@ export class Sessions {
     } catch (e) {
       await this.drop(sessionId);
       throw e;
+    }
+  }
+
+  /** After the slices: the session may have been finished or swept meanwhile; its result is then void. */
+  private ensureLive(sessionId: string, s: Live, round: number): void {
+    if (this.live.get(sessionId) !== s) {
+      throw new RpcError(status.ABORTED, `session ${sessionId} ended while ${round ? `round ${round}` : 'its start'} ran`);
     }
   }
 

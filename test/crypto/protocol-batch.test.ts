@@ -10,7 +10,7 @@ import type { EcdsaKeyShare } from '../../crypto/ecdsa/keygen.js';
 import { ecdsaPresign, type Presignature } from '../../crypto/ecdsa/presign.js';
 import { decodeFields } from '../../crypto/ecdsa/wire.js';
 import { batchOf, MAX_PROTOCOL_BATCH } from '../../crypto/protocol-batch.js';
-import type { ProtocolMessage } from '../../crypto/protocol.js';
+import type { Protocol, ProtocolMessage, Step } from '../../crypto/protocol.js';
 import { encodeFields } from '../../crypto/transcript.js';
 import { runProtocol, type Tamper } from '../support/protocol-driver.js';
 import { keygenAllAsync, signWith } from './support/ecdsa-driver.js';
@@ -95,3 +95,51 @@ describe('protocol batches (DKLs23 presigning)', () => {
     expect(() => batch.start(Array.from({ length: MAX_PROTOCOL_BATCH + 1 }, (_, i) => ({ ...p, sessionId: `x/${i}` })))).toThrow(RangeError);
   });
 });
+
+/**
+ * A deterministic two-party protocol (each party broadcasts its input; the output is both inputs
+ * and the sum), so the sliced and whole forms of a batch can be compared output for output.
+ */
+const exchange: Protocol<{ self: number; value: number }, { self: number; value: number }, { values: number[]; sum: number }> = {
+  name: 'exchange',
+  rounds: 1,
+  start: (p) => ({ state: p, outgoing: [{ from: p.self, to: 0, round: 1, payload: Uint8Array.of(p.value) }] }),
+  step(state, incoming): Step<{ self: number; value: number }, { values: number[]; sum: number }> {
+    const other = incoming.find((m) => m.round === 1 && m.from !== state.self)!.payload[0]!;
+    return { done: true, output: { values: [state.value, other], sum: state.value + other }, outgoing: [] };
+  },
+};
+
+describe('protocol batches in slices', () => {
+  const toy = batchOf(exchange);
+  const drain = <T>(g: Generator<void, T, void>) => {
+    let pauses = 0;
+    for (;;) {
+      const r = g.next();
+      if (r.done) return { value: r.value, pauses };
+      pauses++;
+    }
+  };
+
+  it('gives the same messages and outputs as the whole start and step, pausing once between instances', () => {
+    const params = (self: number) => [3, 5, 7, 11].map((v) => ({ self, value: v * self }));
+    const whole = [1, 2].map((self) => toy.start(params(self)));
+    const sliced = [1, 2].map((self) => drain(toy.startSliced!(params(self))));
+    sliced.forEach((s, i) => {
+      expect(s.pauses).toBe(3);
+      expect(s.value).toEqual(whole[i]);
+    });
+    const stepWhole = toy.step(whole[0]!.state, whole[1]!.outgoing);
+    const stepSliced = drain(toy.stepSliced!(sliced[0]!.value.state, sliced[1]!.value.outgoing));
+    expect(stepSliced.pauses).toBe(3);
+    expect(stepSliced.value).toEqual(stepWhole);
+    expect(stepWhole.done && stepWhole.output.map((o) => o.sum)).toEqual([9, 15, 21, 33]);
+  });
+
+  it('checks the batch before the first slice: a malformed message aborts without any instance having run', () => {
+    const started = toy.start([{ self: 1, value: 1 }, { self: 1, value: 2 }]);
+    const g = toy.stepSliced!(started.state, [{ from: 2, to: 0, round: 1, payload: Uint8Array.of(1) }]);
+    expect(() => g.next()).toThrow(/not a batch of 2/);
+  });
+});
+
