@@ -6,7 +6,7 @@
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import type { IdentityKeys } from '../../crypto/peer-box.js';
-import type { Protocol, Step } from '../../crypto/protocol.js';
+import { runSlices, type Protocol, type Step } from '../../crypto/protocol.js';
 import type { SessionPeers } from '../../nodes/envelope.js';
 import type { Roster } from '../../nodes/roster.js';
 import { Sessions, type SessionKind } from '../../nodes/sessions.js';
@@ -24,13 +24,7 @@ function counter(rounds: number): Protocol<number, number, string> {
     for (let i = 1; i < SLICES; i++) yield;
     return state + 1 === rounds ? { done: true, output: `counted to ${rounds}`, outgoing: [] } : { done: false, state: state + 1, outgoing: [] };
   }
-  const whole = <T>(g: Generator<void, T, void>): T => {
-    for (;;) {
-      const r = g.next();
-      if (r.done) return r.value;
-    }
-  };
-  return { name: 'counter', rounds, start: (p) => whole(startSliced(p)), step: (s) => whole(stepSliced(s)), startSliced, stepSliced };
+  return { name: 'counter', rounds, start: (p) => runSlices(startSliced(p)), step: (s) => runSlices(stepSliced(s)), startSliced, stepSliced };
 }
 
 function kindOf(protocol: Protocol<number, number, string>) {
