@@ -33,6 +33,7 @@ import { logGroupBackend } from '../runtime/group-backend.js';
 import type { Sealer } from './store/sealer.js';
 import { rewrapSealedStore, VaultSealer } from './store/vault-sealer.js';
 import { withVaultErrors } from './vault-errors.js';
+import { PresignThread, presignNice, presignWorkerFile } from './presign-thread.js';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -62,6 +63,8 @@ async function main(): Promise<void> {
   initTracing(`custody-node-${nodeId}`);
   const log = createLogger(`node`, { base: { nodeId } });
   logGroupBackend(log);
+  // Read before anything opens, so a bad value stops the node with a message and nothing else.
+  const nice = presignNice();
 
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const sealer = await openSealer(values, nodeId, dataDir, log);
@@ -86,10 +89,12 @@ async function main(): Promise<void> {
   if (fault) log.warn({ fault }, 'FAULT INJECTION ENABLED: this node misbehaves on purpose (tests only)');
   const signer = new FrostSigner(nodeId, shares, nonces, async () => (await roster.getRecent())?.coordinatorKey, policy, fault);
   const sessions = new Sessions(identity);
+  const presignFile = presignWorkerFile();
+  const presign = presignFile ? new PresignThread(presignFile, { nice, ...(fault ? { fault } : {}) }, log) : undefined;
 
   const server = new grpc.Server(SERVER_OPTIONS);
   const checkVaultCredentials = sealer instanceof VaultSealer ? () => sealer.checkCredentials() : undefined;
-  const service = nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, policy, nonces, signer, shareStoreKind: sealer.kind, log, fault, allowRecoveryExport, rewrap: rewrapper(store, sealer), checkVaultCredentials });
+  const service = nodeService({ nodeId, version: VERSION, identity, roster, sessions, shares, bans, policy, nonces, signer, shareStoreKind: sealer.kind, log, fault, ...(presign ? { presign } : {}), allowRecoveryExport, rewrap: rewrapper(store, sealer), checkVaultCredentials });
   // Vault failures reach the coordinator as what they are (UNAVAILABLE, FAILED_PRECONDITION), not as INTERNAL.
   addService(server, NodeService, withVaultErrors(nodeId, service), ['coordinator'], { logger: log });
   const creds = serverCredentials(await loadPem(tlsDir, 'ca'), await loadPem(tlsDir, nodeId));
@@ -105,6 +110,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'node stopping');
     sessions.close();
     await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    await presign?.close();
     await nonces.close();
     await sealer.close?.();
     await shutdownTracing();

@@ -41,6 +41,8 @@ import { checkEpoch, type Fault, type FrostSigner } from './signer.js';
 import type { NonceStore } from './store/nonce-store.js';
 import { vaultRpcError, vaultSigningRefusal } from './vault-errors.js';
 import { nextLoopTurn } from '../runtime/loop-turn.js';
+import { presignProtocol } from './presign-protocol.js';
+import { keyRef, type PresignThread } from './presign-thread.js';
 
 export interface NodeContext {
   nodeId: string;
@@ -61,6 +63,8 @@ export interface NodeContext {
   /** Set by the node's own operator (CUSTODY_ALLOW_RECOVERY_EXPORT=1); off by default. */
   allowRecoveryExport?: boolean;
   fault?: Fault;
+  /** Presigning's own thread (nodes/presign-thread.ts); without it presigning runs on this one. */
+  presign?: PresignThread;
   log: Logger;
 }
 
@@ -111,8 +115,9 @@ async function sealPresignatures(ctx: NodeContext, keysetId: string, outs: reado
  */
 function presignKind(ctx: NodeContext, key: KeyShare & { ecdsa: EcdsaKeyShare }, count: number): SessionKind<unknown, unknown, unknown, PresignResult | PresignBatchResult> {
   const keysetId = key.keysetId;
-  const one = ctx.fault === 'bad-mul' ? corruptMultiplication(ecdsaPresign) : ecdsaPresign;
   const common = {
+    protocol: presignProtocol(count, ctx.fault),
+    ...(ctx.presign ? { runner: ctx.presign.runner(keyRef(keysetId, key.epoch ?? 0, key.ecdsa), key.ecdsa, count) } : {}),
     commit: async () => undefined,
     abort: async () => undefined,
     releaseOnCompletion: true,
@@ -124,32 +129,11 @@ function presignKind(ctx: NodeContext, key: KeyShare & { ecdsa: EcdsaKeyShare },
     },
   };
   if (count === 1) {
-    return { ...common, protocol: one as Protocol<unknown, unknown, unknown>, complete: async (_sessionId, out) => (await sealPresignatures(ctx, keysetId, [out as Presignature]))[0]! };
+    return { ...common, complete: async (_sessionId, out) => (await sealPresignatures(ctx, keysetId, [out as Presignature]))[0]! };
   }
   return {
     ...common,
-    protocol: batchOf(one) as Protocol<unknown, unknown, unknown>,
     complete: async (_sessionId, outs) => create(PresignBatchResultSchema, { presignatures: await sealPresignatures(ctx, keysetId, outs as Presignature[]) }),
-  };
-}
-
-/** Test-only ('bad-mul'): flips a bit of the multiplication message in every round-2 point-to-point payload. */
-function corruptMultiplication(p: typeof ecdsaPresign): typeof ecdsaPresign {
-  const MUL_FIELD = 3; // presign round-2 p2p layout: tag, sid, echo, mul, Gamma_u, Gamma_v, psi
-  return {
-    ...p,
-    step(state, incoming) {
-      const r = p.step(state, incoming);
-      const outgoing = r.outgoing.map((m) => {
-        if (m.round !== 2 || m.to === 0) return m;
-        const fields = decodeFields(m.payload);
-        const f = fields[MUL_FIELD]!.slice();
-        f[f.length - 3]! ^= 0x01;
-        fields[MUL_FIELD] = f;
-        return { ...m, payload: encodeFields(fields) };
-      });
-      return { ...r, outgoing };
-    },
   };
 }
 

@@ -5,7 +5,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import type { IdentityKeys } from '../crypto/peer-box.js';
-import { ProtocolAbort, type Protocol, type ProtocolMessage } from '../crypto/protocol.js';
+import { ProtocolAbort, type Protocol, type ProtocolMessage, type Step } from '../crypto/protocol.js';
 import type { PeerMessage } from '../proto/gen/custody/v1/node_pb.js';
 import { RpcError } from '../runtime/grpc.js';
 import { nextLoopTurn } from '../runtime/loop-turn.js';
@@ -26,6 +26,16 @@ export interface SessionKind<P, S, O, R> {
    * needs no FinishSession call (presignatures, sealed at completion).
    */
   releaseOnCompletion?: boolean;
+  /** Runs the protocol elsewhere (presigning: nodes/presign-thread.ts); `protocol` runs here otherwise. */
+  runner?: ProtocolRunner;
+}
+
+/** Where a session's state machine runs when not on this thread; the state it returns is opaque here. */
+export interface ProtocolRunner {
+  start(sessionId: string, params: unknown): Promise<{ state: unknown; outgoing: ProtocolMessage[] }>;
+  step(sessionId: string, state: unknown, incoming: readonly ProtocolMessage[]): Promise<Step<unknown, unknown>>;
+  /** The session ended before its output: forget its state. */
+  drop(sessionId: string): void;
 }
 
 interface Live {
@@ -97,7 +107,9 @@ export class Sessions {
     this.live.set(sessionId, s);
     let started;
     try {
-      started = await sliced(kind.protocol.startSliced?.(params), () => kind.protocol.start(params));
+      started = kind.runner
+        ? await kind.runner.start(sessionId, params)
+        : await sliced(kind.protocol.startSliced?.(params), () => kind.protocol.start(params));
     } catch (e) {
       if (this.live.get(sessionId) === s) this.live.delete(sessionId);
       throw e;
@@ -119,8 +131,10 @@ export class Sessions {
     s.busy = true;
     try {
       const messages = unwrapIncoming(this.identity, s.roster, s.peers, round, incoming);
-      const protocol = s.kind.protocol;
-      next = await sliced(protocol.stepSliced?.(s.state, messages), () => protocol.step(s.state, messages));
+      const { protocol, runner } = s.kind;
+      next = runner
+        ? await runner.step(sessionId, s.state, messages)
+        : await sliced(protocol.stepSliced?.(s.state, messages), () => protocol.step(s.state, messages));
     } catch (e) {
       // A session ended meanwhile (finish, expiry) was dropped by whoever ended it.
       if (this.live.get(sessionId) === s) await this.drop(sessionId);
@@ -163,6 +177,7 @@ export class Sessions {
     if (!s) throw new RpcError(status.NOT_FOUND, `unknown or expired session ${sessionId}`);
     if (commit && !s.completed) throw new RpcError(status.FAILED_PRECONDITION, `session ${sessionId} has not completed`);
     this.live.delete(sessionId);
+    if (!s.completed) s.kind.runner?.drop(sessionId);
     if (commit) await s.kind.commit(sessionId);
     else await s.kind.abort(sessionId);
   }
@@ -170,6 +185,7 @@ export class Sessions {
   private async drop(sessionId: string): Promise<void> {
     const s = this.live.get(sessionId);
     this.live.delete(sessionId);
+    if (s && !s.completed) s.kind.runner?.drop(sessionId);
     if (s) await s.kind.abort(sessionId).catch(() => undefined);
   }
 
