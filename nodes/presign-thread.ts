@@ -122,6 +122,8 @@ export class PresignThread {
   async close(): Promise<void> {
     const w = this.worker;
     this.worker = undefined;
+    for (const waiting of this.waiting.values()) waiting.reject(new Error('the node is stopping'));
+    this.waiting.clear();
     await w?.terminate();
   }
 

@@ -114,6 +114,13 @@ describe('presigning on its own thread', () => {
     await expect(r.step('never-started', null, [])).rejects.toThrow(/no session never-started/);
   });
 
+  it('answers a call still out when the node stops, instead of leaving it waiting', async () => {
+    const t = new PresignThread(WORKER, { nice: 0 }, log);
+    const pending = t.runner(keyRef('ks', 0, keys.get(1)!), keys.get(1)!, 1).start('stopping', { key: keys.get(1)!, signers: SIGNERS, sessionId: 'stopping' });
+    await t.close();
+    await expect(pending).rejects.toThrow(/the node is stopping/);
+  });
+
   it('runs at the priority it was given, below the rest of the process', () => {
     expect(infos).toContainEqual({ nice: NICE });
     // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value.
