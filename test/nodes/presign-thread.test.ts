@@ -117,8 +117,10 @@ describe('presigning on its own thread', () => {
   it('answers a call still out when the node stops, instead of leaving it waiting', async () => {
     const t = new PresignThread(WORKER, { nice: 0 }, log);
     const pending = t.runner(keyRef('ks', 0, keys.get(1)!), keys.get(1)!, 1).start('stopping', { key: keys.get(1)!, signers: SIGNERS, sessionId: 'stopping' });
+    // Awaited before the close, so the rejection is never without a handler.
+    const refused = expect(pending).rejects.toThrow(/the node is stopping/);
     await t.close();
-    await expect(pending).rejects.toThrow(/the node is stopping/);
+    await refused;
   });
 
   it('runs at the priority it was given, below the rest of the process', () => {
