@@ -53,7 +53,8 @@ export type Produce = (count: number) => Promise<ReadyPresignature[]>;
 export const setKey = (nodeIds: readonly string[]) => [...nodeIds].sort().join('+');
 
 export class PresignPool {
-  private readonly ready = new Map<string, ReadyPresignature[]>();
+  /** Per keyset, oldest first, each with its signer set's key (setKey), computed once when it arrives. */
+  private readonly ready = new Map<string, { set: string; presig: ReadyPresignature }[]>();
   private readonly refilling = new Set<string>();
   private readonly demand: DemandMeter;
 
@@ -77,8 +78,8 @@ export class PresignPool {
     const list = this.ready.get(keysetId);
     if (!list) return undefined;
     const want = setKey(nodeIds);
-    const i = list.findIndex((p) => setKey(p.signers.map((s) => s.nodeId)) === want);
-    return i < 0 ? undefined : list.splice(i, 1)[0];
+    const i = list.findIndex((p) => p.set === want);
+    return i < 0 ? undefined : list.splice(i, 1)[0]!.presig;
   }
 
   /** Drops every presignature of a keyset (its pairwise setup changed). */
@@ -91,7 +92,7 @@ export class PresignPool {
     const list = this.ready.get(keysetId);
     if (!list || !nodeIds.length) return;
     const bad = new Set(nodeIds);
-    this.ready.set(keysetId, list.filter((p) => !p.signers.some((s) => bad.has(s.nodeId))));
+    this.ready.set(keysetId, list.filter((p) => !p.presig.signers.some((s) => bad.has(s.nodeId))));
   }
 
   /** How many presignatures the keyset should hold now: about DEMAND_WINDOW_MS of requests. */
@@ -144,7 +145,7 @@ export class PresignPool {
                 }
                 let list = this.ready.get(keysetId);
                 if (!list) this.ready.set(keysetId, (list = []));
-                list.push(...got);
+                for (const presig of got) list.push({ set: setKey(presig.signers.map((s) => s.nodeId)), presig });
                 made += got.length;
               },
               (e: unknown) => {
