@@ -3,11 +3,9 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { status } from '@grpc/grpc-js';
 import { ecdsaKeygen, type EcdsaKeygenParams, type EcdsaKeyShare } from '../crypto/ecdsa/keygen.js';
 import { derivedKey } from './derivation.js';
-import { ecdsaPresign, encodePresignature, type PresignParams, type Presignature } from '../crypto/ecdsa/presign.js';
-import { decodeFields } from '../crypto/ecdsa/wire.js';
-import { batchOf, instanceSessionId, MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
-import type { Protocol, ProtocolAbort } from '../crypto/protocol.js';
-import { encodeFields } from '../crypto/transcript.js';
+import { encodePresignature, type PresignParams, type Presignature } from '../crypto/ecdsa/presign.js';
+import { instanceSessionId, MAX_PROTOCOL_BATCH } from '../crypto/protocol-batch.js';
+import type { ProtocolAbort } from '../crypto/protocol.js';
 import { frostDkg, type DkgOutput, type DkgParams as CryptoDkgParams } from '../crypto/frost/dkg.js';
 import { isScheme, type Scheme } from '../crypto/schemes.js';
 import { curveFromProto, schemeFromProto } from '../proto/convert.js';
@@ -157,7 +155,6 @@ function startPresign(ctx: NodeContext, p: EcdsaPresignParams): { key: KeyShare 
   }
   return { key: key as KeyShare & { ecdsa: EcdsaKeyShare }, nodeIds };
 }
-
 
 /** What RunRound answers: outgoing messages, and the node's output once its part is complete. */
 type RoundAnswer = MessageInitShape<typeof RunRoundResponseSchema>;
