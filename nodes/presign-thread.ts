@@ -15,6 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { encodeEcdsaKeyShare, type EcdsaKeyShare } from '../crypto/ecdsa/keygen.js';
 import type { PresignParams } from '../crypto/ecdsa/presign.js';
 import { ProtocolAbort, type AbortReason, type ProtocolMessage, type Step } from '../crypto/protocol.js';
+import { wholeNumberFromEnv } from '../runtime/env-number.js';
 import type { Logger } from '../runtime/log.js';
 import type { ProtocolRunner } from './sessions.js';
 import type { Fault } from './signer.js';
@@ -54,12 +55,7 @@ const THREAD_ENV = 'CUSTODY_PRESIGN_THREAD';
 
 /** The nice value for the presigning thread: CUSTODY_PRESIGN_NICE (0 to 19; 0 keeps the node's priority). */
 export function presignNice(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[NICE_ENV];
-  if (raw === undefined || raw === '') return DEFAULT_PRESIGN_NICE;
-  if (!/^\d+$/.test(raw.trim()) || Number(raw) > 19) {
-    throw new Error(`${NICE_ENV} must be a whole number from 0 to 19 (0 keeps the node's priority), got ${JSON.stringify(raw)}`);
-  }
-  return Number(raw);
+  return wholeNumberFromEnv(env, NICE_ENV, DEFAULT_PRESIGN_NICE, 19, "keeps the node's priority");
 }
 
 /** The compiled worker, unless CUSTODY_PRESIGN_THREAD=0 or running from the TypeScript sources (presigning then runs on the main thread). */

@@ -9,6 +9,7 @@
  * for a few tens of megabytes more heap.
  */
 import { setFlagsFromString } from 'node:v8';
+import { wholeNumberFromEnv } from './env-number.js';
 
 export const DEFAULT_HEAP_GROWING_PERCENT = 200;
 const MAX_PERCENT = 1000;
@@ -16,13 +17,7 @@ const ENV = 'CUSTODY_HEAP_GROWING_PERCENT';
 
 /** The growth to apply: CUSTODY_HEAP_GROWING_PERCENT when set (0 leaves V8's own heuristic), else the default. */
 export function heapGrowingPercent(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[ENV];
-  if (raw === undefined || raw === '') return DEFAULT_HEAP_GROWING_PERCENT;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || n > MAX_PERCENT) {
-    throw new Error(`${ENV} must be a whole number from 0 to ${MAX_PERCENT} (0 keeps V8's own heuristic), got ${JSON.stringify(raw)}`);
-  }
-  return n;
+  return wholeNumberFromEnv(env, ENV, DEFAULT_HEAP_GROWING_PERCENT, MAX_PERCENT, "keeps V8's own heuristic");
 }
 
 /**
