@@ -99,13 +99,10 @@ export class PresignThread {
           bytes = encodeEcdsaKeyShare(key);
           this.sent.add(ref);
         }
-        try {
-          const r = await this.call(worker, { kind: 'start', sessionId, keyRef: ref, ...(bytes ? { key: bytes } : {}), count, instances });
-          return { state: null, outgoing: r.outgoing ?? [] };
-        } finally {
-          // postMessage copied it; this copy of the secret goes now.
-          bytes?.fill(0);
-        }
+        const reply = this.call(worker, { kind: 'start', sessionId, keyRef: ref, ...(bytes ? { key: bytes } : {}), count, instances });
+        // postMessage has copied it; this copy of the secret goes now, not after the thread answers.
+        bytes?.fill(0);
+        return { state: null, outgoing: (await reply).outgoing ?? [] };
       },
       step: async (sessionId, _state, incoming): Promise<Step<unknown, unknown>> => {
         const r = await this.call(this.current(), { kind: 'step', sessionId, incoming });
